@@ -1,0 +1,160 @@
+"""The command line: a thin click layer over the library.
+
+Each command parses its options, calls one library function and returns an exit
+code. Only :func:`main` turns exceptions into output: a JsopsError prints one line
+per message on stderr and exits 1; click's usage errors exit 1 too (not 2, which
+means "plan has changes" with --detailed-exitcode); anything unexpected prints one
+line and exits 1, with the traceback only under ``-v``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.errors import JsopsError, ManifestError
+
+
+@dataclass
+class Options:
+    """Global options, merged from the group and the subcommand."""
+
+    config: str | None = None
+    env: str | None = None
+    server: str | None = None
+    creds: str | None = None
+    context: str | None = None
+    no_color: bool = False
+    verbose: bool = False
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _merge(ctx: click.Context, **kwargs: Any) -> Options:
+    opts: Options = ctx.ensure_object(Options)
+    for key, value in kwargs.items():
+        if value not in (None, False):
+            setattr(opts, key, value)
+    return opts
+
+
+def global_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options accepted both before and after the command name."""
+    decorators = [
+        click.option("--config", "config", metavar="FILE", help="Project file (./jsops.yaml)."),
+        click.option("-e", "--env", "env", metavar="ENV", help="Environment from jsops.yaml."),
+        click.option("--server", metavar="URL", help="Server URL(s), overrides the environment."),
+        click.option("--creds", metavar="FILE", help="NATS credentials file."),
+        click.option("--context", metavar="NAME", help="A nats CLI context."),
+        click.option("--no-color", is_flag=True, default=False, help="No colors in output."),
+        click.option("-v", "--verbose", is_flag=True, default=False, help="Tracebacks, details."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(package_name="jsops", prog_name="jsops")
+@click.pass_context
+def cli(ctx: click.Context, **kwargs: Any) -> None:
+    """jsops: declarative GitOps for NATS JetStream (validate, plan, apply)."""
+    _merge(ctx, **kwargs)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@global_options
+@click.pass_context
+def validate(ctx: click.Context, paths: tuple[str, ...], **kwargs: Any) -> int:
+    """Validate manifests offline (no server needed). Exit 0 when valid, 1 otherwise."""
+    from reconciler.environments import load_project
+    from reconciler.validate import validate_project
+
+    opts = _merge(ctx, **kwargs)
+    project = load_project(opts.config)
+    problems = validate_project(project, list(paths) or None)
+    if problems:
+        raise ManifestError(problems)
+    _err("manifests are valid")
+    return 0
+
+
+@cli.command()
+@click.option("--out", "out", default="schemas", show_default=True, metavar="DIR")
+@global_options
+@click.pass_context
+def schema(ctx: click.Context, out: str, **kwargs: Any) -> int:
+    """Write the JSON Schema of every manifest kind into DIR."""
+    from reconciler.schemas import write_schemas
+
+    _merge(ctx, **kwargs)
+    for path in write_schemas(out):
+        click.echo(str(path))
+    return 0
+
+
+@cli.command()
+@click.option("--port", default=4222, show_default=True, type=int)
+@click.option("--http-port", default=8222, show_default=True, type=int)
+@click.option("--data", "data", type=click.Path(), default=None, metavar="DIR",
+              help="Store dir (default $APP_ROOT/nats-js, APP_ROOT defaults to .data).")
+@global_options
+@click.pass_context
+def server(ctx: click.Context, port: int, http_port: int, data: str | None, **kwargs: Any) -> int:
+    """Run the bundled nats-server with JetStream for local work (Ctrl-C stops it)."""
+    from reconciler.server import run_embedded_server
+
+    _merge(ctx, **kwargs)
+    return run_embedded_server(port=port, data_dir=Path(data) if data else None,
+                               http_port=http_port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the CLI and map every outcome to an exit code (0, 1 or 2)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        result = cli.main(args=args, prog_name="jsops", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:  # usage errors: exit 1, not click's 2
+        exc.show()
+        return 1
+    except click.exceptions.Abort:
+        _err("aborted")
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except JsopsError as exc:
+        for line in exc.lines():
+            _err(line)
+        if verbose:
+            traceback.print_exc()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        if verbose:
+            traceback.print_exc()
+        _err(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for details)")
+        return 1
+    return int(result or 0)
+
+
+def run() -> None:  # pragma: no cover - console script wrapper
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run()

@@ -1,0 +1,108 @@
+"""Errors and diagnostics.
+
+Every error jsops reports to a user is a :class:`JsopsError`; the CLI turns it into
+one line per message on stderr and exit 1 (``cli.main`` is the only place that does).
+
+    JsopsError                    anything a user can act on (exit 1)
+    ├── UsageError                bad command line or project file option
+    ├── ManifestError             one or more located Diagnostics (validation)
+    ├── ConnectionFailed          server unreachable, bad credentials, no JetStream
+    ├── ApiError                  the JetStream API answered with an error
+    ├── StalePlanError            a saved plan no longer matches the live state
+    └── ApplyRefused / ApplyFailed  refusals before writing, failures during apply
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place in a manifest file: 1-based line and column."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if not self.line:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in the manifests, with where it is.
+
+    ``code`` is a stable slug for programs (``unknown_field``, ``bad_duration``...);
+    ``message`` is for people; ``hint`` is an optional "did you mean" suggestion,
+    already included in ``str()``.
+    """
+
+    location: Location
+    message: str
+    code: str = "invalid"
+    hint: str | None = None
+    related: tuple[Location, ...] = field(default=())
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        loc = self.location
+        return (loc.file, loc.line, loc.col, self.message)
+
+
+class JsopsError(Exception):
+    """An error meant for the user: printed as one line per message, exit 1."""
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+class UsageError(JsopsError):
+    """Bad command-line usage or project configuration."""
+
+
+class ManifestError(JsopsError):
+    """Manifests did not validate; carries every diagnostic found."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        super().__init__(f"{len(self.diagnostics)} error(s) in manifests")
+
+    def lines(self) -> list[str]:
+        return [str(d) for d in self.diagnostics]
+
+
+class ConnectionFailed(JsopsError):
+    """The server could not be reached, refused our credentials, or has no JetStream."""
+
+
+class ApiError(JsopsError):
+    """The JetStream API answered with an error object."""
+
+    def __init__(
+        self, description: str, *, code: int = 0, err_code: int = 0, subject: str = ""
+    ) -> None:
+        self.description = description
+        self.code = code
+        self.err_code = err_code
+        self.subject = subject
+        super().__init__(f"{description} (err_code {err_code})" if err_code else description)
+
+
+class StalePlanError(JsopsError):
+    """A saved plan was made against a live state that has changed since."""
+
+
+class ApplyRefused(JsopsError):
+    """apply refused to start: nothing was written."""
+
+
+class ApplyFailed(JsopsError):
+    """Some changes failed during apply; the summary says what was and was not done."""

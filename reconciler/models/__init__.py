@@ -1,0 +1,26 @@
+"""Manifest models (pydantic v2, ``extra="forbid"``) with server field names."""
+
+from reconciler.models.consumer import ConsumerSpec
+from reconciler.models.envelope import (
+    API_VERSION,
+    KINDS,
+    Address,
+    ConsumerManifest,
+    Manifest,
+    Resource,
+    StreamManifest,
+)
+from reconciler.models.stream import StreamSource, StreamSpec
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "Address",
+    "ConsumerManifest",
+    "ConsumerSpec",
+    "Manifest",
+    "Resource",
+    "StreamManifest",
+    "StreamSource",
+    "StreamSpec",
+]

@@ -1,0 +1,108 @@
+"""The manifest envelope (apiVersion, kind, metadata, spec) and desired resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field
+
+from reconciler.models.consumer import ConsumerSpec
+from reconciler.models.stream import StreamSpec
+from reconciler.models.types import STRICT, Name
+
+if TYPE_CHECKING:
+    from reconciler.errors import Location
+    from reconciler.load import Document
+
+API_VERSION = "jsops/v1"
+
+
+class ResourceMetadata(BaseModel):
+    model_config = STRICT
+    name: Name
+    tenant: str | None = None
+    account: str | None = None
+    environments: list[str] | None = None
+    prevent_destroy: bool = False
+
+
+class ConsumerMetadata(ResourceMetadata):
+    stream: Name
+
+
+class StreamManifest(BaseModel):
+    """A JetStream stream, as declared in git."""
+
+    model_config = STRICT
+    apiVersion: Literal["jsops/v1"]  # noqa: N815 - manifest key
+    kind: Literal["Stream"]
+    metadata: ResourceMetadata
+    spec: StreamSpec = Field(default_factory=StreamSpec)
+
+
+class ConsumerManifest(BaseModel):
+    """A durable JetStream consumer of a stream, as declared in git."""
+
+    model_config = STRICT
+    apiVersion: Literal["jsops/v1"]  # noqa: N815 - manifest key
+    kind: Literal["Consumer"]
+    metadata: ConsumerMetadata
+    spec: ConsumerSpec = Field(default_factory=ConsumerSpec)
+
+
+Manifest = StreamManifest | ConsumerManifest
+
+# kind -> model; one JSON Schema per kind is generated from this table.
+KINDS: dict[str, type[BaseModel]] = {
+    "Stream": StreamManifest,
+    "Consumer": ConsumerManifest,
+}
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """What a resource is, independent of where it is declared.
+
+    ``stream`` is set for consumers only; ``account`` is None for the connection's account.
+    """
+
+    kind: str
+    name: str
+    stream: str | None = None
+    account: str | None = None
+
+    def __str__(self) -> str:
+        prefix = f"{self.account}:" if self.account else ""
+        if self.stream:
+            return f"{self.kind} {prefix}{self.stream}/{self.name}"
+        return f"{self.kind} {prefix}{self.name}"
+
+    @property
+    def target(self) -> str:
+        """The ``--target KIND/NAME`` spelling (consumers: ``Consumer/STREAM/NAME``)."""
+        if self.stream:
+            return f"{self.kind}/{self.stream}/{self.name}"
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass
+class Resource:
+    """A validated desired resource with where it was declared."""
+
+    address: Address
+    manifest: Manifest
+    location: Location
+    document: Document | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def spec(self) -> StreamSpec | ConsumerSpec:
+        return self.manifest.spec
+
+    @property
+    def metadata(self) -> ResourceMetadata:
+        return self.manifest.metadata
+
+    def in_environment(self, env: str) -> bool:
+        envs = self.manifest.metadata.environments
+        return envs is None or env in envs

@@ -1,0 +1,145 @@
+"""Annotated field types shared by the manifest models: units, names, subjects."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from reconciler.models.units import UnitError, parse_duration, parse_size
+
+MAX_NAME_LEN = 255
+_BAD_NAME_CHARS = re.compile(r"[\s.*>/\\]")
+
+# Every manifest model forbids unknown keys and keeps API field names.
+STRICT = ConfigDict(extra="forbid", populate_by_name=False, validate_default=False)
+
+
+def _duration(value: Any) -> int:
+    try:
+        ns = parse_duration(value)
+    except UnitError as exc:
+        raise PydanticCustomError("bad_duration", str(exc)) from None
+    if ns < 0:
+        raise PydanticCustomError("bad_duration", "a duration cannot be negative")
+    return ns
+
+
+def _size(value: Any) -> int:
+    try:
+        n = parse_size(value)
+    except UnitError as exc:
+        raise PydanticCustomError("bad_size", str(exc)) from None
+    if n < -1:
+        raise PydanticCustomError("bad_size", "a size is -1 (unlimited) or at least 0")
+    return n
+
+
+def _count(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "unlimited":
+        return -1
+    return value
+
+
+def check_name(value: str, what: str = "name") -> str | None:
+    """Why ``value`` is not a valid stream/consumer name, or None when it is."""
+    if not value:
+        return f"{what} must not be empty"
+    if len(value) > MAX_NAME_LEN:
+        return f"{what} is {len(value)} characters long, the limit is {MAX_NAME_LEN}"
+    bad = _BAD_NAME_CHARS.search(value)
+    if bad:
+        char = bad.group()
+        shown = repr(char) if char.isspace() else f'"{char}"'
+        return f'{what} "{value}" must not contain {shown} (no whitespace, ".", "*", ">", "/", "\\")'
+    return None
+
+
+def _name(value: str) -> str:
+    problem = check_name(value)
+    if problem:
+        raise PydanticCustomError("bad_name", problem)
+    return value
+
+
+def check_subject(subject: str, *, wildcards: bool = True) -> str | None:
+    """Why ``subject`` is not a valid NATS subject (or filter), or None when it is."""
+    if not subject:
+        return "subject must not be empty"
+    if any(ch.isspace() for ch in subject):
+        return f'subject "{subject}" must not contain whitespace'
+    tokens = subject.split(".")
+    for i, token in enumerate(tokens):
+        if token == "":
+            return f'subject "{subject}" has an empty token'
+        if token == ">" and i != len(tokens) - 1:
+            return f'subject "{subject}": ">" must be the last token'
+        if not wildcards and token in ("*", ">"):
+            return f'subject "{subject}" must not contain wildcards'
+    return None
+
+
+def _subject(value: str) -> str:
+    problem = check_subject(value)
+    if problem:
+        raise PydanticCustomError("bad_subject", problem)
+    return value
+
+
+def _literal_subject(value: str) -> str:
+    problem = check_subject(value, wildcards=False)
+    if problem:
+        raise PydanticCustomError("bad_subject", problem)
+    return value
+
+
+def _timestamp(value: Any) -> str:
+    """RFC 3339 timestamp, kept as the string the user wrote (compared as instants)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise PydanticCustomError("bad_time", "timestamp needs a timezone, e.g. Z or +01:00")
+        return value.isoformat().replace("+00:00", "Z")
+    if not isinstance(value, str):
+        raise PydanticCustomError("bad_time", "expected an RFC 3339 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PydanticCustomError(
+            "bad_time", f'invalid timestamp "{value}": expected RFC 3339, e.g. 2026-01-02T15:04:05Z'
+        ) from None
+    if parsed.tzinfo is None:
+        raise PydanticCustomError("bad_time", "timestamp needs a timezone, e.g. Z or +01:00")
+    return value
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "description": "nanoseconds"},
+        {"type": "string", "pattern": r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d))+)$"},
+    ]
+}
+_SIZE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": -1, "description": "bytes; -1 is unlimited"},
+        {
+            "type": "string",
+            "pattern": r"^-?[0-9]+(\.[0-9]+)?\s*([KMGTP]i?B|[kmgtp]i?b|B)?$",
+        },
+    ]
+}
+
+Duration = Annotated[int, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Size = Annotated[int, BeforeValidator(_size), WithJsonSchema(_SIZE_SCHEMA)]
+Limit = Annotated[int, BeforeValidator(_count)]
+Name = Annotated[str, AfterValidator(_name)]
+Subject = Annotated[str, AfterValidator(_subject)]
+LiteralSubject = Annotated[str, AfterValidator(_literal_subject)]
+Timestamp = Annotated[
+    str,
+    BeforeValidator(_timestamp),
+    PlainSerializer(lambda v: v, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
