@@ -90,6 +90,137 @@ def validate(ctx: click.Context, paths: tuple[str, ...], **kwargs: Any) -> int:
     return 0
 
 
+def _target(opts: Options) -> Any:
+    from reconciler.api import resolve_target
+
+    return resolve_target(
+        opts.config, opts.env, server=opts.server, creds=opts.creds, context=opts.context
+    )
+
+
+def _color(opts: Options) -> bool:
+    return not opts.no_color and not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--out", "out", metavar="PLANFILE", help="Save the plan for `jsops apply FILE`.")
+@click.option("--prune", is_flag=True, help="Plan deletes of owned resources no manifest declares.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="KIND/NAME",
+    help="Only this resource (Stream/NAME, Consumer/STREAM/NAME); repeatable.",
+)
+@click.option("--show-noop", is_flag=True, help="List unchanged resources too (text format).")
+@global_options
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    fmt: str,
+    out: str | None,
+    prune: bool,
+    detailed_exitcode: bool,
+    targets: tuple[str, ...],
+    show_noop: bool,
+    **kwargs: Any,
+) -> int:
+    """Show what apply would change (nothing is written)."""
+    from reconciler import api, planfile, render
+
+    opts = _merge(ctx, **kwargs)
+    the_plan = api.plan(_target(opts), prune=prune, targets=targets)
+    if fmt == "text":
+        click.echo(render.render_text(the_plan, color=_color(opts), show_noop=show_noop), nl=False)
+    else:
+        click.echo(render.RENDERERS[fmt](the_plan), nl=False)
+    if out:
+        planfile.write_plan(the_plan, out)
+        _err(f"plan saved to {out}")
+    _err(render.summary_line(the_plan))
+    return 2 if detailed_exitcode and the_plan.has_changes else 0
+
+
+@cli.command()
+@click.argument("planfile", required=False, type=click.Path())
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--prune", is_flag=True, help="Delete owned resources no manifest declares.")
+@click.option(
+    "--allow-replace",
+    is_flag=True,
+    help="Allow delete-and-recreate of resources the server cannot change in place.",
+)
+@click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
+@global_options
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    planfile: str | None,
+    auto_approve: bool,
+    prune: bool,
+    allow_replace: bool,
+    targets: tuple[str, ...],
+    **kwargs: Any,
+) -> int:
+    """Apply the manifests (plan, confirm, apply) or exactly a saved PLANFILE."""
+    from reconciler import api, render
+    from reconciler import planfile as planfiles
+    from reconciler.errors import ApplyRefused
+
+    opts = _merge(ctx, **kwargs)
+    color = _color(opts)
+    saved = planfiles.read_plan(planfile) if planfile else None
+    target = _target(opts) if saved is None else _saved_target(opts, saved)
+
+    def show(the_plan: Any) -> None:
+        click.echo(render.render_text(the_plan, color=color), nl=False)
+
+    def confirm(the_plan: Any) -> bool:
+        _err(render.summary_line(the_plan))
+        if auto_approve:
+            return True
+        if not sys.stdin.isatty():
+            raise ApplyRefused(
+                "refusing to apply without confirmation: no terminal to ask on "
+                "(pass --auto-approve), nothing was changed"
+            )
+        return click.confirm("Apply these changes?", default=False, err=True)
+
+    def event(kind: str, change: Any, why: str) -> None:
+        if kind == "done":
+            _err(f"{change.action.value}: {change.address} ... done")
+
+    the_plan, result = api.apply(
+        target,
+        saved=saved,
+        prune=prune,
+        allow_replace=allow_replace,
+        targets=targets,
+        confirm=confirm,
+        on_plan=show,
+        on_event=event,
+    )
+    if result is None:
+        _err(render.summary_line(the_plan))
+        return 0
+    _err(f"Apply complete: {result.summary()}.")
+    return 0
+
+
+def _saved_target(opts: Options, saved: Any) -> Any:
+    if opts.env is None:
+        opts.env = saved.environment
+    return _target(opts)
+
+
 @cli.command()
 @click.option("--out", "out", default="schemas", show_default=True, metavar="DIR")
 @global_options
@@ -107,8 +238,14 @@ def schema(ctx: click.Context, out: str, **kwargs: Any) -> int:
 @cli.command()
 @click.option("--port", default=4222, show_default=True, type=int)
 @click.option("--http-port", default=8222, show_default=True, type=int)
-@click.option("--data", "data", type=click.Path(), default=None, metavar="DIR",
-              help="Store dir (default $APP_ROOT/nats-js, APP_ROOT defaults to .data).")
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(),
+    default=None,
+    metavar="DIR",
+    help="Store dir (default $APP_ROOT/nats-js, APP_ROOT defaults to .data).",
+)
 @global_options
 @click.pass_context
 def server(ctx: click.Context, port: int, http_port: int, data: str | None, **kwargs: Any) -> int:
@@ -116,8 +253,9 @@ def server(ctx: click.Context, port: int, http_port: int, data: str | None, **kw
     from reconciler.server import run_embedded_server
 
     _merge(ctx, **kwargs)
-    return run_embedded_server(port=port, data_dir=Path(data) if data else None,
-                               http_port=http_port)
+    return run_embedded_server(
+        port=port, data_dir=Path(data) if data else None, http_port=http_port
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         return 1
-    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+    except Exception as exc:
         if verbose:
             traceback.print_exc()
         _err(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for details)")

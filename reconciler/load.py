@@ -191,7 +191,8 @@ def render(
         return template.render(**variables), None
     except jinja2.TemplateSyntaxError as exc:
         return None, Diagnostic(
-            Location(path, exc.lineno or 0, 1), f"template syntax error: {exc.message}",
+            Location(path, exc.lineno or 0, 1),
+            f"template syntax error: {exc.message}",
             code="template_syntax",
         )
     except jinja2.UndefinedError as exc:
@@ -228,7 +229,7 @@ def _doc_start_lines(text: str) -> list[int]:
     """1-based first line of each YAML document, from the ``---`` separators."""
     starts = [m.start() for m in _DOC_START.finditer(text)]
     lines: list[int] = []
-    if not starts or text[: starts[0]].strip(" \t\r\n") and not _only_comments(text[: starts[0]]):
+    if not starts or (text[: starts[0]].strip(" \t\r\n") and not _only_comments(text[: starts[0]])):
         lines.append(1)
     for pos in starts:
         lines.append(text.count("\n", 0, pos) + 2)
@@ -239,18 +240,32 @@ def _only_comments(chunk: str) -> bool:
     return all(not ln.strip() or ln.lstrip().startswith(("#", "%")) for ln in chunk.splitlines())
 
 
+def _plain(node: Any) -> Any:
+    """Round-trip containers and scalars as plain Python data (as the safe loader gives)."""
+    if isinstance(node, dict):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    for base in (int, float, str):
+        if isinstance(node, base):
+            return base(node)
+    return node
+
+
 def parse(source: SourceFile) -> tuple[list[Document], list[Diagnostic]]:
     """Parse one rendered file into its non-empty documents."""
-    yaml = YAML(typ="safe", pure=False)
     try:
-        raw_docs = list(yaml.load_all(source.rendered))
-    except YAMLError as exc:
-        # The round-trip parser words its errors better and marks them the same way.
+        raw_docs = list(YAML(typ="safe", pure=False).load_all(source.rendered))
+    except YAMLError:
+        # libyaml follows YAML 1.1 in places where the round-trip (YAML 1.2) parser is
+        # more lenient (e.g. "[nats://h:4222]" in a flow sequence): the round-trip parser
+        # decides, and words its errors better.
         try:
-            list(YAML(typ="rt").load_all(source.rendered))
-        except YAMLError as rt_exc:
-            exc = rt_exc
-        return [], [_yaml_error(source.path, exc)]
+            raw_docs = [_plain(d) for d in YAML(typ="rt").load_all(source.rendered)]
+        except YAMLError as exc:
+            return [], [_yaml_error(source.path, exc)]
     starts = _doc_start_lines(source.rendered)
     documents = []
     for index, data in enumerate(raw_docs):
@@ -261,9 +276,7 @@ def parse(source: SourceFile) -> tuple[list[Document], list[Diagnostic]]:
     return documents, []
 
 
-def load_manifests(
-    paths: Sequence[str | Path], variables: Mapping[str, Any]
-) -> LoadResult:
+def load_manifests(paths: Sequence[str | Path], variables: Mapping[str, Any]) -> LoadResult:
     """Discover, render and parse every manifest file; collect every problem."""
     files, diagnostics = discover(paths)
     env = _jinja_env()

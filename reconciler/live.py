@@ -1,0 +1,357 @@
+"""Live reading: one connection per environment, the raw JetStream JSON API.
+
+Every JetStream request goes through :meth:`JetStreamClient.request`, which builds
+the subject from the environment's API prefix (``$JS.API`` or ``$JS.<domain>.API``),
+sends raw JSON (nats-py's typed JetStream manager drops fields it does not know, so
+it is never used for configs), and turns an error reply into :class:`ApiError`.
+
+Reads are bulk: ``STREAM.LIST`` pages (256 per page) and one ``CONSUMER.LIST`` paging
+per stream, run concurrently under a bound; never one INFO request per resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from reconciler.environments import DEFAULT_URL, EnvironmentConfig
+from reconciler.errors import ApiError, ConnectionFailed, UsageError
+
+LIST_CONCURRENCY = 64
+WRITE_SUBJECTS = (
+    "STREAM.CREATE.",
+    "STREAM.UPDATE.",
+    "STREAM.DELETE.",
+    "STREAM.PURGE.",
+    "CONSUMER.CREATE.",
+    "CONSUMER.DURABLE.CREATE.",
+    "CONSUMER.DELETE.",
+    "CONSUMER.PAUSE.",
+)
+
+
+@dataclass
+class ConnectSettings:
+    """Where and how to connect. ``describe()`` never shows a secret."""
+
+    servers: list[str]
+    domain: str | None = None
+    api_prefix: str | None = None
+    creds: str | None = None
+    nkey: str | None = None
+    token: str | None = field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    timeout: float = 5.0
+
+    @property
+    def prefix(self) -> str:
+        if self.api_prefix:
+            return self.api_prefix.rstrip(".")
+        return f"$JS.{self.domain}.API" if self.domain else "$JS.API"
+
+    def describe(self) -> str:
+        servers = ", ".join(_strip_userinfo(s) for s in self.servers)
+        return servers + (f" (domain {self.domain})" if self.domain else "")
+
+
+def _strip_userinfo(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
+def _context_file(name: str) -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "nats" / "context" / f"{name}.json"
+
+
+def read_context(name: str) -> dict[str, Any]:
+    """A nats CLI context (``~/.config/nats/context/NAME.json``)."""
+    path = _context_file(name)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f'nats context "{name}" not found ({path})') from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f'nats context "{name}" cannot be read: {exc}') from None
+
+
+def resolve_settings(
+    env: EnvironmentConfig,
+    *,
+    server: str | None = None,
+    creds: str | None = None,
+    context: str | None = None,
+) -> ConnectSettings:
+    """Merge, highest first: command line, the environment in jsops.yaml, its (or the
+    given) nats context, then ``NATS_URL``/``NATS_CREDS``/``NATS_CONTEXT``."""
+    ctx_name = context or env.context or (None if env.servers else os.environ.get("NATS_CONTEXT"))
+    ctx = read_context(ctx_name) if ctx_name else {}
+    servers: list[str]
+    if server:
+        servers = [s.strip() for s in server.split(",") if s.strip()]
+    elif env.servers:
+        servers = list(env.servers)
+    elif ctx.get("url"):
+        servers = [s.strip() for s in str(ctx["url"]).split(",")]
+    elif os.environ.get("NATS_URL"):
+        servers = [s.strip() for s in os.environ["NATS_URL"].split(",")]
+    else:
+        servers = [DEFAULT_URL]
+    tls = env.tls
+    return ConnectSettings(
+        servers=servers,
+        domain=env.domain or ctx.get("jetstream_domain") or None,
+        api_prefix=None if env.domain else (ctx.get("jetstream_api_prefix") or None),
+        creds=_path(creds or env.creds or ctx.get("creds") or os.environ.get("NATS_CREDS")),
+        nkey=_path(env.nkey or ctx.get("nkey")),
+        token=env.token or ctx.get("token") or None,
+        user=env.user or ctx.get("user") or None,
+        password=env.password or ctx.get("password") or None,
+        tls_ca=_path((tls.ca if tls else None) or ctx.get("ca")),
+        tls_cert=_path((tls.cert if tls else None) or ctx.get("cert")),
+        tls_key=_path((tls.key if tls else None) or ctx.get("key")),
+        timeout=env.timeout,
+    )
+
+
+def _path(value: str | None) -> str | None:
+    return str(Path(value).expanduser()) if value else None
+
+
+def _tls_context(settings: ConnectSettings) -> ssl.SSLContext | None:
+    if not (settings.tls_ca or settings.tls_cert):
+        if any(s.startswith("tls://") for s in settings.servers):
+            return ssl.create_default_context()
+        return None
+    ctx = ssl.create_default_context(cafile=settings.tls_ca)
+    if settings.tls_cert:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def connect(settings: ConnectSettings) -> NatsClient:
+    """Connect once, without reconnect loops; any failure is one clear line."""
+
+    async def _quiet(_exc: Exception) -> None:  # nats-py would log every error
+        return None
+
+    kwargs: dict[str, Any] = {
+        "servers": settings.servers,
+        "name": "jsops",
+        "connect_timeout": settings.timeout,
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 0,
+        "error_cb": _quiet,
+        "pending_size": 64 * 1024 * 1024,
+    }
+    for path in (settings.creds, settings.nkey):
+        if path and not Path(path).is_file():
+            raise ConnectionFailed(f"credentials file not found: {path}")
+    if settings.creds:
+        kwargs["user_credentials"] = settings.creds
+    if settings.nkey:
+        kwargs["nkeys_seed"] = settings.nkey
+    if settings.token:
+        kwargs["token"] = settings.token
+    if settings.user:
+        kwargs["user"] = settings.user
+        kwargs["password"] = settings.password
+    try:
+        tls = _tls_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectionFailed(f"TLS setup failed: {exc}") from None
+    if tls is not None:
+        kwargs["tls"] = tls
+    try:
+        return await nats.connect(**kwargs)
+    except Exception as exc:  # nats-py raises many types here; all mean "cannot connect"
+        raise ConnectionFailed(
+            f"cannot connect to {settings.describe()}: {_connect_reason(exc)}"
+        ) from None
+
+
+def _connect_reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if "authorization" in text.lower() or "authentication" in text.lower():
+        return "authorization violation (check credentials)"
+    if isinstance(exc, (nats.errors.NoServersError, OSError)) or "no servers" in text.lower():
+        return "no server is reachable"
+    return text.removeprefix("nats: ")
+
+
+class JetStreamClient:
+    """The JetStream JSON API of one account through one connection."""
+
+    def __init__(self, nc: NatsClient, settings: ConnectSettings) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.prefix = settings.prefix
+        self.timeout = settings.timeout
+
+    async def request(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one API request (``subject`` without the prefix); the reply as a dict."""
+        full = f"{self.prefix}.{subject}"
+        body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else b""
+        try:
+            msg = await self.nc.request(full, body, timeout=self.timeout)
+        except NoRespondersError:
+            where = f" in domain {self.settings.domain}" if self.settings.domain else ""
+            raise ConnectionFailed(
+                f"JetStream is not available{where} on {self.settings.describe()} "
+                "(not enabled for this account, or wrong domain)"
+            ) from None
+        except NatsTimeoutError:
+            raise ConnectionFailed(
+                f"JetStream request {subject.split('.')[0:2]} timed out after {self.timeout}s "
+                f"on {self.settings.describe()}"
+            ) from None
+        except Exception as exc:
+            raise ConnectionFailed(
+                f"connection to {self.settings.describe()} failed: {exc}"
+            ) from None
+        try:
+            reply = json.loads(msg.data)
+        except ValueError:
+            raise ApiError(f"invalid reply to {full}", subject=full) from None
+        error = reply.get("error")
+        if error:
+            raise ApiError(
+                error.get("description", "unknown error"),
+                code=int(error.get("code", 0)),
+                err_code=int(error.get("err_code", 0)),
+                subject=full,
+            )
+        return reply
+
+    async def account_info(self) -> dict[str, Any]:
+        try:
+            return await self.request("INFO")
+        except ApiError as exc:
+            if exc.err_code in (10039, 10076):
+                raise ConnectionFailed(
+                    f"JetStream is not enabled for this account on {self.settings.describe()}"
+                ) from None
+            raise
+
+    async def _paged(self, subject: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            reply = await self.request(subject, {"offset": offset})
+            page = reply.get(key) or []
+            items.extend(page)
+            offset += len(page)
+            if not page or offset >= int(reply.get("total", 0)):
+                return items
+
+    async def list_streams(self) -> list[dict[str, Any]]:
+        return await self._paged("STREAM.LIST", "streams")
+
+    async def list_consumers(self, stream: str) -> list[dict[str, Any]]:
+        return await self._paged(f"CONSUMER.LIST.{stream}", "consumers")
+
+    async def stream_info(self, stream: str) -> dict[str, Any] | None:
+        try:
+            return await self.request(f"STREAM.INFO.{stream}")
+        except ApiError as exc:
+            if exc.err_code == 10059:
+                return None
+            raise
+
+    async def consumer_info(self, stream: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.request(f"CONSUMER.INFO.{stream}.{name}")
+        except ApiError as exc:
+            if exc.err_code in (10014, 10059):
+                return None
+            raise
+
+    async def create_stream(self, config: dict[str, Any]) -> dict[str, Any]:
+        return await self.request(f"STREAM.CREATE.{config['name']}", {**config, "pedantic": True})
+
+    async def update_stream(self, config: dict[str, Any]) -> dict[str, Any]:
+        return await self.request(f"STREAM.UPDATE.{config['name']}", {**config, "pedantic": True})
+
+    async def delete_stream(self, name: str) -> dict[str, Any]:
+        return await self.request(f"STREAM.DELETE.{name}")
+
+    async def write_consumer(
+        self, stream: str, config: dict[str, Any], action: str
+    ) -> dict[str, Any]:
+        name = config["durable_name"]
+        payload = {"stream_name": stream, "config": config, "action": action, "pedantic": True}
+        return await self.request(f"CONSUMER.CREATE.{stream}.{name}", payload)
+
+    async def delete_consumer(self, stream: str, name: str) -> dict[str, Any]:
+        return await self.request(f"CONSUMER.DELETE.{stream}.{name}")
+
+
+@dataclass
+class LiveState:
+    """What the server holds: StreamInfo and ConsumerInfo as the server sent them."""
+
+    api_level: int
+    server_version: str
+    clustered: bool
+    cluster_size: int
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    consumers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    account_info: dict[str, Any] = field(default_factory=dict)
+
+    def consumers_of(self, stream: str) -> list[dict[str, Any]]:
+        return [info for (s, _), info in self.consumers.items() if s == stream]
+
+
+async def read_live_state(
+    client: JetStreamClient,
+    *,
+    only_streams: Iterable[str] | None = None,
+    concurrency: int = LIST_CONCURRENCY,
+) -> LiveState:
+    """All streams (paged LIST) and their consumers (paged LIST per stream, concurrent)."""
+    info = await client.account_info()
+    api_level = int((info.get("api") or {}).get("level") or 0)
+    server_info = client.nc._server_info or {}
+    version = str(server_info.get("version", ""))
+    cluster_size = 1
+    clustered = bool(server_info.get("cluster"))
+    streams = await client.list_streams()
+    by_name = {s["config"]["name"]: s for s in streams}
+    if clustered:
+        peers = [len((s.get("cluster") or {}).get("replicas") or []) + 1 for s in streams]
+        cluster_size = max(peers, default=1)
+    state = LiveState(api_level, version, clustered, cluster_size, by_name, {}, info)
+    wanted = set(only_streams) if only_streams is not None else None
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def consumers_of(name: str) -> None:
+        async with semaphore:
+            for consumer in await client.list_consumers(name):
+                state.consumers[(name, consumer["name"])] = consumer
+
+    names = [n for n in by_name if wanted is None or n in wanted]
+    await asyncio.gather(*(consumers_of(n) for n in names))
+    return state
+
+
+def is_write(subject: str) -> bool:
+    """Whether a JetStream API subject (with any prefix) is a write request."""
+    tail = subject.split(".API.", 1)[-1]
+    return tail.startswith(WRITE_SUBJECTS)

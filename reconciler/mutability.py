@@ -1,0 +1,181 @@
+"""Which changes the server refuses in place: one table per kind.
+
+Each row names a top-level field, the kind of change the server refuses, the
+server check it follows, and the API levels / versions where the rule holds. A
+planned change that matches a row becomes ``replace`` (delete then create).
+
+Streams follow ``configUpdateCheckLocked`` (nats-server ``server/stream.go``),
+consumers ``checkNewConsumerConfig`` (``server/consumer.go``); the reference notes
+(``jetstream-api.md`` section 2) list the refusals with their err_codes, and
+``tests/test_mutability.py`` shows each row against a real server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Check = Callable[[Any, Any], bool]
+
+
+def changed(before: Any, after: Any) -> bool:
+    return before != after
+
+
+def turned_off(before: Any, after: Any) -> bool:
+    return bool(before) and not after
+
+
+def to_or_from_workqueue(before: Any, after: Any) -> bool:
+    return before != after and "workqueue" in (before, after)
+
+
+def mirror_added_or_changed(before: Any, after: Any) -> bool:
+    return after is not None and before != after
+
+
+def mirror_removed(before: Any, after: Any) -> bool:
+    return before is not None and after is None
+
+
+def push_pull_switch(before: Any, after: Any) -> bool:
+    return bool(before) != bool(after)
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    parts = [*text.split("-")[0].split("."), "0", "0", "0"][:3]
+    try:
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        return (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class ReplaceRule:
+    """A change the server refuses in place, so jsops plans a replace."""
+
+    field: str
+    check: Check
+    reason: str
+    min_level: int = 0  # the rule holds from this API level on
+    max_level: int | None = None  # ... up to and including this API level
+    min_version: str | None = None  # ... or from this server version on
+    max_version: str | None = None  # ... up to and including this server version
+
+    def applies(self, api_level: int, version: str) -> bool:
+        if api_level < self.min_level:
+            return False
+        if self.max_level is not None and api_level > self.max_level:
+            return False
+        v = _version(version) if version else None
+        if v and self.min_version and v < _version(self.min_version):
+            return False
+        return not (v and self.max_version and v > _version(self.max_version))
+
+
+STREAM_REPLACE_RULES: tuple[ReplaceRule, ...] = (
+    ReplaceRule("storage", changed, "storage type cannot change"),
+    ReplaceRule("retention", to_or_from_workqueue, "retention cannot change to or from workqueue"),
+    ReplaceRule("sealed", turned_off, "a sealed stream cannot be unsealed"),
+    ReplaceRule("deny_delete", turned_off, "deny_delete cannot be turned off"),
+    ReplaceRule("deny_purge", turned_off, "deny_purge cannot be turned off"),
+    ReplaceRule("mirror", mirror_added_or_changed, "a mirror cannot be added or changed"),
+    # Removing a mirror is an in-place promotion from 2.12 (API level 2) on.
+    ReplaceRule("mirror", mirror_removed, "a mirror cannot be removed before 2.12", max_level=1),
+    ReplaceRule("allow_msg_ttl", turned_off, "message TTLs cannot be disabled"),
+    ReplaceRule(
+        "allow_msg_ttl", changed, "allow_msg_ttl cannot change before 2.11.2", max_version="2.11.1"
+    ),
+    ReplaceRule("allow_msg_counter", changed, "allow_msg_counter cannot change"),
+    ReplaceRule("allow_msg_schedules", turned_off, "message schedules cannot be disabled"),
+    ReplaceRule("persist_mode", changed, "persist_mode cannot change"),
+    ReplaceRule(
+        "max_consumers", changed, "max_consumers cannot change before 2.12.5", max_version="2.12.4"
+    ),
+)
+
+CONSUMER_REPLACE_RULES: tuple[ReplaceRule, ...] = (
+    ReplaceRule("deliver_policy", changed, "deliver policy cannot be updated"),
+    ReplaceRule("opt_start_seq", changed, "start sequence cannot be updated"),
+    ReplaceRule("opt_start_time", changed, "start time cannot be updated"),
+    ReplaceRule("ack_policy", changed, "ack policy cannot be updated"),
+    ReplaceRule("replay_policy", changed, "replay policy cannot be updated"),
+    ReplaceRule("idle_heartbeat", changed, "heartbeats cannot be updated"),
+    ReplaceRule("flow_control", changed, "flow control cannot be updated"),
+    ReplaceRule("max_waiting", changed, "max waiting cannot be updated"),
+    ReplaceRule("deliver_subject", push_pull_switch, "a consumer cannot switch push <-> pull"),
+    ReplaceRule("mem_storage", changed, "storage type cannot be updated", min_version="2.14.5"),
+)
+
+REPLACE_RULES = {"Stream": STREAM_REPLACE_RULES, "Consumer": CONSUMER_REPLACE_RULES}
+
+
+def replace_reasons(
+    kind: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    api_level: int,
+    version: str = "",
+) -> list[tuple[str, str]]:
+    """(field, reason) for every change between two canonical configs that forces a replace."""
+    found: list[tuple[str, str]] = []
+    for rule in REPLACE_RULES[kind]:
+        if not rule.applies(api_level, version):
+            continue
+        hit = rule.check(before.get(rule.field), after.get(rule.field))
+        if hit and all(f != rule.field for f, _ in found):
+            found.append((rule.field, rule.reason))
+    return found
+
+
+# ---------------------------------------------------------------- fields by API level
+# The API level ($JS.API.INFO api.level) a field needs: 1 = 2.11, 2 = 2.12, 4 = 2.14.
+# From 2.12 the server refuses unknown fields (strict JSON), so sending a field an
+# older server does not know is an error at apply time; jsops makes it a plan error.
+# Keys are dotted API paths; "field=value" rows gate one enum value.
+FIELD_API_LEVELS: dict[str, dict[str, int]] = {
+    "Stream": {
+        "allow_msg_ttl": 1,
+        "subject_delete_marker_ttl": 1,
+        "allow_msg_counter": 2,
+        "allow_atomic": 2,
+        "allow_msg_schedules": 2,
+        "persist_mode": 2,
+        "allow_batched": 4,
+        "mirror.consumer": 4,
+        "sources.consumer": 4,
+    },
+    "Consumer": {
+        "pause_until": 1,
+        "priority_groups": 1,
+        "priority_policy": 1,
+        "priority_timeout": 1,
+        "priority_policy=prioritized": 2,
+        "ack_policy=flow_control": 4,
+    },
+}
+
+
+def fields_needing_level(
+    kind: str, config: dict[str, Any], api_level: int
+) -> list[tuple[str, int]]:
+    """(path, level) for every field of a config sent to the server that needs a higher level."""
+    out = []
+    for key, level in FIELD_API_LEVELS[kind].items():
+        if level <= api_level:
+            continue
+        name, _, value = key.partition("=")
+        head, _, sub = name.partition(".")
+        current = config.get(head)
+        if sub:
+            items = current if isinstance(current, list) else [current]
+            if any(isinstance(item, dict) and item.get(sub) for item in items):
+                out.append((name, level))
+        elif value:
+            if current == value:
+                out.append((key.replace("=", ": "), level))
+        elif current not in (None, False, 0, "", [], {}):
+            out.append((name, level))
+    return out

@@ -1,0 +1,344 @@
+"""Normalization: desired (manifest) and live (server) configs into one comparable form.
+
+Two functions per kind:
+
+* ``*_api_config(resource, project)``: the config jsops *sends*: what the manifest
+  sets, in API units, with the ``domain`` shorthand expanded, the owner tag added, and
+  the flags the server would force anyway set explicitly (so ``pedantic`` never trips).
+* ``canonical_*(config, ...)``: the form jsops *compares*: every modeled field, with
+  the server's defaults filled in (``STREAM_DEFAULTS``/``CONSUMER_DEFAULTS``), absent,
+  zero, ``""``, ``[]`` and ``{}`` folded together, derived defaults computed the way
+  ``checkStreamCfgLocked`` and ``setConsumerConfigDefaults`` compute them (nats-server
+  ``server/stream.go``, ``server/consumer.go``), and ``_nats.*`` metadata dropped.
+
+Both sides go through the same ``canonical_*`` function, so a freshly applied
+resource compares equal, and a field removed from a manifest goes back to its default.
+Fields the server returns that jsops does not model are left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.models import ConsumerSpec, Resource, StreamSpec
+
+OWNER_KEY = "jsops.owner"
+RESERVED_METADATA_PREFIX = "_nats."
+TWO_MINUTES = 120 * 10**9
+
+# Server defaults for a stream field left out of a config (what STREAM.INFO echoes).
+STREAM_DEFAULTS: dict[str, Any] = {
+    "description": None,
+    "subjects": None,  # derived: [name] without mirror/sources
+    "retention": "limits",
+    "max_consumers": -1,
+    "max_msgs": -1,
+    "max_bytes": -1,
+    "max_age": 0,
+    "max_msgs_per_subject": -1,
+    "max_msg_size": -1,
+    "discard": "old",
+    "storage": "file",
+    "num_replicas": 1,
+    "no_ack": False,
+    "duplicate_window": None,  # derived: min(2m, max_age) without mirror/sources
+    "placement": None,
+    "mirror": None,
+    "sources": None,
+    "compression": "none",
+    "first_seq": 0,
+    "subject_transform": None,
+    "republish": None,
+    "allow_direct": False,
+    "mirror_direct": False,
+    "discard_new_per_subject": False,
+    "sealed": False,
+    "deny_delete": False,
+    "deny_purge": False,
+    "allow_rollup_hdrs": False,
+    "consumer_limits": None,
+    "allow_msg_ttl": False,
+    "subject_delete_marker_ttl": 0,
+    "allow_msg_counter": False,
+    "allow_atomic": False,
+    "allow_msg_schedules": False,
+    "persist_mode": "default",
+    "allow_batched": False,
+    "metadata": None,
+}
+# Limits where 0 (and anything below -1) means unlimited, stored as -1.
+_UNLIMITED_WHEN_ZERO = (
+    "max_consumers",
+    "max_msgs",
+    "max_bytes",
+    "max_msgs_per_subject",
+    "max_msg_size",
+)
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "description": None,
+    "deliver_policy": "all",
+    "opt_start_seq": 0,
+    "opt_start_time": None,
+    "ack_policy": "none",
+    "ack_wait": None,  # derived: 30s or backoff[0] when acks are on
+    "max_deliver": -1,
+    "backoff": None,
+    "filter_subject": None,
+    "filter_subjects": None,
+    "replay_policy": "instant",
+    "rate_limit_bps": 0,
+    "sample_freq": None,
+    "max_waiting": None,  # derived: 512 for pull consumers
+    "max_ack_pending": None,  # derived: stream consumer_limits or 1000 when acks are on
+    "flow_control": False,
+    "headers_only": False,
+    "max_batch": 0,
+    "max_expires": 0,
+    "max_bytes": 0,
+    "deliver_subject": None,
+    "deliver_group": None,
+    "idle_heartbeat": 0,
+    "inactive_threshold": None,  # derived: stream consumer_limits or 0
+    "num_replicas": 0,  # 0 = the stream's replicas
+    "mem_storage": False,
+    "metadata": None,
+    "priority_groups": None,
+    "priority_policy": "none",
+    "priority_timeout": None,  # derived: 2m for pinned_client
+}
+# Fields compared only when the manifest sets them: they act at creation or through
+# another API, and the server does not keep them as sent (pause_until, see jsops docs).
+CONSUMER_CREATE_ONLY = ("pause_until",)
+DEFAULT_MAX_ACK_PENDING = 1000
+DEFAULT_MAX_WAITING = 512
+DEFAULT_ACK_WAIT = 30 * 10**9
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {} or value is False
+
+
+def _clean(value: Any) -> Any:
+    """Drop empty members of nested mappings (absent == zero == "" == [] == {})."""
+    if isinstance(value, dict):
+        out = {k: _clean(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if not _empty(v) and v != 0} or None
+    if isinstance(value, list):
+        return [_clean(v) for v in value] or None
+    return value
+
+
+def _instant(value: str | None) -> str | None:
+    """RFC 3339 timestamps compared as instants: normalized to UTC with a Z."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    text = parsed.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def user_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
+    """Metadata without the keys the server reserves (``_nats.*``)."""
+    if not metadata:
+        return None
+    kept = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
+    return dict(sorted(kept.items())) or None
+
+
+def domain_api(domain: str) -> str:
+    return f"$JS.{domain}.API"
+
+
+def _source(source: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not source:
+        return None
+    out = dict(source)
+    domain = out.pop("domain", None)
+    if domain:
+        out["external"] = {"api": domain_api(domain)}
+    external = _clean(out.get("external"))
+    out["external"] = external
+    out["opt_start_time"] = _instant(out.get("opt_start_time"))
+    transforms = out.get("subject_transforms") or None
+    out["subject_transforms"] = [_clean(t) for t in transforms] if transforms else None
+    out["consumer"] = _clean(out.get("consumer"))
+    return {k: v for k, v in sorted(out.items()) if not _empty(v) and v != 0}
+
+
+def _spec_dict(spec: StreamSpec | ConsumerSpec) -> dict[str, Any]:
+    return spec.model_dump(exclude_none=True, mode="json")
+
+
+def _owned_metadata(meta: dict[str, str] | None, project: str) -> dict[str, str]:
+    out = dict(meta or {})
+    out[OWNER_KEY] = project
+    return out
+
+
+# ---------------------------------------------------------------- streams
+
+
+def stream_api_config(resource: Resource, project: str) -> dict[str, Any]:
+    """The StreamConfig jsops sends for a declared stream."""
+    spec = resource.spec
+    assert isinstance(spec, StreamSpec)
+    config: dict[str, Any] = {"name": resource.address.name, **_spec_dict(spec)}
+    if "mirror" in config:
+        config["mirror"] = _expand_domain(config["mirror"])
+    if "sources" in config:
+        config["sources"] = [_expand_domain(s) for s in config["sources"]]
+    config["metadata"] = _owned_metadata(config.get("metadata"), project)
+    _force_stream_flags(config)
+    return config
+
+
+def _expand_domain(source: dict[str, Any]) -> dict[str, Any]:
+    out = dict(source)
+    domain = out.pop("domain", None)
+    if domain:
+        out["external"] = {"api": domain_api(domain)}
+    return out
+
+
+def _force_stream_flags(config: dict[str, Any]) -> None:
+    """Set the flags the server would force, so the config is stored exactly as sent."""
+    if config.get("subject_delete_marker_ttl"):
+        config["allow_msg_ttl"] = True
+        config["allow_rollup_hdrs"] = True
+        config.pop("deny_purge", None)
+    if config.get("allow_msg_schedules"):
+        config["allow_rollup_hdrs"] = True
+        config.pop("deny_purge", None)
+    if config.get("sealed"):
+        config["max_age"] = 0
+        config["discard"] = "new"
+        config["deny_delete"] = True
+        config["deny_purge"] = True
+        config.pop("allow_rollup_hdrs", None)
+
+
+def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
+    """A StreamConfig (sent or live) in the comparable form: every modeled field."""
+    out: dict[str, Any] = {}
+    for key, default in STREAM_DEFAULTS.items():
+        value = config.get(key)
+        out[key] = default if _empty(value) else value
+    for key in _UNLIMITED_WHEN_ZERO:
+        if out[key] == 0 or out[key] < -1:
+            out[key] = -1
+    out["description"] = config.get("description") or None
+    out["mirror"] = _source(config.get("mirror"))
+    sources = [_source(s) for s in config.get("sources") or []]
+    out["sources"] = sources or None
+    has_origin = bool(out["mirror"] or out["sources"])
+    if not out["subjects"] and not has_origin and not out["mirror"]:
+        out["subjects"] = [config.get("name")]
+    if not out["duplicate_window"]:
+        if has_origin:
+            out["duplicate_window"] = 0
+        else:
+            max_age = out["max_age"]
+            out["duplicate_window"] = min(TWO_MINUTES, max_age) if max_age else TWO_MINUTES
+    if out["subject_delete_marker_ttl"]:
+        out["allow_msg_ttl"] = True
+        out["allow_rollup_hdrs"] = True
+        out["deny_purge"] = False
+    if out["allow_msg_schedules"]:
+        out["allow_rollup_hdrs"] = True
+        out["deny_purge"] = False
+    if out["sealed"]:
+        out["max_age"] = 0
+        out["discard"] = "new"
+        out["deny_delete"] = True
+        out["deny_purge"] = True
+        out["allow_rollup_hdrs"] = False
+    placement = _clean(config.get("placement"))
+    if placement:
+        placement.pop("preferred", None)
+    out["placement"] = placement or None
+    republish = config.get("republish")
+    if republish:
+        republish = {**republish, "src": republish.get("src") or ">"}
+        out["republish"] = _clean(republish)
+    out["subject_transform"] = _clean(config.get("subject_transform"))
+    out["consumer_limits"] = _clean(config.get("consumer_limits"))
+    out["metadata"] = user_metadata(config.get("metadata"))
+    return out
+
+
+# ---------------------------------------------------------------- consumers
+
+
+def consumer_api_config(resource: Resource, project: str) -> dict[str, Any]:
+    """The ConsumerConfig jsops sends for a declared durable consumer."""
+    spec = resource.spec
+    assert isinstance(spec, ConsumerSpec)
+    config: dict[str, Any] = {"durable_name": resource.address.name, **_spec_dict(spec)}
+    config["metadata"] = _owned_metadata(config.get("metadata"), project)
+    if config.get("ack_policy") == "flow_control":
+        config["flow_control"] = True
+        config.setdefault("idle_heartbeat", 10**9)
+    return config
+
+
+def canonical_consumer(
+    config: dict[str, Any], stream: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A ConsumerConfig (sent or live) in the comparable form.
+
+    ``stream`` is the canonical config of its stream, for inherited defaults
+    (``consumer_limits``, replicas).
+    """
+    out: dict[str, Any] = {}
+    for key, default in CONSUMER_DEFAULTS.items():
+        value = config.get(key)
+        out[key] = default if _empty(value) else value
+    limits = (stream or {}).get("consumer_limits") or {}
+    acks = out["ack_policy"] != "none"
+    if out["max_deliver"] == 0 or out["max_deliver"] < -1:
+        out["max_deliver"] = -1
+    if out["ack_wait"] is None:
+        if out["backoff"]:
+            out["ack_wait"] = out["backoff"][0]
+        else:
+            out["ack_wait"] = DEFAULT_ACK_WAIT
+    push = bool(out["deliver_subject"])
+    if out["max_waiting"] is None:
+        out["max_waiting"] = 0 if push else DEFAULT_MAX_WAITING
+    if out["max_ack_pending"] is None or out["max_ack_pending"] == 0:
+        if limits.get("max_ack_pending"):
+            out["max_ack_pending"] = limits["max_ack_pending"]
+        else:
+            out["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING if acks else -1
+    if out["inactive_threshold"] is None:
+        out["inactive_threshold"] = limits.get("inactive_threshold") or 0
+    if out["priority_timeout"] is None:
+        out["priority_timeout"] = TWO_MINUTES if out["priority_policy"] == "pinned_client" else 0
+    if out["ack_policy"] == "flow_control":
+        out["flow_control"] = True
+        out["idle_heartbeat"] = out["idle_heartbeat"] or 10**9
+    if stream is not None and out["num_replicas"] == stream.get("num_replicas"):
+        out["num_replicas"] = 0
+    out["opt_start_time"] = _instant(out["opt_start_time"])
+    out["description"] = config.get("description") or None
+    out["metadata"] = user_metadata(config.get("metadata"))
+    return out
+
+
+def fingerprint(config: dict[str, Any] | None) -> str | None:
+    """A stable digest of a canonical config (saved plans compare these)."""
+    if config is None:
+        return None
+    data = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def owner_of(config: dict[str, Any]) -> str | None:
+    return (config.get("metadata") or {}).get(OWNER_KEY)

@@ -1,0 +1,448 @@
+"""The plan: what apply will do, as a value (no I/O in this module).
+
+``build_plan(desired, live, ...)`` is a pure function of the validated manifests and
+the live state, so most plan behaviour is testable without a server.
+
+A :class:`Change` is an address, an action, the field diffs, and what apply needs
+(the exact config to send and a fingerprint of the live config it was planned
+against). ``reason`` is for people only; apply decides from ``action`` alone.
+
+==========  ===============================  =================================
+action      before (live)                    after (desired)
+==========  ===============================  =================================
+create      none                             the config to create
+update      live config                      the config to send (in place)
+replace     live config (deleted first)      the config to create afterwards
+delete      live config                      none
+noop        equal to after                   equal to before
+==========  ===============================  =================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from reconciler.diff import FieldDiff, diff_config
+from reconciler.errors import Diagnostic, Location, ManifestError, UsageError
+from reconciler.live import LiveState
+from reconciler.models import Address, Resource, StreamSpec
+from reconciler.mutability import fields_needing_level, replace_reasons
+from reconciler.normalize import (
+    CONSUMER_DEFAULTS,
+    STREAM_DEFAULTS,
+    canonical_consumer,
+    canonical_stream,
+    consumer_api_config,
+    fingerprint,
+    owner_of,
+    stream_api_config,
+)
+
+FORMAT_VERSION = 1
+
+
+class Action(StrEnum):
+    NOOP = "noop"
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+    @property
+    def symbol(self) -> str:
+        return {"noop": " ", "create": "+", "update": "~", "replace": "-/+", "delete": "-"}[
+            self.value
+        ]
+
+
+class Reason(StrEnum):
+    """Why a change is planned. For display only; apply never looks at it."""
+
+    NEW = "new"
+    CHANGED = "changed"
+    CANNOT_UPDATE = "cannot_update"
+    STREAM_REPLACED = "stream_replaced"
+    ADOPT = "adopt_owner_tag"
+    NOT_IN_MANIFESTS = "not_in_manifests"
+    STREAM_DELETED = "stream_deleted"
+
+
+@dataclass
+class Change:
+    """One planned change to one resource (see the module docstring for before/after)."""
+
+    address: Address
+    action: Action
+    diff: list[FieldDiff] = field(default_factory=list)
+    reason: Reason | None = None
+    replace_paths: list[str] = field(default_factory=list)
+    replace_reasons: list[str] = field(default_factory=list)
+    destructive: bool = False
+    loss: dict[str, int] | None = None
+    location: str | None = None
+    live_digest: str | None = None
+    send: dict[str, Any] | None = None
+    prevent_destroy: bool = False
+    depends_on: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return str(self.address)
+
+
+@dataclass
+class Plan:
+    """A versioned plan for one environment. ``changes`` are in apply order."""
+
+    environment: str
+    project: str
+    changes: list[Change]
+    api_level: int = 0
+    server_version: str = ""
+    created_at: str = field(
+        default_factory=lambda: datetime.now(UTC).replace(microsecond=0).isoformat()
+    )
+    unmanaged: list[str] = field(default_factory=list)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {
+            a.value: 0
+            for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE, Action.NOOP)
+        }
+        for change in self.changes:
+            counts[change.action.value] += 1
+        return counts
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.NOOP for c in self.changes)
+
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action is not Action.NOOP]
+
+
+# ---------------------------------------------------------------- building
+
+
+def _stream_loss(info: dict[str, Any] | None) -> dict[str, int] | None:
+    if not info:
+        return None
+    state = info.get("state") or {}
+    return {
+        "messages": int(state.get("messages", 0)),
+        "bytes": int(state.get("bytes", 0)),
+        "consumers": int(state.get("consumer_count", 0)),
+    }
+
+
+def _consumer_loss(info: dict[str, Any] | None) -> dict[str, int] | None:
+    if not info:
+        return None
+    return {
+        "num_pending": int(info.get("num_pending", 0)),
+        "num_ack_pending": int(info.get("num_ack_pending", 0)),
+        "num_redelivered": int(info.get("num_redelivered", 0)),
+    }
+
+
+def _unmodeled(live_config: dict[str, Any], modeled: Iterable[str]) -> dict[str, Any]:
+    """Live fields jsops does not model: sent back unchanged on update."""
+    skip = {*modeled, "name", "durable_name", "pause_until", "pedantic"}
+    return {k: v for k, v in live_config.items() if k not in skip}
+
+
+def stream_origins(spec: StreamSpec) -> list[tuple[str, str | None]]:
+    """(stream name, domain or external api) of every mirror/source origin."""
+    out = []
+    for src in ([spec.mirror] if spec.mirror else []) + list(spec.sources or []):
+        where = src.domain or (src.external.api if src.external else None)
+        out.append((src.name, where))
+    return out
+
+
+def _order_streams(streams: list[Resource]) -> list[Resource]:
+    """Origins before the streams that read them (same domain); stable otherwise."""
+    by_name = {s.address.name: s for s in streams}
+    ordered: list[Resource] = []
+    state: dict[str, int] = {}
+
+    def visit(res: Resource) -> None:
+        name = res.address.name
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:  # a cycle: validation reports it; keep going
+            return
+        state[name] = 1
+        assert isinstance(res.spec, StreamSpec)
+        for origin, where in stream_origins(res.spec):
+            if where is None and origin in by_name:
+                visit(by_name[origin])
+        state[name] = 2
+        ordered.append(res)
+
+    for res in streams:
+        visit(res)
+    return ordered
+
+
+def _level_errors(
+    res: Resource, kind: str, config: dict[str, Any], api_level: int
+) -> list[Diagnostic]:
+    out = []
+    for path, level in fields_needing_level(kind, config, api_level):
+        doc = res.document
+        head = path.split(":")[0].split(".")
+        loc = doc.locate(("spec", *head)) if doc else res.location
+        out.append(
+            Diagnostic(
+                loc,
+                f"{path} needs JetStream API level {level}, the server has level {api_level}",
+                code="api_level",
+            )
+        )
+    return out
+
+
+def _matches_target(address: Address, targets: Sequence[str]) -> bool:
+    for target in targets:
+        if target == address.target:
+            return True
+        if address.kind == "Consumer" and target == f"Stream/{address.stream}":
+            return True
+    return False
+
+
+def parse_targets(targets: Sequence[str]) -> list[str]:
+    out = []
+    for target in targets:
+        kind, _, rest = target.partition("/")
+        if (
+            kind not in ("Stream", "Consumer")
+            or not rest
+            or (kind == "Consumer" and rest.count("/") != 1)
+        ):
+            raise UsageError(f'invalid target "{target}": use Stream/NAME or Consumer/STREAM/NAME')
+        out.append(target)
+    return out
+
+
+def build_plan(
+    desired: Sequence[Resource],
+    live: LiveState,
+    *,
+    project: str,
+    environment: str,
+    prune: bool = False,
+    targets: Sequence[str] = (),
+) -> Plan:
+    """Compare desired resources with the live state; raise ManifestError on plan errors."""
+    errors: list[Diagnostic] = []
+    changes: list[Change] = []
+    streams = _order_streams([r for r in desired if r.address.kind == "Stream"])
+    consumers = [r for r in desired if r.address.kind == "Consumer"]
+    stream_changes: dict[str, Change] = {}
+    desired_canon: dict[str, dict[str, Any]] = {}
+
+    for res in streams:
+        name = res.address.name
+        send = stream_api_config(res, project)
+        errors += _level_errors(res, "Stream", send, live.api_level)
+        replicas = send.get("num_replicas") or 1
+        if replicas > 1 and not live.clustered:
+            errors.append(
+                Diagnostic(
+                    res.document.locate(("spec", "num_replicas")) if res.document else res.location,
+                    f"num_replicas {replicas}: the server is not clustered (at most 1 replica)",
+                    code="replicas",
+                )
+            )
+        canon = canonical_stream(send)
+        desired_canon[name] = canon
+        info = live.streams.get(name)
+        change = Change(
+            res.address,
+            Action.NOOP,
+            location=str(res.location),
+            prevent_destroy=res.metadata.prevent_destroy,
+        )
+        change.depends_on = [
+            str(Address("Stream", origin))
+            for origin, where in stream_origins(res.spec)  # type: ignore[arg-type]
+            if where is None
+        ]
+        if info is None:
+            change.action, change.reason = Action.CREATE, Reason.NEW
+            change.diff = diff_config({}, _shown(send))
+            change.send = send
+        else:
+            live_config = info["config"]
+            live_canon = canonical_stream(live_config)
+            change.live_digest = fingerprint(live_canon)
+            if live_canon != canon:
+                change.diff = diff_config(live_canon, canon)
+                reasons = replace_reasons(
+                    "Stream",
+                    live_canon,
+                    canon,
+                    api_level=live.api_level,
+                    version=live.server_version,
+                )
+                if reasons:
+                    change.action, change.reason = Action.REPLACE, Reason.CANNOT_UPDATE
+                    change.replace_paths = [f for f, _ in reasons]
+                    change.replace_reasons = [r for _, r in reasons]
+                    change.destructive = True
+                    change.loss = _stream_loss(info)
+                    change.send = send
+                else:
+                    change.action = Action.UPDATE
+                    only_owner = all(d.path.startswith("metadata") for d in change.diff) and (
+                        owner_of(live_config) != project
+                    )
+                    change.reason = Reason.ADOPT if only_owner else Reason.CHANGED
+                    change.send = {**_unmodeled(live_config, STREAM_DEFAULTS), **send}
+        stream_changes[name] = change
+        changes.append(change)
+
+    for res in consumers:
+        stream_name = res.address.stream or ""
+        send = consumer_api_config(res, project)
+        errors += _level_errors(res, "Consumer", send, live.api_level)
+        canon = canonical_consumer(send, desired_canon.get(stream_name))
+        info = live.consumers.get((stream_name, res.address.name))
+        parent = stream_changes.get(stream_name)
+        change = Change(
+            res.address,
+            Action.NOOP,
+            location=str(res.location),
+            prevent_destroy=res.metadata.prevent_destroy,
+        )
+        if parent is not None and parent.action in (Action.CREATE, Action.REPLACE):
+            change.depends_on = [parent.key]
+        if info is None or (parent is not None and parent.action is Action.REPLACE):
+            if info is None:
+                change.action, change.reason = Action.CREATE, Reason.NEW
+                change.diff = diff_config({}, _shown(send))
+            else:
+                change.action, change.reason = Action.REPLACE, Reason.STREAM_REPLACED
+                change.destructive = True
+                change.loss = _consumer_loss(info)
+                live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
+                change.live_digest = fingerprint(live_canon)
+                change.diff = diff_config(live_canon, canon)
+            change.send = send
+        else:
+            live_config = info["config"]
+            live_canon = canonical_consumer(live_config, desired_canon.get(stream_name))
+            change.live_digest = fingerprint(live_canon)
+            if live_canon != canon:
+                change.diff = diff_config(live_canon, canon)
+                reasons = replace_reasons(
+                    "Consumer",
+                    live_canon,
+                    canon,
+                    api_level=live.api_level,
+                    version=live.server_version,
+                )
+                if reasons:
+                    change.action, change.reason = Action.REPLACE, Reason.CANNOT_UPDATE
+                    change.replace_paths = [f for f, _ in reasons]
+                    change.replace_reasons = [r for _, r in reasons]
+                    change.destructive = True
+                    change.loss = _consumer_loss(info)
+                    change.send = send
+                else:
+                    change.action = Action.UPDATE
+                    only_owner = all(d.path.startswith("metadata") for d in change.diff) and (
+                        owner_of(live_config) != project
+                    )
+                    change.reason = Reason.ADOPT if only_owner else Reason.CHANGED
+                    change.send = {**_unmodeled(live_config, CONSUMER_DEFAULTS), **send}
+                    if parent is not None and parent.action is Action.UPDATE:
+                        change.depends_on = [parent.key]
+        changes.append(change)
+
+    if errors:
+        raise ManifestError(errors)
+
+    declared = {c.address for c in changes}
+    deletes, unmanaged = _orphans(live, declared, project, prune)
+    changes = changes + deletes
+    if targets:
+        changes = [c for c in changes if _matches_target(c.address, targets)]
+    return Plan(
+        environment, project, changes, live.api_level, live.server_version, unmanaged=unmanaged
+    )
+
+
+def _shown(send: dict[str, Any]) -> dict[str, Any]:
+    """What a create shows: the config as sent, without the name it is addressed by."""
+    return {k: v for k, v in send.items() if k not in ("name", "durable_name")}
+
+
+def _orphans(
+    live: LiveState, declared: set[Address], project: str, prune: bool
+) -> tuple[list[Change], list[str]]:
+    """Owned live resources no manifest declares: deletes (with prune) or a note."""
+    deletes: list[Change] = []
+    unmanaged: list[str] = []
+    deleted_streams: set[str] = set()
+    for name in sorted(live.streams):
+        info = live.streams[name]
+        address = Address("Stream", name)
+        if address in declared:
+            continue
+        if owner_of(info["config"]) != project:
+            continue
+        if not prune:
+            unmanaged.append(str(address))
+            continue
+        deleted_streams.add(name)
+        deletes.append(
+            Change(
+                address,
+                Action.DELETE,
+                reason=Reason.NOT_IN_MANIFESTS,
+                destructive=True,
+                loss=_stream_loss(info),
+                live_digest=fingerprint(canonical_stream(info["config"])),
+            )
+        )
+    consumer_deletes: list[Change] = []
+    for stream, name in sorted(live.consumers):
+        info = live.consumers[(stream, name)]
+        address = Address("Consumer", name, stream=stream)
+        if address in declared or owner_of(info["config"]) != project:
+            continue
+        if not prune:
+            unmanaged.append(str(address))
+            continue
+        change = Change(
+            address,
+            Action.DELETE,
+            reason=Reason.STREAM_DELETED if stream in deleted_streams else Reason.NOT_IN_MANIFESTS,
+            destructive=True,
+            loss=_consumer_loss(info),
+            live_digest=fingerprint(canonical_consumer(info["config"])),
+        )
+        consumer_deletes.append(change)
+    # Deletes run in reverse dependency order: consumers, then their streams.
+    for change in deletes:
+        change.depends_on = [
+            c.key for c in consumer_deletes if c.address.stream == change.address.name
+        ]
+    return consumer_deletes + deletes, unmanaged
+
+
+def location_of(change: Change) -> Location | None:
+    if not change.location:
+        return None
+    file, _, rest = change.location.partition(":")
+    line, _, col = rest.partition(":")
+    return Location(file, int(line or 0), int(col or 0))

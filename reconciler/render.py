@@ -1,0 +1,201 @@
+"""Plan renderers: text (terraform-style, human units), json, markdown (PR comments).
+
+Human units appear only here: which fields are durations or sizes is read from the
+manifest models themselves, so a new field never needs a second table.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Any, get_args, get_origin
+
+import click
+import jinja2
+from pydantic import BaseModel
+
+from reconciler import planfile
+from reconciler.models import ConsumerSpec, StreamSpec
+from reconciler.models.types import _duration, _size
+from reconciler.models.units import format_duration, format_size
+from reconciler.plan import Action, Change, Plan
+
+_COLORS = {
+    Action.CREATE: "green",
+    Action.UPDATE: "yellow",
+    Action.REPLACE: "magenta",
+    Action.DELETE: "red",
+    Action.NOOP: None,
+}
+
+
+def _unit_in(metadata: Any) -> str | None:
+    for meta in metadata:
+        func = getattr(meta, "func", None)
+        if func is _duration:
+            return "duration"
+        if func is _size:
+            return "size"
+    return None
+
+
+def _unit_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Dotted field path (list indexes dropped) -> 'duration' | 'size', from the models."""
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        unit = _unit_in(info.metadata)
+        stack = [info.annotation]
+        while stack:
+            current = stack.pop()
+            origin = get_origin(current)
+            if origin is typing.Annotated:
+                unit = unit or _unit_in(getattr(current, "__metadata__", ()))
+                stack.append(get_args(current)[0])
+            elif origin is not None:
+                stack.extend(get_args(current))
+            elif isinstance(current, type) and issubclass(current, BaseModel):
+                out.update(_unit_paths(current, path + "."))
+        if unit:
+            out[path] = unit
+    return out
+
+
+UNIT_PATHS = {"Stream": _unit_paths(StreamSpec), "Consumer": _unit_paths(ConsumerSpec)}
+
+
+def _strip_indexes(path: str) -> str:
+    return ".".join(p for p in path.split(".") if not p.isdigit())
+
+
+def human(kind: str, path: str, value: Any) -> str:
+    """A value in human units: ``604800000000000`` at ``max_age`` -> ``7d``."""
+    if value is None:
+        return "(none)"
+    unit = UNIT_PATHS.get(kind, {}).get(_strip_indexes(path))
+    if unit and isinstance(value, int) and not isinstance(value, bool):
+        return (
+            format_duration(value)
+            if unit == "duration"
+            else ("unlimited" if value == -1 else format_size(value))
+        )
+    if unit and isinstance(value, list):
+        fmt = format_duration if unit == "duration" else format_size
+        return "[" + ", ".join(fmt(v) if isinstance(v, int) else str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and value == -1 and path.startswith("max_"):
+        return "unlimited"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _loss(change: Change) -> str:
+    if not change.loss:
+        return ""
+    parts = []
+    for key, value in change.loss.items():
+        if key == "bytes":
+            parts.append(format_size(value) if value else "0B")
+        elif value:
+            parts.append(f"{value} {key.replace('num_', '').replace('_', ' ')}")
+    return ", ".join(parts)
+
+
+def summary_line(plan: Plan) -> str:
+    s = plan.summary
+    if not plan.has_changes:
+        return f"No changes. {s['noop']} resource(s) up to date."
+    return (
+        f"Plan: {s['create']} to create, {s['update']} to update, {s['replace']} to "
+        f"replace, {s['delete']} to delete, {s['noop']} unchanged."
+    )
+
+
+def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> str:
+    lines = [
+        f'jsops plan: project "{plan.project}", environment "{plan.environment}" '
+        f"(server {plan.server_version or '?'}, API level {plan.api_level})",
+        "",
+    ]
+    for change in plan.changes:
+        if change.action is Action.NOOP and not show_noop:
+            continue
+        head = f"{change.action.symbol:>3} {change.address}"
+        notes = []
+        if change.reason and change.action is not Action.CREATE:
+            notes.append(change.reason.value.replace("_", " "))
+        if change.replace_reasons:
+            notes.append("; ".join(change.replace_reasons))
+        loss = _loss(change)
+        if loss:
+            notes.append(f"loses {loss}")
+        if change.prevent_destroy and change.action in (Action.REPLACE, Action.DELETE):
+            notes.append("prevent_destroy")
+        if notes:
+            head += f"  ({'; '.join(notes)})"
+        if color and _COLORS[change.action]:
+            head = click.style(head, fg=_COLORS[change.action])
+        lines.append(head)
+        kind = change.address.kind
+        for d in change.diff:
+            mark = "  # forces replacement" if d.path.split(".")[0] in change.replace_paths else ""
+            if change.action is Action.CREATE:
+                lines.append(f"      {d.path}: {human(kind, d.path, d.after)}")
+            else:
+                lines.append(
+                    f"      {d.path}: {human(kind, d.path, d.before)} -> "
+                    f"{human(kind, d.path, d.after)}{mark}"
+                )
+    if plan.unmanaged:
+        lines.append("")
+        lines.append("Owned by this project but declared nowhere (deleted only with --prune):")
+        lines.extend(f"    {u}" for u in plan.unmanaged)
+    if len(lines) == 2:
+        lines.append("No changes: the live state matches the manifests.")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    return planfile.dumps(plan)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(plan: Plan) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("reconciler", "templates"),
+        trim_blocks=True,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    template = env.get_template("plan.md.j2")
+
+    def details(change: Change) -> str:
+        parts = []
+        if change.replace_reasons:
+            parts.append("; ".join(change.replace_reasons))
+        if change.loss and _loss(change):
+            parts.append(f"loses {_loss(change)}")
+        if change.reason and change.action is Action.UPDATE:
+            parts.append(change.reason.value.replace("_", " "))
+        return _md_escape("; ".join(parts)) or ""
+
+    def fmt(change: Change, path: str, value: Any) -> str:
+        return "`" + _md_escape(human(change.address.kind, path, value)) + "`"
+
+    pending = plan.pending()
+    return template.render(
+        plan=plan,
+        pending=pending,
+        summary=summary_line(plan),
+        details=details,
+        fmt=fmt,
+        destructive=[c for c in pending if c.destructive],
+    )
+
+
+RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}

@@ -1,0 +1,66 @@
+"""Shared fixtures: real nats-server processes on free loopback ports.
+
+Session fixtures are per xdist worker. Tests on the shared servers isolate themselves
+with ``harness.unique_name``; a test that needs a private topology calls the builders
+(``start_single`` / ``start_cluster`` / ``start_hub_and_leaf``) with its own tmp dir.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_TESTS = Path(__file__).resolve().parent
+for _path in (_TESTS.parent, _TESTS):  # `reconciler` and `harness` without an install
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from harness.servers import (  # noqa: E402
+    Cluster,
+    HubAndLeaf,
+    SingleServer,
+    start_cluster,
+    start_hub_and_leaf,
+    start_single,
+)
+
+NATS_ENV_VARS = ("NATS_URL", "NATS_CREDS", "NATS_CONTEXT", "NATS_USER", "NATS_PASSWORD")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test sees a developer's nats contexts, credentials or a server on 4222."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    for var in NATS_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleServer]:
+    """One JetStream server (no domain), shared by the tests of this worker."""
+    handle = start_single(tmp_path_factory.mktemp("nats-single"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A 3-node JetStream cluster ``c1`` (n1..n3) with a meta leader."""
+    handle = start_cluster(tmp_path_factory.mktemp("nats-cluster"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def hub_and_leaf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubAndLeaf]:
+    """A hub (domain ``hub``) and a leaf node (domain ``leaf``) in account $G."""
+    handle = start_hub_and_leaf(tmp_path_factory.mktemp("nats-hub-leaf"))
+    yield handle
+    handle.stop()

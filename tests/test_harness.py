@@ -1,0 +1,187 @@
+"""The fixtures start real, working topologies, and the helpers count what they claim."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from harness.servers import (
+    Cluster,
+    HubAndLeaf,
+    JsWriteCounter,
+    SingleServer,
+    api_op,
+    is_write_request,
+    js_request_sync,
+    monitor_json,
+    start_single,
+    unique_name,
+)
+
+from reconciler.errors import JsopsError
+from reconciler.server import start_server
+
+
+def _stream(name: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "subjects": [f"{name.lower()}.>"], **extra}
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_single_server_answers_info(nats_server: SingleServer) -> None:
+    info = js_request_sync(nats_server.url, "$JS.API.INFO")
+    assert "error" not in info
+    assert info["api"]["level"] >= 1
+    assert nats_server.domain is None
+    assert nats_server.urls == [nats_server.url]
+    assert nats_server.url.startswith("nats://127.0.0.1:")
+    assert (nats_server.store_dir / "jetstream").is_dir()
+
+
+def test_cluster_has_three_peers_and_places_r3_streams(nats_cluster: Cluster) -> None:
+    assert len(nats_cluster.urls) == 3
+    assert [s.name for s in nats_cluster.servers] == ["n1", "n2", "n3"]
+    meta = monitor_json(nats_cluster.servers[0], "/jsz")["meta_cluster"]
+    assert meta["cluster_size"] == 3
+    assert meta["leader"] in {"n1", "n2", "n3"}
+
+    name = unique_name("R3")
+    created = js_request_sync(
+        nats_cluster.urls[1],
+        f"$JS.API.STREAM.CREATE.{name}",
+        _stream(name, num_replicas=3),
+    )
+    try:
+        assert "error" not in created, created
+        assert created["cluster"]["name"] == "c1"
+        assert len(created["cluster"]["replicas"]) == 2
+    finally:
+        deleted = js_request_sync(nats_cluster.url, f"$JS.API.STREAM.DELETE.{name}")
+    assert deleted.get("success") is True
+
+
+def test_hub_reaches_leaf_jetstream_by_domain(hub_and_leaf: HubAndLeaf) -> None:
+    hub, leaf = hub_and_leaf.hub, hub_and_leaf.leaf
+    assert (hub.domain, leaf.domain) == ("hub", "leaf")
+    name = unique_name("LEAF")
+    created = js_request_sync(hub.url, f"$JS.leaf.API.STREAM.CREATE.{name}", _stream(name))
+    try:
+        assert "error" not in created, created
+        assert created["config"]["name"] == name
+        on_leaf = js_request_sync(leaf.url, "$JS.API.STREAM.NAMES")
+        assert name in on_leaf["streams"]
+        on_hub = js_request_sync(hub.url, "$JS.API.STREAM.NAMES")
+        assert name not in (on_hub.get("streams") or [])
+        # and the other way round: the leaf reaches the hub's JetStream by domain
+        assert js_request_sync(leaf.url, "$JS.hub.API.INFO")["domain"] == "hub"
+    finally:
+        js_request_sync(hub.url, f"$JS.leaf.API.STREAM.DELETE.{name}")
+
+
+def test_write_counter_counts_create_but_not_info(nats_server: SingleServer) -> None:
+    name = unique_name("CNT")
+    with JsWriteCounter(nats_server.url) as counter:
+        js_request_sync(nats_server.url, "$JS.API.INFO")
+    assert counter.writes == []
+    assert counter.reads == ["$JS.API.INFO"]
+
+    with JsWriteCounter(nats_server.url) as counter:
+        js_request_sync(nats_server.url, f"$JS.API.STREAM.CREATE.{name}", _stream(name))
+        js_request_sync(nats_server.url, f"$JS.API.STREAM.INFO.{name}")
+    assert counter.writes == [f"$JS.API.STREAM.CREATE.{name}"]
+    assert counter.reads == [f"$JS.API.STREAM.INFO.{name}"]
+
+    with JsWriteCounter(nats_server.url) as counter:
+        js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{name}")
+    assert counter.writes == [f"$JS.API.STREAM.DELETE.{name}"]
+
+
+def test_write_counter_on_leaf_sees_domain_requests_once(hub_and_leaf: HubAndLeaf) -> None:
+    hub, leaf = hub_and_leaf.hub, hub_and_leaf.leaf
+    name = unique_name("CNTL")
+    with JsWriteCounter(leaf.url, domain="leaf") as counter:
+        js_request_sync(hub.url, f"$JS.leaf.API.STREAM.CREATE.{name}", _stream(name))
+        js_request_sync(leaf.url, "$JS.leaf.API.INFO")
+        js_request_sync(hub.url, f"$JS.leaf.API.STREAM.DELETE.{name}")
+    # the leaf rewrites $JS.leaf.API.X to $JS.API.X, so each request is seen once
+    assert counter.writes == [
+        f"$JS.API.STREAM.CREATE.{name}",
+        f"$JS.API.STREAM.DELETE.{name}",
+    ]
+    assert counter.reads == ["$JS.API.INFO"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "write"),
+    [
+        ("$JS.API.STREAM.CREATE.S", True),
+        ("$JS.API.STREAM.UPDATE.S", True),
+        ("$JS.API.STREAM.DELETE.S", True),
+        ("$JS.API.STREAM.PURGE.S", True),
+        ("$JS.API.CONSUMER.CREATE.S", True),
+        ("$JS.API.CONSUMER.CREATE.S.C", True),
+        ("$JS.API.CONSUMER.CREATE.S.C.orders.>", True),
+        ("$JS.API.CONSUMER.DURABLE.CREATE.S.C", True),
+        ("$JS.API.CONSUMER.DELETE.S.C", True),
+        ("$JS.API.CONSUMER.PAUSE.S.C", True),
+        ("$JS.hub.API.STREAM.UPDATE.S", True),
+        ("$JS.API.INFO", False),
+        ("$JS.API.STREAM.INFO.S", False),
+        ("$JS.API.STREAM.NAMES", False),
+        ("$JS.API.STREAM.LIST", False),
+        ("$JS.API.CONSUMER.INFO.S.C", False),
+        ("$JS.API.CONSUMER.MSG.NEXT.S.C", False),
+        ("$JS.leaf.API.CONSUMER.NAMES.S", False),
+        ("orders.created", False),
+    ],
+)
+def test_write_classification(subject: str, write: bool) -> None:
+    assert is_write_request(subject) is write
+
+
+def test_api_op_strips_prefix_and_domain() -> None:
+    assert api_op("$JS.API.STREAM.INFO.S") == "STREAM.INFO.S"
+    assert api_op("$JS.hub.API.STREAM.INFO.S") == "STREAM.INFO.S"
+    assert api_op("$KV.b.k") is None
+
+
+def test_unique_name() -> None:
+    names = {unique_name("ORDERS") for _ in range(50)}
+    assert len(names) == 50
+    name = names.pop()
+    assert name.startswith("ORDERS_")
+    assert name.removeprefix("ORDERS_").isupper()
+    assert "." not in name
+
+
+def test_environment_is_isolated() -> None:
+    assert "NATS_URL" not in os.environ
+    assert "NATS_CREDS" not in os.environ
+    assert "NATS_CONTEXT" not in os.environ
+    home = Path(os.environ["HOME"])
+    assert home.is_dir()
+    assert not any(home.iterdir())
+
+
+def test_builder_server_stops_by_pid(tmp_path: Path) -> None:
+    handle = start_single(tmp_path, name="own", monitoring=False)
+    port, proc = handle.server.port, handle.server.proc
+    assert _port_open(port)
+    handle.stop()
+    assert proc.poll() is not None
+    assert not _port_open(port)
+
+
+def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
+    with pytest.raises(JsopsError) as err:
+        start_server(store_dir=tmp_path / "store", config_text="jetstream { bogus_key: [ }\n")
+    assert "exited with code" in str(err.value)
+    assert "log tail" in str(err.value)
