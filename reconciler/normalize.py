@@ -209,6 +209,10 @@ def _expand_domain(source: dict[str, Any]) -> dict[str, Any]:
 
 def _force_stream_flags(config: dict[str, Any]) -> None:
     """Set the flags the server would force, so the config is stored exactly as sent."""
+    max_age = config.get("max_age") or 0
+    has_origin = config.get("mirror") or config.get("sources")
+    if not config.get("duplicate_window") and not has_origin and 0 < max_age < TWO_MINUTES:
+        config["duplicate_window"] = max_age  # the 2m default would exceed max_age
     if config.get("subject_delete_marker_ttl"):
         config["allow_msg_ttl"] = True
         config["allow_rollup_hdrs"] = True
@@ -216,6 +220,9 @@ def _force_stream_flags(config: dict[str, Any]) -> None:
     if config.get("allow_msg_schedules"):
         config["allow_rollup_hdrs"] = True
         config.pop("deny_purge", None)
+    republish = config.get("republish")
+    if republish and not republish.get("src"):
+        config["republish"] = {**republish, "src": ">"}
     if config.get("sealed"):
         config["max_age"] = 0
         config["discard"] = "new"
@@ -276,12 +283,24 @@ def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- consumers
 
 
-def consumer_api_config(resource: Resource, project: str) -> dict[str, Any]:
-    """The ConsumerConfig jsops sends for a declared durable consumer."""
+def consumer_api_config(
+    resource: Resource, project: str, stream: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ConsumerConfig jsops sends for a declared durable consumer.
+
+    ``stream`` is the canonical config of its stream: defaults the server would
+    inherit from it (``consumer_limits``) are sent explicitly, as pedantic mode wants.
+    """
     spec = resource.spec
     assert isinstance(spec, ConsumerSpec)
     config: dict[str, Any] = {"durable_name": resource.address.name, **_spec_dict(spec)}
     config["metadata"] = _owned_metadata(config.get("metadata"), project)
+    limits = (stream or {}).get("consumer_limits") or {}
+    for key in ("max_ack_pending", "inactive_threshold"):
+        if limits.get(key) and not config.get(key):
+            config[key] = limits[key]
+    if config.get("backoff") and not config.get("ack_wait"):
+        config["ack_wait"] = config["backoff"][0]
     if config.get("ack_policy") == "flow_control":
         config["flow_control"] = True
         config.setdefault("idle_heartbeat", 10**9)

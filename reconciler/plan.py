@@ -312,7 +312,7 @@ def build_plan(
 
     for res in consumers:
         stream_name = res.address.stream or ""
-        send = consumer_api_config(res, project)
+        send = consumer_api_config(res, project, desired_canon.get(stream_name))
         errors += _level_errors(res, "Consumer", send, live.api_level)
         canon = canonical_consumer(send, desired_canon.get(stream_name))
         info = live.consumers.get((stream_name, res.address.name))
