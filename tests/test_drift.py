@@ -1,0 +1,155 @@
+"""Out-of-band changes: a field changed on the server behind jsops' back is planned
+as ``update`` with the right path and before/after, and apply puts it back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from harness.project import make_project
+from harness.servers import js_request_sync, unique_name
+
+from reconciler.normalize import CONSUMER_DEFAULTS
+from reconciler.plan import Action
+
+STREAM_BASE = (
+    '{subjects: ["{p}.>"], max_age: 1h, max_msgs: 100, description: base, '
+    "consumer_limits: {max_ack_pending: 500}}"
+)
+CONSUMER_BASE = "{ack_policy: explicit, max_deliver: 5, ack_wait: 30s, filter_subject: '{p}.a'}"
+
+# (path in the plan, field to change in the raw config, new raw value, expected before)
+STREAM_DRIFT = [
+    pytest.param("description", "description", "edited by hand", "edited by hand", id="desc"),
+    pytest.param("subjects", "subjects", ["{p}.>", "x{p}.>"], ["{p}.>", "x{p}.>"], id="subj"),
+    pytest.param("max_age", "max_age", 7200 * 10**9, 7200 * 10**9, id="max_age"),
+    pytest.param("max_msgs", "max_msgs", 5, 5, id="max_msgs"),
+    pytest.param("max_bytes", "max_bytes", 1 << 20, 1 << 20, id="max_bytes"),
+    pytest.param("max_msgs_per_subject", "max_msgs_per_subject", 3, 3, id="per_subject"),
+    pytest.param("max_msg_size", "max_msg_size", 1024, 1024, id="msg_size"),
+    pytest.param("max_consumers", "max_consumers", 7, 7, id="max_consumers"),
+    pytest.param("discard", "discard", "new", "new", id="discard"),
+    pytest.param("compression", "compression", "s2", "s2", id="compression"),
+    pytest.param("allow_direct", "allow_direct", True, True, id="allow_direct"),
+    pytest.param("allow_rollup_hdrs", "allow_rollup_hdrs", True, True, id="rollup"),
+    pytest.param("duplicate_window", "duplicate_window", 10 * 10**9, 10 * 10**9, id="dupe"),
+    pytest.param("retention", "retention", "interest", "interest", id="retention"),
+    pytest.param("metadata.extra", "metadata", {"extra": "1"}, "1", id="metadata"),
+    pytest.param(
+        "consumer_limits.max_ack_pending",
+        "consumer_limits",
+        {"max_ack_pending": 900},
+        900,
+        id="consumer_limits",
+    ),
+    pytest.param(
+        "republish",
+        "republish",
+        {"src": ">", "dest": "rp.{p}.>"},
+        {"src": ">", "dest": "rp.{p}.>"},
+        id="republish",
+    ),
+]
+
+CONSUMER_DRIFT = [
+    pytest.param("description", "description", "by hand", "by hand", id="c-desc"),
+    pytest.param("max_deliver", "max_deliver", 9, 9, id="c-max_deliver"),
+    pytest.param("ack_wait", "ack_wait", 60 * 10**9, 60 * 10**9, id="c-ack_wait"),
+    pytest.param("filter_subject", "filter_subject", "{p}.b", "{p}.b", id="c-filter"),
+    pytest.param("max_ack_pending", "max_ack_pending", 20, 20, id="c-max_ack_pending"),
+    pytest.param(
+        "inactive_threshold", "inactive_threshold", 3600 * 10**9, 3600 * 10**9, id="c-inactive"
+    ),
+    pytest.param("headers_only", "headers_only", True, True, id="c-headers_only"),
+    pytest.param("max_batch", "max_batch", 10, 10, id="c-max_batch"),
+    pytest.param("max_expires", "max_expires", 10**9, 10**9, id="c-max_expires"),
+    pytest.param("metadata.extra", "metadata", {"extra": "x"}, "x", id="c-metadata"),
+]
+
+
+def _sub(value: Any, prefix: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{p}", prefix)
+    if isinstance(value, list):
+        return [_sub(v, prefix) for v in value]
+    if isinstance(value, dict):
+        return {k: _sub(v, prefix) for k, v in value.items()}
+    return value
+
+
+def _setup(nats_server, tmp_path):
+    project = make_project(tmp_path, nats_server.url)
+    stream = unique_name("DR")
+    p = stream.lower()
+    project.write(
+        "s.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {stream}}}
+        spec: {STREAM_BASE.replace("{p}", p)}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: worker, stream: {stream}}}
+        spec: {CONSUMER_BASE.replace("{p}", p)}
+    """,
+    )
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    return project, stream, p
+
+
+@pytest.mark.parametrize(("path", "field", "value", "before"), STREAM_DRIFT)
+def test_stream_drift_is_planned_as_update(nats_server, tmp_path, path, field, value, before):
+    project, stream, p = _setup(nats_server, tmp_path)
+    config = js_request_sync(nats_server.url, f"$JS.API.STREAM.INFO.{stream}")["config"]
+    manifest_value = config.get(field)
+    if field == "metadata":
+        config[field] = {**config[field], **value}
+    else:
+        config[field] = _sub(value, p)
+    reply = js_request_sync(nats_server.url, f"$JS.API.STREAM.UPDATE.{stream}", config)
+    assert "error" not in reply, reply
+
+    plan = project.plan()
+    change = next(c for c in plan.changes if c.address.kind == "Stream")
+    assert change.action is Action.UPDATE
+    diff = {d.path: d for d in change.diff}
+    assert path in diff, change.diff
+    assert diff[path].before == _sub(before, p)
+    if field not in ("metadata", "consumer_limits", "republish"):
+        expected_after = manifest_value if field != "duplicate_window" else 120 * 10**9
+        assert diff[path].after == expected_after
+    project.apply()
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+
+@pytest.mark.parametrize(("path", "field", "value", "before"), CONSUMER_DRIFT)
+def test_consumer_drift_is_planned_as_update(nats_server, tmp_path, path, field, value, before):
+    project, stream, p = _setup(nats_server, tmp_path)
+    info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.worker")
+    config = info["config"]
+    manifest_value = config.get(field)
+    if field == "metadata":
+        config[field] = {**config[field], **value}
+    else:
+        config[field] = _sub(value, p)
+    reply = js_request_sync(
+        nats_server.url,
+        f"$JS.API.CONSUMER.CREATE.{stream}.worker",
+        {"stream_name": stream, "config": config, "action": "update"},
+    )
+    assert "error" not in reply, reply
+
+    plan = project.plan()
+    change = next(c for c in plan.changes if c.address.kind == "Consumer")
+    assert change.action is Action.UPDATE, change
+    diff = {d.path: d for d in change.diff}
+    assert path in diff, change.diff
+    assert diff[path].before == _sub(before, p)
+    if field != "metadata":
+        default = CONSUMER_DEFAULTS[field]
+        assert diff[path].after == (default if manifest_value is None else manifest_value)
+    project.apply()
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
