@@ -1,0 +1,172 @@
+"""Export: live streams and consumers -> manifests (adoption), the inverse of normalize.
+
+A field is written only when leaving it out would change the canonical config (so
+server defaults, derived ones included, are left out); durations and sizes are
+written in human units; ``external.api: $JS.<d>.API`` becomes ``domain: <d>``; the
+owner tag is left out (jsops adds it on apply, which is how adoption shows in a plan).
+One file per stream, holding the stream and its consumers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from reconciler.live import LiveState
+from reconciler.models.units import format_duration, format_size
+from reconciler.normalize import (
+    CONSUMER_DEFAULTS,
+    OWNER_KEY,
+    STREAM_DEFAULTS,
+    canonical_consumer,
+    canonical_stream,
+)
+from reconciler.render import UNIT_PATHS
+
+SCHEMA_COMMENT = "# yaml-language-server: $schema={schemas}/manifest.schema.json\n"
+_DOMAIN_API = re.compile(r"^\$JS\.([^.]+)\.API$")
+
+
+def _minimal(
+    config: dict[str, Any], fields: list[str], canon: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The smallest subset of the modeled ``fields`` of ``config`` with the same canonical form."""
+    target = canon(config)
+    base = {k: v for k, v in config.items() if k not in fields}
+    kept = {k: config[k] for k in fields if k in config}
+    for key in list(kept):
+        trial = {**base, **{k: v for k, v in kept.items() if k != key}}
+        if canon(trial) == target:
+            del kept[key]
+    return kept
+
+
+def _humanize(kind: str, path: str, value: Any) -> Any:
+    unit = UNIT_PATHS[kind].get(path)
+    if isinstance(value, dict):
+        return {k: _humanize(kind, f"{path}.{k}", v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_humanize(kind, path, v) for v in value]
+    if unit == "duration" and isinstance(value, int) and not isinstance(value, bool):
+        return format_duration(value)
+    if unit == "size" and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return format_size(value)
+    return value
+
+
+def _source(source: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in source.items() if v not in (None, "", [], {}, 0)}
+    external = {k: v for k, v in (out.get("external") or {}).items() if v}
+    if external:
+        match = _DOMAIN_API.match(external.get("api", ""))
+        if match and set(external) == {"api"}:
+            out.pop("external")
+            out["domain"] = match.group(1)
+        else:
+            out["external"] = external
+    else:
+        out.pop("external", None)
+    return out
+
+
+def stream_spec(config: dict[str, Any]) -> dict[str, Any]:
+    """The manifest spec of a live stream config."""
+    name = config["name"]
+    fields = [k for k in STREAM_DEFAULTS if k != "metadata"]
+    spec = _minimal(config, fields, lambda c: canonical_stream({**c, "name": name}))
+    for key in ("mirror",):
+        if key in spec:
+            spec[key] = _source(spec[key])
+    if "sources" in spec:
+        spec["sources"] = [_source(s) for s in spec["sources"]]
+    meta = {
+        k: v
+        for k, v in (config.get("metadata") or {}).items()
+        if not k.startswith("_nats.") and k != OWNER_KEY
+    }
+    if meta:
+        spec["metadata"] = meta
+    return {k: _humanize("Stream", k, v) for k, v in spec.items()}
+
+
+def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, Any]:
+    """The manifest spec of a live consumer config (defaults relative to its stream)."""
+    fields = [k for k in CONSUMER_DEFAULTS if k != "metadata"]
+    spec = _minimal(config, fields, lambda c: canonical_consumer(c, stream))
+    if config.get("pause_until"):
+        spec["pause_until"] = config["pause_until"]
+    meta = {
+        k: v
+        for k, v in (config.get("metadata") or {}).items()
+        if not k.startswith("_nats.") and k != OWNER_KEY
+    }
+    if meta:
+        spec["metadata"] = meta
+    return {k: _humanize("Consumer", k, v) for k, v in spec.items()}
+
+
+def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
+    """Stream name -> its manifest documents (the stream first, then its consumers)."""
+    files: dict[str, list[dict[str, Any]]] = {}
+    for name in sorted(live.streams):
+        config = live.streams[name]["config"]
+        docs = [
+            {
+                "apiVersion": "jsops/v1",
+                "kind": "Stream",
+                "metadata": {"name": name},
+                "spec": stream_spec(config),
+            }
+        ]
+        stream_canon = canonical_stream(config)
+        for info in sorted(live.consumers_of(name), key=lambda i: i["name"]):
+            cconfig = info["config"]
+            if not cconfig.get("durable_name"):
+                continue  # ephemeral consumers are not declared
+            docs.append(
+                {
+                    "apiVersion": "jsops/v1",
+                    "kind": "Consumer",
+                    "metadata": {"name": info["name"], "stream": name},
+                    "spec": consumer_spec(cconfig, stream_canon),
+                }
+            )
+        files[name] = docs
+    return files
+
+
+def dump_documents(docs: list[dict[str, Any]], schemas: str = "../schemas") -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 100
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    buf = io.StringIO()
+    yaml.dump_all(docs, buf)
+    return SCHEMA_COMMENT.format(schemas=schemas) + buf.getvalue()
+
+
+def write_export(live: LiveState, out_dir: str | Path, schemas: str = "../schemas") -> list[Path]:
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, docs in export_documents(live).items():
+        path = target / f"{name}.yaml"
+        path.write_text(dump_documents(docs, schemas), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def export_environment(target: Any, out_dir: str | Path, schemas: str = "../schemas") -> list[Path]:
+    """Read the live state of ``target`` (an api.Target) and write its manifests."""
+    import asyncio
+
+    from reconciler.api import _session
+    from reconciler.live import read_live_state
+
+    live = asyncio.run(_session(target.settings, read_live_state))
+    return write_export(live, out_dir, schemas)
