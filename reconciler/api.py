@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler.apply import ApplyResult, apply_plan
+from reconciler.apply import ApplyResult, apply_plan, check_refusals
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import ApplyRefused, UsageError
 from reconciler.live import (
@@ -120,6 +120,8 @@ def apply(
     """
     targets = parse_targets(targets)
     if saved is not None:
+        if targets:
+            raise UsageError("--target cannot be used with a plan file (it is applied as saved)")
         if saved.environment != target.env_name:
             raise UsageError(
                 f'the plan is for environment "{saved.environment}", not "{target.env_name}"'
@@ -141,6 +143,9 @@ def apply(
                 on_plan(the_plan)
         if not the_plan.has_changes:
             return the_plan, None
+        refusals = check_refusals(the_plan, allow_replace=allow_replace, prune=prune)
+        if refusals:  # before asking: never ask to confirm what will be refused
+            raise ApplyRefused("apply refused, nothing was changed:\n" + "\n".join(refusals))
         if saved is None and confirm is not None and not confirm(the_plan):
             raise ApplyRefused("apply cancelled, nothing was changed")
         result = await apply_plan(

@@ -3,12 +3,14 @@
 1. Refusals are checked for the whole plan before the first write: a replace needs
    ``allow_replace``, a delete needs ``prune``, and ``prevent_destroy`` refuses both.
    Every refusal is reported, with what would be lost; nothing is written.
-2. A saved plan is re-checked: every resource it changes is read again and its
-   fingerprint compared with the one recorded at plan time; any difference refuses
-   the whole plan.
-3. Changes run in dependency order (streams before their consumers, origins before
-   the streams that read them, deletes in reverse), independent ones concurrently
-   under a bound. A failed change skips its dependents; the others go on.
+2. A saved plan is re-checked: the live state is read again in bulk and the
+   fingerprint of every resource it changes compared with the one recorded at plan
+   time (a planned create must still be absent); any difference refuses the whole
+   plan, naming each resource.
+3. Deletes run first (consumers before their streams), then the other changes in
+   dependency order (streams before their consumers, origins before the streams that
+   read them), independent ones concurrently under a bound. A failed change skips
+   its dependents; the others go on.
 4. The result says what was done, what failed (with the server's error) and what
    was skipped.
 """
@@ -21,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import ApiError, ApplyFailed, ApplyRefused, JsopsError, StalePlanError
-from reconciler.live import JetStreamClient
+from reconciler.live import JetStreamClient, read_live_state
 from reconciler.normalize import canonical_consumer, canonical_stream, fingerprint
 from reconciler.plan import Action, Change, Plan
+from reconciler.render import loss_text
 
 APPLY_CONCURRENCY = 32
 
@@ -45,10 +48,8 @@ class ApplyResult:
 
 
 def _loss_text(change: Change) -> str:
-    if not change.loss:
-        return ""
-    parts = [f"{k.replace('_', ' ')} {v}" for k, v in change.loss.items() if v]
-    return f" (would lose: {', '.join(parts)})" if parts else ""
+    text = loss_text(change)
+    return f" (would lose {text})" if text else ""
 
 
 def check_refusals(plan: Plan, *, allow_replace: bool, prune: bool) -> list[str]:
@@ -72,33 +73,59 @@ def check_refusals(plan: Plan, *, allow_replace: bool, prune: bool) -> list[str]
     return problems
 
 
-async def find_stale(plan: Plan, client: JetStreamClient) -> list[str]:
-    """Resources whose live config changed since the plan was made (re-read one by one)."""
+def _consumer_digests(
+    config: dict[str, Any], parents: list[dict[str, Any] | None]
+) -> set[str | None]:
+    """Fingerprints of a live consumer config, canonicalized against each candidate parent.
 
-    async def check(change: Change) -> str | None:
+    A consumer's canonical form depends on its stream (inherited limits, replicas). The
+    plan computed it against the stream as the manifests declare it (or none, for an
+    orphan), which a saved plan does not carry in full; the candidates are the stream's
+    planned config, its live config and none. A real change to the consumer changes
+    every candidate, so accepting any of them never hides one.
+    """
+    return {fingerprint(canonical_consumer(config, parent)) for parent in parents}
+
+
+async def find_stale(plan: Plan, client: JetStreamClient) -> list[str]:
+    """Resources whose live config changed since the plan was made.
+
+    The live state is read again in bulk (``STREAM.LIST``, and ``CONSUMER.LIST`` of the
+    streams whose consumers the plan changes), the way the plan read it.
+    """
+    pending = plan.pending()
+    if not pending:
+        return []
+    streams_of_consumers = {c.address.stream or "" for c in pending if c.address.kind == "Consumer"}
+    live = await read_live_state(client, only_streams=streams_of_consumers)
+    planned_streams = {
+        c.address.name: canonical_stream(c.send)
+        for c in plan.changes
+        if c.address.kind == "Stream" and c.send
+    }
+    problems: list[str] = []
+    for change in pending:
         address = change.address
         if address.kind == "Stream":
-            info = await client.stream_info(address.name)
-            digest = fingerprint(canonical_stream(info["config"])) if info else None
+            info = live.streams.get(address.name)
+            digests = {fingerprint(canonical_stream(info["config"]))} if info else set()
         else:
-            info = await client.consumer_info(address.stream or "", address.name)
-            digest = None
+            stream = address.stream or ""
+            info = live.consumers.get((stream, address.name))
+            digests = set()
             if info:
-                stream = await client.stream_info(address.stream or "")
-                parent = canonical_stream(stream["config"]) if stream else None
-                digest = fingerprint(canonical_consumer(info["config"], parent))
+                stream_info = live.streams.get(stream)
+                live_parent = canonical_stream(stream_info["config"]) if stream_info else None
+                parents = [planned_streams.get(stream), live_parent, None]
+                digests = _consumer_digests(info["config"], parents)
         if change.action is Action.CREATE:
-            return f"{address}: now exists (planned as create)" if info else None
-        if digest != change.live_digest:
-            return (
-                f"{address}: changed since the plan was made"
-                if info
-                else (f"{address}: no longer exists")
-            )
-        return None
-
-    results = await asyncio.gather(*(check(c) for c in plan.pending()))
-    return [r for r in results if r]
+            if info:
+                problems.append(f"{address}: now exists (the plan creates it)")
+        elif not info:
+            problems.append(f"{address}: no longer exists (the plan {change.action.value}s it)")
+        elif change.live_digest not in digests:
+            problems.append(f"{address}: changed since the plan was made")
+    return problems
 
 
 async def _run_change(client: JetStreamClient, change: Change) -> None:
@@ -169,7 +196,7 @@ async def apply_plan(
                     await finished[dep].wait()
             failed_deps = [d for d in change.depends_on if d in finished and d not in succeeded]
             if failed_deps:
-                why = f"depends on {', '.join(failed_deps)}, which did not complete"
+                why = f"{', '.join(failed_deps)} did not complete"
                 result.skipped.append((change, why))
                 if on_event:
                     on_event("skipped", change, why)
@@ -189,14 +216,31 @@ async def apply_plan(
         finally:
             finished[change.key].set()
 
-    await asyncio.gather(*(run(c) for c in pending))
+    # Deletes first (consumers before their streams, through depends_on), so that a
+    # stream renamed in the manifests frees its subjects before its successor is created.
+    deletes = [c for c in pending if c.action is Action.DELETE]
+    others = [c for c in pending if c.action is not Action.DELETE]
+    for phase in (deletes, others):
+        await asyncio.gather(*(run(c) for c in phase))
     if not result.ok:
-        lines = [f"{c.address}: {c.action.value} failed: {why}" for c, why in result.failed]
-        lines += [f"{c.address}: {c.action.value} skipped: {why}" for c, why in result.skipped]
-        lines.append(f"apply incomplete: {result.summary()}")
-        done = ", ".join(f"{c.action.value} {c.address}" for c in result.done)
-        lines.append(f"done: {done or 'nothing'}")
-        error = ApplyFailed("\n".join(lines))
-        error.result = result  # type: ignore[attr-defined]
-        raise error
+        raise _failure(plan, result)
     return result
+
+
+def _failure(plan: Plan, result: ApplyResult) -> ApplyFailed:
+    """One line per failed or skipped change, then what was done, in plan order."""
+    order = {c.key: i for i, c in enumerate(plan.changes)}
+    lines = [
+        f"{c.address}: {c.action.value} failed: {why}"
+        for c, why in sorted(result.failed, key=lambda item: order[item[0].key])
+    ]
+    lines += [
+        f"{c.address}: {c.action.value} skipped: {why}"
+        for c, why in sorted(result.skipped, key=lambda item: order[item[0].key])
+    ]
+    done = sorted(result.done, key=lambda c: order[c.key])
+    lines.append(f"done: {', '.join(f'{c.action.value} {c.address}' for c in done) or 'nothing'}")
+    lines.append(f"apply incomplete: {result.summary()}")
+    error = ApplyFailed("\n".join(lines))
+    error.result = result  # type: ignore[attr-defined]
+    return error

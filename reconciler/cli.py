@@ -266,8 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = cli.main(args=args, prog_name="jsops", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:  # usage errors: exit 1, not click's 2
-        exc.show()
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `jsops`: the help, exit 1
+        _err(exc.ctx.get_help() if exc.ctx else "usage: jsops COMMAND (see 'jsops --help')")
+        return 1
+    except click.UsageError as exc:  # one line, and exit 1, not click's 2
+        where = exc.ctx.command_path if exc.ctx else "jsops"
+        _err(f"{where}: {exc.format_message()} (see '{where} --help')")
+        return 1
+    except click.ClickException as exc:
+        _err(f"jsops: {exc.format_message()}")
         return 1
     except click.exceptions.Abort:
         _err("aborted")

@@ -12,6 +12,7 @@ per stream, run concurrently under a bound; never one INFO request per resource.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -29,6 +30,7 @@ from reconciler.environments import DEFAULT_URL, EnvironmentConfig
 from reconciler.errors import ApiError, ConnectionFailed, UsageError
 
 LIST_CONCURRENCY = 64
+CONNECT_RETRY_WAIT = 0.1  # seconds between the two tries of one server
 WRITE_SUBJECTS = (
     "STREAM.CREATE.",
     "STREAM.UPDATE.",
@@ -147,7 +149,13 @@ def _tls_context(settings: ConnectSettings) -> ssl.SSLContext | None:
 
 
 async def connect(settings: ConnectSettings) -> NatsClient:
-    """Connect once, without reconnect loops; any failure is one clear line."""
+    """Connect once, without reconnect loops; any failure is one clear line, fast.
+
+    nats-py's initial connect keeps cycling through the server pool as long as
+    ``max_reconnect_attempts`` is 0 (it only drops a server when the count is > 0), so
+    each server gets two tries (``max_reconnect_attempts=1``) a short wait apart, and
+    the whole attempt is bounded by a deadline as well.
+    """
 
     async def _quiet(_exc: Exception) -> None:  # nats-py would log every error
         return None
@@ -157,7 +165,8 @@ async def connect(settings: ConnectSettings) -> NatsClient:
         "name": "jsops",
         "connect_timeout": settings.timeout,
         "allow_reconnect": False,
-        "max_reconnect_attempts": 0,
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": CONNECT_RETRY_WAIT,
         "error_cb": _quiet,
         "pending_size": 64 * 1024 * 1024,
     }
@@ -179,21 +188,37 @@ async def connect(settings: ConnectSettings) -> NatsClient:
         raise ConnectionFailed(f"TLS setup failed: {exc}") from None
     if tls is not None:
         kwargs["tls"] = tls
+    nc = NatsClient()
+    deadline = 2 * len(settings.servers) * (settings.timeout + CONNECT_RETRY_WAIT) + 1
     try:
-        return await nats.connect(**kwargs)
+        await asyncio.wait_for(nc.connect(**kwargs), deadline)
     except Exception as exc:  # nats-py raises many types here; all mean "cannot connect"
+        with contextlib.suppress(Exception):
+            await nc.close()
         raise ConnectionFailed(
-            f"cannot connect to {settings.describe()}: {_connect_reason(exc)}"
+            f"cannot connect to {settings.describe()}: {_connect_reason(exc, settings)}"
         ) from None
+    return nc
 
 
-def _connect_reason(exc: BaseException) -> str:
+def _connect_reason(exc: BaseException, settings: ConnectSettings) -> str:
     text = str(exc).strip() or type(exc).__name__
-    if "authorization" in text.lower() or "authentication" in text.lower():
-        return "authorization violation (check credentials)"
-    if isinstance(exc, (nats.errors.NoServersError, OSError)) or "no servers" in text.lower():
+    lowered = text.lower()
+    if "authorization" in lowered or "authentication" in lowered:
+        return "authorization violation (check the credentials)"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return f"timed out after {settings.timeout:g}s"
+    if isinstance(exc, (nats.errors.NoServersError, OSError)) or "no servers" in lowered:
         return "no server is reachable"
-    return text.removeprefix("nats: ")
+    return _redact(text.removeprefix("nats: ").strip("'"), settings)
+
+
+def _redact(text: str, settings: ConnectSettings) -> str:
+    """Remove any secret the settings hold from a message (server errors may echo them)."""
+    for secret in (settings.password, settings.token):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 class JetStreamClient:
@@ -212,19 +237,25 @@ class JetStreamClient:
         try:
             msg = await self.nc.request(full, body, timeout=self.timeout)
         except NoRespondersError:
-            where = f" in domain {self.settings.domain}" if self.settings.domain else ""
+            servers = ", ".join(_strip_userinfo(u) for u in self.settings.servers)
+            if self.settings.domain:
+                raise ConnectionFailed(
+                    f'JetStream domain "{self.settings.domain}" does not answer on {servers} '
+                    "(wrong domain, or no JetStream there)"
+                ) from None
             raise ConnectionFailed(
-                f"JetStream is not available{where} on {self.settings.describe()} "
-                "(not enabled for this account, or wrong domain)"
+                f"JetStream is not available on {servers} (not enabled on the server, "
+                f"or {self.prefix} is not reachable for this account)"
             ) from None
         except NatsTimeoutError:
             raise ConnectionFailed(
-                f"JetStream request {subject.split('.')[0:2]} timed out after {self.timeout}s "
+                f"JetStream request {_op(subject)} timed out after {self.timeout:g}s "
                 f"on {self.settings.describe()}"
             ) from None
         except Exception as exc:
+            reason = _redact(str(exc) or type(exc).__name__, self.settings)
             raise ConnectionFailed(
-                f"connection to {self.settings.describe()} failed: {exc}"
+                f"connection to {self.settings.describe()} failed: {reason}"
             ) from None
         try:
             reply = json.loads(msg.data)
@@ -349,6 +380,12 @@ async def read_live_state(
     names = [n for n in by_name if wanted is None or n in wanted]
     await asyncio.gather(*(consumers_of(n) for n in names))
     return state
+
+
+def _op(subject: str) -> str:
+    """``STREAM.INFO.ORDERS`` -> ``STREAM.INFO`` (names are not part of the operation)."""
+    words = subject.split(".")
+    return ".".join(words[:2]) if words[0] in ("STREAM", "CONSUMER") else words[0]
 
 
 def is_write(subject: str) -> bool:

@@ -74,6 +74,9 @@ class ReplaceRule:
         return not (v and self.max_version and v > _version(self.max_version))
 
 
+# Every row that holds on nats-server 2.15.1 was observed refused there (the err_code and
+# message are asserted in tests/test_mutability.py); version-gated rows follow the same
+# check at the nats-server release tags.
 STREAM_REPLACE_RULES: tuple[ReplaceRule, ...] = (
     ReplaceRule("storage", changed, "storage type cannot change"),
     ReplaceRule("retention", to_or_from_workqueue, "retention cannot change to or from workqueue"),
@@ -105,7 +108,10 @@ CONSUMER_REPLACE_RULES: tuple[ReplaceRule, ...] = (
     ReplaceRule("flow_control", changed, "flow control cannot be updated"),
     ReplaceRule("max_waiting", changed, "max waiting cannot be updated"),
     ReplaceRule("deliver_subject", push_pull_switch, "a consumer cannot switch push <-> pull"),
-    ReplaceRule("mem_storage", changed, "storage type cannot be updated", min_version="2.14.5"),
+    # nats-server checks mem_storage from v2.14.4 on: commit 8fb265a48 "[FIXED] Reject
+    # consumer storage type update" is in v2.14.4 (not in its RCs) and later, in no 2.12.x
+    # or 2.11.x release; the reference notes said 2.14.5. Refused on 2.15.1 (err 10012).
+    ReplaceRule("mem_storage", changed, "storage type cannot be updated", min_version="2.14.4"),
 )
 
 REPLACE_RULES = {"Stream": STREAM_REPLACE_RULES, "Consumer": CONSUMER_REPLACE_RULES}

@@ -365,7 +365,12 @@ def build_plan(
                     change.reason = Reason.ADOPT if only_owner else Reason.CHANGED
                     change.send = {**_unmodeled(live_config, CONSUMER_DEFAULTS), **send}
                     if parent is not None and parent.action is Action.UPDATE:
-                        change.depends_on = [parent.key]
+                        if _tightens_consumer_limits(parent):
+                            # The server refuses limits below a consumer's (10069): the
+                            # consumers come down first, then the stream.
+                            parent.depends_on.append(change.key)
+                        else:
+                            change.depends_on = [parent.key]
         changes.append(change)
 
     if errors:
@@ -379,6 +384,23 @@ def build_plan(
     return Plan(
         environment, project, changes, live.api_level, live.server_version, unmanaged=unmanaged
     )
+
+
+def _tightens_consumer_limits(change: Change) -> bool:
+    """Whether a stream update sets or lowers a ``consumer_limits`` value."""
+    for d in change.diff:
+        if not d.path.startswith("consumer_limits"):
+            continue
+        before, after = d.before, d.after
+        if isinstance(before, dict) or isinstance(after, dict):
+            before_d, after_d = before or {}, after or {}
+            pairs = [(before_d.get(k), after_d.get(k)) for k in after_d]
+        else:
+            pairs = [(before, after)]
+        for old, new in pairs:
+            if new and (not old or new < old):
+                return True
+    return False
 
 
 def _shown(send: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The plan's JSON form (``plan --format json`` and ``plan --out FILE``).
 
-The only module that knows the file shape. Readers ignore keys they do not know;
-keys are only ever added. A file with another ``format_version`` is refused with a
-sentence naming the supported one.
+The only module that knows the file shape (DESIGN section 6). ``changes`` lists what
+apply will do, in apply order; unchanged resources are only counted in ``summary``
+(``noop``) and kept, in the same shape, under ``unchanged``. Readers ignore keys they
+do not know; keys are only ever added. A file with another ``format_version`` is
+refused with a sentence naming the supported one.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "api_level": plan.api_level,
         "server_version": plan.server_version,
         "created_at": plan.created_at,
-        "changes": [change_to_json(c) for c in plan.changes],
-        "unmanaged": list(plan.unmanaged),
+        "changes": [change_to_json(c) for c in plan.changes if c.action is not Action.NOOP],
         "summary": plan.summary,
+        "unchanged": [change_to_json(c) for c in plan.changes if c.action is Action.NOOP],
+        "unmanaged": list(plan.unmanaged),
     }
 
 
@@ -85,6 +88,8 @@ def change_from_json(data: dict[str, Any]) -> Change:
 
 
 def plan_from_json(data: dict[str, Any]) -> Plan:
+    if "format_version" not in data or "changes" not in data:
+        raise JsopsError("not a jsops plan (no format_version or changes)")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise JsopsError(
@@ -95,7 +100,9 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         return Plan(
             environment=data["environment"],
             project=data.get("project", ""),
-            changes=[change_from_json(c) for c in data["changes"]],
+            changes=[
+                change_from_json(c) for c in [*data["changes"], *(data.get("unchanged") or [])]
+            ],
             api_level=int(data.get("api_level", 0)),
             server_version=data.get("server_version", ""),
             created_at=data.get("created_at", ""),
@@ -106,7 +113,10 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:
-    Path(path).write_text(dumps(plan), encoding="utf-8")
+    try:
+        Path(path).write_text(dumps(plan), encoding="utf-8")
+    except OSError as exc:
+        raise JsopsError(f"{path}: cannot write the plan file ({exc.strerror or exc})") from None
 
 
 def read_plan(path: str | Path) -> Plan:
@@ -118,4 +128,7 @@ def read_plan(path: str | Path) -> Plan:
         raise JsopsError(f"{path}: not a jsops plan file ({exc})") from None
     if not isinstance(data, dict):
         raise JsopsError(f"{path}: not a jsops plan file")
-    return plan_from_json(data)
+    try:
+        return plan_from_json(data)
+    except JsopsError as exc:
+        raise JsopsError(f"{path}: {exc}") from None

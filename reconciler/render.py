@@ -18,7 +18,7 @@ from reconciler import planfile
 from reconciler.models import ConsumerSpec, StreamSpec
 from reconciler.models.types import _duration, _size
 from reconciler.models.units import format_duration, format_size
-from reconciler.plan import Action, Change, Plan
+from reconciler.plan import Action, Change, Plan, Reason
 
 _COLORS = {
     Action.CREATE: "green",
@@ -91,16 +91,39 @@ def human(kind: str, path: str, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def _loss(change: Change) -> str:
-    if not change.loss:
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def loss_text(change: Change) -> str:
+    """What a destructive change loses, in words: ``12 messages (1KiB), 1 consumer``."""
+    loss = dict(change.loss or {})
+    if not loss:
         return ""
     parts = []
-    for key, value in change.loss.items():
-        if key == "bytes":
-            parts.append(format_size(value) if value else "0B")
-        elif value:
-            parts.append(f"{value} {key.replace('num_', '').replace('_', ' ')}")
+    if "messages" in loss or "bytes" in loss:
+        size = int(loss.pop("bytes", 0) or 0)
+        parts.append(
+            f"{_plural(int(loss.pop('messages', 0) or 0), 'message')} "
+            f"({format_size(size) if size > 0 else '0B'})"
+        )
+    consumers = int(loss.pop("consumers", 0) or 0)
+    if consumers:
+        parts.append(_plural(consumers, "consumer"))
+    if "num_pending" in loss or "num_ack_pending" in loss:
+        parts.append(f"{int(loss.pop('num_pending', 0) or 0)} pending")
+        parts.append(f"{int(loss.pop('num_ack_pending', 0) or 0)} ack pending")
+    for key, value in loss.items():
+        if value:
+            parts.append(f"{value} {key.removeprefix('num_').replace('_', ' ')}")
     return ", ".join(parts)
+
+
+def _shows_reason(change: Change) -> bool:
+    """Reasons that tell more than the action symbol already does."""
+    if change.reason is None or change.reason in (Reason.NEW, Reason.CHANGED):
+        return False
+    return not (change.reason is Reason.CANNOT_UPDATE and change.replace_reasons)
 
 
 def summary_line(plan: Plan) -> str:
@@ -124,15 +147,15 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
             continue
         head = f"{change.action.symbol:>3} {change.address}"
         notes = []
-        if change.reason and change.action is not Action.CREATE:
-            notes.append(change.reason.value.replace("_", " "))
+        if _shows_reason(change):
+            notes.append(change.reason.value.replace("_", " "))  # type: ignore[union-attr]
         if change.replace_reasons:
             notes.append("; ".join(change.replace_reasons))
-        loss = _loss(change)
+        loss = loss_text(change)
         if loss:
             notes.append(f"loses {loss}")
         if change.prevent_destroy and change.action in (Action.REPLACE, Action.DELETE):
-            notes.append("prevent_destroy")
+            notes.append("refused: prevent_destroy")
         if notes:
             head += f"  ({'; '.join(notes)})"
         if color and _COLORS[change.action]:
@@ -150,7 +173,10 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
                 )
     if plan.unmanaged:
         lines.append("")
-        lines.append("Owned by this project but declared nowhere (deleted only with --prune):")
+        lines.append(
+            "Unmanaged: owned by this project but declared in no manifest "
+            "(deleted only with --prune):"
+        )
         lines.extend(f"    {u}" for u in plan.unmanaged)
     if len(lines) == 2:
         lines.append("No changes: the live state matches the manifests.")
@@ -176,13 +202,15 @@ def render_markdown(plan: Plan) -> str:
 
     def details(change: Change) -> str:
         parts = []
+        if _shows_reason(change):
+            parts.append(change.reason.value.replace("_", " "))  # type: ignore[union-attr]
         if change.replace_reasons:
             parts.append("; ".join(change.replace_reasons))
-        if change.loss and _loss(change):
-            parts.append(f"loses {_loss(change)}")
-        if change.reason and change.action is Action.UPDATE:
-            parts.append(change.reason.value.replace("_", " "))
-        return _md_escape("; ".join(parts)) or ""
+        if loss_text(change):
+            parts.append(f"loses {loss_text(change)}")
+        if change.prevent_destroy and change.action in (Action.REPLACE, Action.DELETE):
+            parts.append("refused: `prevent_destroy`")
+        return _md_escape("; ".join(parts))
 
     def fmt(change: Change, path: str, value: Any) -> str:
         return "`" + _md_escape(human(change.address.kind, path, value)) + "`"
@@ -195,6 +223,9 @@ def render_markdown(plan: Plan) -> str:
         details=details,
         fmt=fmt,
         destructive=[c for c in pending if c.destructive],
+        refused=[
+            c for c in pending if c.prevent_destroy and c.action in (Action.REPLACE, Action.DELETE)
+        ],
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from harness.project import make_project
 from harness.servers import js_request_sync, unique_name
 
-from reconciler.normalize import CONSUMER_DEFAULTS
+from reconciler.normalize import canonical_consumer
 from reconciler.plan import Action
 
 STREAM_BASE = (
@@ -149,7 +149,42 @@ def test_consumer_drift_is_planned_as_update(nats_server, tmp_path, path, field,
     assert path in diff, change.diff
     assert diff[path].before == _sub(before, p)
     if field != "metadata":
-        default = CONSUMER_DEFAULTS[field]
+        default = canonical_consumer({"ack_policy": "explicit"})[field]
         assert diff[path].after == (default if manifest_value is None else manifest_value)
     project.apply()
     assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+
+def test_lowering_consumer_limits_updates_consumers_first(nats_server, tmp_path) -> None:
+    """The server refuses stream limits below a consumer's (10069): jsops orders the
+    consumer update before the stream update, so the change applies in one run."""
+    project = make_project(tmp_path, nats_server.url)
+    stream = unique_name("CL")
+    p = stream.lower()
+    text = """
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {s}}}
+        spec: {{subjects: ["{p}.>"]{limits}}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: c, stream: {s}}}
+        spec: {{ack_policy: explicit}}
+    """
+    project.write("s.yaml", text.format(s=stream, p=p, limits=""))
+    project.apply()
+    project.write("s.yaml", text.format(
+        s=stream, p=p, limits=", consumer_limits: {max_ack_pending: 10}"))
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.c")
+    assert info["config"]["max_ack_pending"] == 10
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
+    # and back up again: the stream first, then the consumer
+    project.write("s.yaml", text.format(
+        s=stream, p=p, limits=", consumer_limits: {max_ack_pending: 2000}"))
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.c")
+    assert info["config"]["max_ack_pending"] == 2000

@@ -27,6 +27,8 @@ from reconciler.plan import Plan
 class TestProject:
     """A project directory with jsops.yaml and manifests/, bound to one server."""
 
+    __test__ = False  # not a pytest test class
+
     root: Path
     name: str
     url: str

@@ -1,0 +1,207 @@
+"""Connection problems: one clear line on stderr, exit 1, no traceback, fast, no secrets.
+
+Private servers (module scope) hold the credentials: one with two config-file
+accounts (``JS`` with JetStream, ``NOJS`` without), one with token auth.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.project import make_project
+from harness.servers import SingleServer, start_single, unique_name
+from test_apply import stream_doc
+
+from reconciler.server import find_nats_server, free_port
+
+JS_PASSWORD = "js-Pa55word-OK"
+NOJS_PASSWORD = "nojs-Pa55word-OK"
+WRONG_PASSWORD = "wrong-S3cret-Pa55"
+TOKEN = "t0ken-S3cret-OK"
+WRONG_TOKEN = "wrong-t0ken-S3cret"
+SECRETS = (JS_PASSWORD, NOJS_PASSWORD, WRONG_PASSWORD, TOKEN, WRONG_TOKEN)
+FAST = 5.0  # seconds: nats-py's connect can otherwise retry for minutes
+
+
+@pytest.fixture(scope="module")
+def accounts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleServer]:
+    config = (
+        "accounts {\n"
+        f'  JS: {{ jetstream: enabled, users: [ {{user: js, password: "{JS_PASSWORD}"}} ] }}\n'
+        f'  NOJS: {{ users: [ {{user: nojs, password: "{NOJS_PASSWORD}"}} ] }}\n'
+        "}\n"
+    )
+    handle = start_single(tmp_path_factory.mktemp("accounts"), config_extra=config)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleServer]:
+    config = f'authorization {{ token: "{TOKEN}" }}\n'
+    handle = start_single(tmp_path_factory.mktemp("token"), config_extra=config)
+    yield handle
+    handle.stop()
+
+
+def run(tmp_path: Path, env: dict[str, Any], *args: str) -> tuple[int, str, str, float]:
+    project = make_project(tmp_path, env["servers"][0], envs={"test": env})
+    project.write("a.yaml", stream_doc(unique_name("CONN")))
+    started = time.monotonic()
+    code, out, err = project.cli(*args)
+    return code, out, err, time.monotonic() - started
+
+
+def assert_one_line_error(code: int, out: str, err: str, elapsed: float, expected: str) -> None:
+    assert code == 1
+    assert out == ""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0] == expected
+    for secret in SECRETS:
+        assert secret not in out + err
+    assert elapsed < FAST
+
+
+COMMANDS = [
+    pytest.param(("plan",), id="plan"),
+    pytest.param(("plan", "--format", "json"), id="plan json"),
+    pytest.param(("apply", "--auto-approve"), id="apply"),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_unreachable_server(tmp_path: Path, args: tuple[str, ...]) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    code, out, err, elapsed = run(tmp_path, {"servers": [url]}, *args)
+    assert_one_line_error(
+        code, out, err, elapsed, f"cannot connect to {url}: no server is reachable"
+    )
+
+
+def test_unreachable_servers_of_a_cluster(tmp_path: Path) -> None:
+    urls = [f"nats://127.0.0.1:{free_port()}" for _ in range(3)]
+    code, out, err, elapsed = run(tmp_path, {"servers": urls}, "plan")
+    expected = f"cannot connect to {', '.join(urls)}: no server is reachable"
+    assert_one_line_error(code, out, err, elapsed, expected)
+
+
+def test_correct_password_connects(tmp_path: Path, accounts_server: SingleServer) -> None:
+    env = {"servers": [accounts_server.url], "user": "js", "password": JS_PASSWORD}
+    code, out, err, _ = run(tmp_path, env, "plan", "--detailed-exitcode")
+    assert code == 2, err
+    assert JS_PASSWORD not in out + err
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_wrong_password(
+    tmp_path: Path, accounts_server: SingleServer, args: tuple[str, ...]
+) -> None:
+    env = {"servers": [accounts_server.url], "user": "js", "password": WRONG_PASSWORD}
+    code, out, err, elapsed = run(tmp_path, env, *args)
+    expected = (
+        f"cannot connect to {accounts_server.url}: authorization violation (check the credentials)"
+    )
+    assert_one_line_error(code, out, err, elapsed, expected)
+
+
+def test_wrong_password_in_the_url(tmp_path: Path, accounts_server: SingleServer) -> None:
+    """A password given inside --server never shows (the URL is printed without it)."""
+    host = accounts_server.url.removeprefix("nats://")
+    project = make_project(tmp_path, accounts_server.url)
+    project.write("a.yaml", stream_doc(unique_name("URL")))
+    started = time.monotonic()
+    code, out, err = project.cli("plan", "--server", f"nats://js:{WRONG_PASSWORD}@{host}")
+    expected = f"cannot connect to nats://{host}: authorization violation (check the credentials)"
+    assert_one_line_error(code, out, err, time.monotonic() - started, expected)
+
+
+def test_missing_credentials(tmp_path: Path, accounts_server: SingleServer) -> None:
+    code, out, err, elapsed = run(tmp_path, {"servers": [accounts_server.url]}, "plan")
+    expected = (
+        f"cannot connect to {accounts_server.url}: authorization violation (check the credentials)"
+    )
+    assert_one_line_error(code, out, err, elapsed, expected)
+
+
+def test_missing_creds_file(tmp_path: Path, nats_server: SingleServer) -> None:
+    env = {"servers": [nats_server.url], "creds": str(tmp_path / "nope.creds")}
+    code, out, err, elapsed = run(tmp_path, env, "plan")
+    expected = f"credentials file not found: {tmp_path / 'nope.creds'}"
+    assert_one_line_error(code, out, err, elapsed, expected)
+
+
+def test_wrong_token(tmp_path: Path, token_server: SingleServer) -> None:
+    env = {"servers": [token_server.url], "token": WRONG_TOKEN}
+    code, out, err, elapsed = run(tmp_path, env, "plan")
+    expected = (
+        f"cannot connect to {token_server.url}: authorization violation (check the credentials)"
+    )
+    assert_one_line_error(code, out, err, elapsed, expected)
+    # and the right one works (the server is not simply broken)
+    env = {"servers": [token_server.url], "token": TOKEN}
+    code, out, err, _ = run(tmp_path / "ok", env, "plan")
+    assert code == 0, err
+    assert TOKEN not in out + err
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_account_without_jetstream(
+    tmp_path: Path, accounts_server: SingleServer, args: tuple[str, ...]
+) -> None:
+    env = {"servers": [accounts_server.url], "user": "nojs", "password": NOJS_PASSWORD}
+    code, out, err, elapsed = run(tmp_path, env, *args)
+    expected = f"JetStream is not enabled for this account on {accounts_server.url}"
+    assert_one_line_error(code, out, err, elapsed, expected)
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_wrong_domain(tmp_path: Path, nats_server: SingleServer, args: tuple[str, ...]) -> None:
+    env = {"servers": [nats_server.url], "domain": "nowhere"}
+    code, out, err, elapsed = run(tmp_path, env, *args)
+    expected = (
+        f'JetStream domain "nowhere" does not answer on {nats_server.url} '
+        "(wrong domain, or no JetStream there)"
+    )
+    assert_one_line_error(code, out, err, elapsed, expected)
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server without JetStream at all (start_single always enables it)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("plain") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [find_nats_server(), "-a", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.02)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("args", COMMANDS)
+def test_server_without_jetstream(tmp_path: Path, plain_server: str, args: tuple[str, ...]) -> None:
+    code, out, err, elapsed = run(tmp_path, {"servers": [plain_server]}, *args)
+    expected = (
+        f"JetStream is not available on {plain_server} (not enabled on the server, "
+        "or $JS.API is not reachable for this account)"
+    )
+    assert_one_line_error(code, out, err, elapsed, expected)
