@@ -24,7 +24,7 @@ from typing import Any
 
 from reconciler.errors import ApiError, ApplyFailed, ApplyRefused, JsopsError, StalePlanError
 from reconciler.live import JetStreamClient, read_live_state
-from reconciler.normalize import canonical_consumer, canonical_stream, fingerprint
+from reconciler.normalize import live_fingerprint
 from reconciler.plan import Action, Change, Plan
 from reconciler.render import loss_text
 
@@ -73,20 +73,6 @@ def check_refusals(plan: Plan, *, allow_replace: bool, prune: bool) -> list[str]
     return problems
 
 
-def _consumer_digests(
-    config: dict[str, Any], parents: list[dict[str, Any] | None]
-) -> set[str | None]:
-    """Fingerprints of a live consumer config, canonicalized against each candidate parent.
-
-    A consumer's canonical form depends on its stream (inherited limits, replicas). The
-    plan computed it against the stream as the manifests declare it (or none, for an
-    orphan), which a saved plan does not carry in full; the candidates are the stream's
-    planned config, its live config and none. A real change to the consumer changes
-    every candidate, so accepting any of them never hides one.
-    """
-    return {fingerprint(canonical_consumer(config, parent)) for parent in parents}
-
-
 async def find_stale(plan: Plan, client: JetStreamClient) -> list[str]:
     """Resources whose live config changed since the plan was made.
 
@@ -98,26 +84,16 @@ async def find_stale(plan: Plan, client: JetStreamClient) -> list[str]:
         return []
     streams_of_consumers = {c.address.stream or "" for c in pending if c.address.kind == "Consumer"}
     live = await read_live_state(client, only_streams=streams_of_consumers)
-    planned_streams = {
-        c.address.name: canonical_stream(c.send)
-        for c in plan.changes
-        if c.address.kind == "Stream" and c.send
-    }
     problems: list[str] = []
     for change in pending:
         address = change.address
         if address.kind == "Stream":
             info = live.streams.get(address.name)
-            digests = {fingerprint(canonical_stream(info["config"]))} if info else set()
+            digests = {live_fingerprint("Stream", info["config"])} if info else set()
         else:
             stream = address.stream or ""
             info = live.consumers.get((stream, address.name))
-            digests = set()
-            if info:
-                stream_info = live.streams.get(stream)
-                live_parent = canonical_stream(stream_info["config"]) if stream_info else None
-                parents = [planned_streams.get(stream), live_parent, None]
-                digests = _consumer_digests(info["config"], parents)
+            digests = {live_fingerprint("Consumer", info["config"])} if info else set()
         if change.action is Action.CREATE:
             if info:
                 problems.append(f"{address}: now exists (the plan creates it)")

@@ -21,7 +21,7 @@ from reconciler.live import LiveState
 from reconciler.models.units import format_duration, format_size
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
-    OWNER_KEY,
+    JSOPS_KEYS,
     STREAM_DEFAULTS,
     canonical_consumer,
     canonical_stream,
@@ -87,7 +87,7 @@ def stream_spec(config: dict[str, Any]) -> dict[str, Any]:
     meta = {
         k: v
         for k, v in (config.get("metadata") or {}).items()
-        if not k.startswith("_nats.") and k != OWNER_KEY
+        if not k.startswith("_nats.") and k not in JSOPS_KEYS
     }
     if meta:
         spec["metadata"] = meta
@@ -103,7 +103,7 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     meta = {
         k: v
         for k, v in (config.get("metadata") or {}).items()
-        if not k.startswith("_nats.") and k != OWNER_KEY
+        if not k.startswith("_nats.") and k not in JSOPS_KEYS
     }
     if meta:
         spec["metadata"] = meta

@@ -26,6 +26,10 @@ from typing import Any
 from reconciler.models import ConsumerSpec, Resource, StreamSpec
 
 OWNER_KEY = "jsops.owner"
+# Written on resources declared with prevent_destroy, so that a prune after the
+# manifest is gone still refuses to delete them.
+PROTECT_KEY = "jsops.prevent_destroy"
+JSOPS_KEYS = (OWNER_KEY, PROTECT_KEY)
 RESERVED_METADATA_PREFIX = "_nats."
 TWO_MINUTES = 120 * 10**9
 
@@ -176,9 +180,13 @@ def _spec_dict(spec: StreamSpec | ConsumerSpec) -> dict[str, Any]:
     return spec.model_dump(exclude_none=True, mode="json")
 
 
-def _owned_metadata(meta: dict[str, str] | None, project: str) -> dict[str, str]:
+def _owned_metadata(
+    meta: dict[str, str] | None, project: str, protect: bool = False
+) -> dict[str, str]:
     out = dict(meta or {})
     out[OWNER_KEY] = project
+    if protect:
+        out[PROTECT_KEY] = "true"
     return out
 
 
@@ -194,7 +202,9 @@ def stream_api_config(resource: Resource, project: str) -> dict[str, Any]:
         config["mirror"] = _expand_domain(config["mirror"])
     if "sources" in config:
         config["sources"] = [_expand_domain(s) for s in config["sources"]]
-    config["metadata"] = _owned_metadata(config.get("metadata"), project)
+    config["metadata"] = _owned_metadata(
+        config.get("metadata"), project, resource.metadata.prevent_destroy
+    )
     _force_stream_flags(config)
     return config
 
@@ -294,7 +304,9 @@ def consumer_api_config(
     spec = resource.spec
     assert isinstance(spec, ConsumerSpec)
     config: dict[str, Any] = {"durable_name": resource.address.name, **_spec_dict(spec)}
-    config["metadata"] = _owned_metadata(config.get("metadata"), project)
+    config["metadata"] = _owned_metadata(
+        config.get("metadata"), project, resource.metadata.prevent_destroy
+    )
     limits = (stream or {}).get("consumer_limits") or {}
     for key in ("max_ack_pending", "inactive_threshold"):
         if limits.get(key) and not config.get(key):
@@ -357,6 +369,16 @@ def fingerprint(config: dict[str, Any] | None) -> str | None:
         return None
     data = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def live_fingerprint(kind: str, config: dict[str, Any]) -> str:
+    """The digest of a live config alone (no inherited values): did it change since?"""
+    canonical = canonical_stream(config) if kind == "Stream" else canonical_consumer(config)
+    return fingerprint(canonical) or ""
+
+
+def protected(config: dict[str, Any]) -> bool:
+    return (config.get("metadata") or {}).get(PROTECT_KEY) == "true"
 
 
 def owner_of(config: dict[str, Any]) -> str | None:

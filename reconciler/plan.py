@@ -37,8 +37,9 @@ from reconciler.normalize import (
     canonical_consumer,
     canonical_stream,
     consumer_api_config,
-    fingerprint,
+    live_fingerprint,
     owner_of,
+    protected,
     stream_api_config,
 )
 
@@ -283,7 +284,7 @@ def build_plan(
         else:
             live_config = info["config"]
             live_canon = canonical_stream(live_config)
-            change.live_digest = fingerprint(live_canon)
+            change.live_digest = live_fingerprint("Stream", live_config)
             if live_canon != canon:
                 change.diff = diff_config(live_canon, canon)
                 reasons = replace_reasons(
@@ -334,13 +335,13 @@ def build_plan(
                 change.destructive = True
                 change.loss = _consumer_loss(info)
                 live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
-                change.live_digest = fingerprint(live_canon)
+                change.live_digest = live_fingerprint("Consumer", info["config"])
                 change.diff = diff_config(live_canon, canon)
             change.send = send
         else:
             live_config = info["config"]
             live_canon = canonical_consumer(live_config, desired_canon.get(stream_name))
-            change.live_digest = fingerprint(live_canon)
+            change.live_digest = live_fingerprint("Consumer", live_config)
             if live_canon != canon:
                 change.diff = diff_config(live_canon, canon)
                 reasons = replace_reasons(
@@ -381,6 +382,7 @@ def build_plan(
     changes = changes + deletes
     if targets:
         changes = [c for c in changes if _matches_target(c.address, targets)]
+        unmanaged = [u for u in unmanaged if any(_unmanaged_matches(u, t) for t in targets)]
     return Plan(
         environment, project, changes, live.api_level, live.server_version, unmanaged=unmanaged
     )
@@ -401,6 +403,14 @@ def _tightens_consumer_limits(change: Change) -> bool:
             if new and (not old or new < old):
                 return True
     return False
+
+
+def _unmanaged_matches(text: str, target: str) -> bool:
+    kind, _, rest = text.partition(" ")
+    return _matches_target(
+        Address(kind, rest.rsplit("/", 1)[-1], rest.split("/", 1)[0] if "/" in rest else None),
+        [target],
+    )
 
 
 def _shown(send: dict[str, Any]) -> dict[str, Any]:
@@ -433,7 +443,8 @@ def _orphans(
                 reason=Reason.NOT_IN_MANIFESTS,
                 destructive=True,
                 loss=_stream_loss(info),
-                live_digest=fingerprint(canonical_stream(info["config"])),
+                live_digest=live_fingerprint("Stream", info["config"]),
+                prevent_destroy=protected(info["config"]),
             )
         )
     consumer_deletes: list[Change] = []
@@ -451,7 +462,8 @@ def _orphans(
             reason=Reason.STREAM_DELETED if stream in deleted_streams else Reason.NOT_IN_MANIFESTS,
             destructive=True,
             loss=_consumer_loss(info),
-            live_digest=fingerprint(canonical_consumer(info["config"])),
+            live_digest=live_fingerprint("Consumer", info["config"]),
+            prevent_destroy=protected(info["config"]),
         )
         consumer_deletes.append(change)
     # Deletes run in reverse dependency order: consumers, then their streams.

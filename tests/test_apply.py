@@ -533,3 +533,22 @@ def test_failed_change_skips_dependents_and_the_rest_goes_on(
     code, _, err = project.cli("apply", "--auto-approve")
     assert code == 0, err
     assert "Apply complete: 2 done" in err
+
+
+def test_prune_refuses_a_protected_resource_whose_manifest_is_gone(nats_server, tmp_path):
+    """prevent_destroy is written to the resource's metadata, so it still protects the
+    resource after its manifest was deleted."""
+    project = make_project(tmp_path, nats_server.url)
+    keep, other = unique_name("KEEP"), unique_name("OTHER")
+    project.write("keep.yaml", stream_doc(keep, prevent_destroy=True))
+    project.write("other.yaml", stream_doc(other))
+    code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    assert stream_info(nats_server.url, keep)["config"]["metadata"]["jsops.prevent_destroy"]
+    project.remove("keep.yaml")
+    with JsWriteCounter(nats_server.url) as counter:
+        code, _out, err = project.cli("apply", "--auto-approve", "--prune")
+    assert code == 1
+    assert f"Stream {keep}: delete refused by prevent_destroy" in err
+    assert counter.writes == []
+    assert stream_info(nats_server.url, keep) is not None
