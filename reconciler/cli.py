@@ -222,6 +222,37 @@ def _saved_target(opts: Options, saved: Any) -> Any:
 
 
 @cli.command()
+@click.option(
+    "--out",
+    "out",
+    default="exported",
+    show_default=True,
+    metavar="DIR",
+    help="Folder for the manifests (one file per stream).",
+)
+@click.option(
+    "--schemas",
+    "schemas",
+    default="../schemas",
+    show_default=True,
+    metavar="PATH",
+    help="Path of schemas/ as seen from DIR, for the editor schema comment.",
+)
+@global_options
+@click.pass_context
+def export(ctx: click.Context, out: str, schemas: str, **kwargs: Any) -> int:
+    """Write the live streams and consumers as manifests (adoption)."""
+    from reconciler.export import export_environment
+
+    opts = _merge(ctx, **kwargs)
+    written = export_environment(_target(opts), out, schemas)
+    for path in written:
+        click.echo(str(path))
+    _err(f"exported {len(written)} stream(s) to {out}")
+    return 0
+
+
+@cli.command()
 @click.option("--out", "out", default="schemas", show_default=True, metavar="DIR")
 @global_options
 @click.pass_context

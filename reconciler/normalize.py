@@ -148,12 +148,11 @@ def _instant(value: str | None) -> str | None:
     return text.replace("+00:00", "Z")
 
 
-def user_metadata(metadata: dict[str, str] | None) -> dict[str, str] | None:
-    """Metadata without the keys the server reserves (``_nats.*``)."""
-    if not metadata:
-        return None
-    kept = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
-    return dict(sorted(kept.items())) or None
+def user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    """Metadata without the keys the server reserves (``_nats.*``); always a mapping, so
+    a diff names the keys that changed (``metadata.jsops.owner``)."""
+    kept = {k: v for k, v in (metadata or {}).items() if not k.startswith(RESERVED_METADATA_PREFIX)}
+    return dict(sorted(kept.items()))
 
 
 def domain_api(domain: str) -> str:
