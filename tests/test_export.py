@@ -97,7 +97,7 @@ def test_exported_resources_adopt_with_only_the_owner_tag(nats_server, tmp_path,
         assert "error" not in reply, reply
 
     project = make_project(tmp_path, nats_server.url)
-    code, out, err = project.cli("export", "--out", "manifests")
+    code, _out, err = project.cli("export", "--out", "manifests")
     assert code == 0, err
     exported = project.root / "manifests" / f"{name}.yaml"
     text = exported.read_text()
