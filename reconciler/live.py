@@ -281,22 +281,55 @@ class JetStreamClient:
                 ) from None
             raise
 
-    async def _paged(self, subject: str, key: str) -> list[dict[str, Any]]:
+    async def _paged(self, subject: str, key: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every item of a paged LIST, and the names the server listed as ``missing``
+        (in a cluster, an asset whose info did not arrive in time, e.g. while it scales)."""
         items: list[dict[str, Any]] = []
+        missing: list[str] = []
         offset = 0
         while True:
             reply = await self.request(subject, {"offset": offset})
             page = reply.get(key) or []
+            gone = list(reply.get("missing") or [])
             items.extend(page)
-            offset += len(page)
-            if not page or offset >= int(reply.get("total", 0)):
-                return items
+            missing.extend(gone)
+            offset += len(page) + len(gone)
+            if not (page or gone) or offset >= int(reply.get("total", 0)):
+                return items, missing
 
     async def list_streams(self) -> list[dict[str, Any]]:
-        return await self._paged("STREAM.LIST", "streams")
+        streams, missing = await self._paged("STREAM.LIST", "streams")
+        return streams + await self._fetch_missing(missing, self.stream_info)
 
     async def list_consumers(self, stream: str) -> list[dict[str, Any]]:
-        return await self._paged(f"CONSUMER.LIST.{stream}", "consumers")
+        consumers, missing = await self._paged(f"CONSUMER.LIST.{stream}", "consumers")
+        return consumers + await self._fetch_missing(
+            missing, lambda name: self.consumer_info(stream, name)
+        )
+
+    async def _fetch_missing(
+        self, names: list[str], fetch: Any, attempts: int = 5
+    ) -> list[dict[str, Any]]:
+        """INFO for the few assets a LIST page left out, retried briefly."""
+        found: list[dict[str, Any]] = []
+        for name in names:
+            for attempt in range(attempts):
+                try:
+                    info = await fetch(name)
+                except ApiError as exc:
+                    if attempt == attempts - 1:
+                        raise ApiError(
+                            f"{name}: the server cannot report it right now ({exc.description})",
+                            code=exc.code,
+                            err_code=exc.err_code,
+                            subject=exc.subject,
+                        ) from None
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                if info is not None:
+                    found.append(info)
+                break
+        return found
 
     async def stream_info(self, stream: str) -> dict[str, Any] | None:
         try:
@@ -340,14 +373,37 @@ class LiveState:
 
     api_level: int
     server_version: str
-    clustered: bool
-    cluster_size: int
+    cluster_name: str | None
+    cluster_size: int | None  # servers in the target's cluster; None when not known
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
     consumers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     account_info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def clustered(self) -> bool:
+        return self.cluster_size != 1
+
     def consumers_of(self, stream: str) -> list[dict[str, Any]]:
         return [info for (s, _), info in self.consumers.items() if s == stream]
+
+
+async def _cluster_size(
+    client: JetStreamClient, server_info: dict[str, Any], target_info: dict[str, Any]
+) -> int | None:
+    """How many servers the target's JetStream cluster has, from the connected server's
+    INFO (its cluster name and ``connect_urls``); None when that server may not be in the
+    target domain (a hub reaching a leaf's JetStream), or does not advertise its peers."""
+    if client.prefix != "$JS.API":
+        try:
+            msg = await client.nc.request("$JS.API.INFO", b"", timeout=client.timeout)
+            local_domain = json.loads(msg.data).get("domain")
+        except Exception:  # no local JetStream: the size is unknown
+            return None
+        if local_domain != target_info.get("domain"):
+            return None
+    if not server_info.get("cluster"):
+        return 1
+    return len(server_info.get("connect_urls") or []) or None
 
 
 async def read_live_state(
@@ -361,14 +417,11 @@ async def read_live_state(
     api_level = int((info.get("api") or {}).get("level") or 0)
     server_info = client.nc._server_info or {}
     version = str(server_info.get("version", ""))
-    cluster_size = 1
-    clustered = bool(server_info.get("cluster"))
+    cluster_size = await _cluster_size(client, server_info, info)
     streams = await client.list_streams()
     by_name = {s["config"]["name"]: s for s in streams}
-    if clustered:
-        peers = [len((s.get("cluster") or {}).get("replicas") or []) + 1 for s in streams]
-        cluster_size = max(peers, default=1)
-    state = LiveState(api_level, version, clustered, cluster_size, by_name, {}, info)
+    cluster_name = server_info.get("cluster") if cluster_size is not None else None
+    state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
     wanted = set(only_streams) if only_streams is not None else None
     semaphore = asyncio.Semaphore(concurrency)
 

@@ -253,16 +253,9 @@ def build_plan(
     for res in streams:
         name = res.address.name
         send = stream_api_config(res, project)
+        _inherit_mirror_direct(send, res, desired_canon, live)
         errors += _level_errors(res, "Stream", send, live.api_level)
-        replicas = send.get("num_replicas") or 1
-        if replicas > 1 and not live.clustered:
-            errors.append(
-                Diagnostic(
-                    res.document.locate(("spec", "num_replicas")) if res.document else res.location,
-                    f"num_replicas {replicas}: the server is not clustered (at most 1 replica)",
-                    code="replicas",
-                )
-            )
+        errors += _replica_errors(res, send, live)
         canon = canonical_stream(send)
         desired_canon[name] = canon
         info = live.streams.get(name)
@@ -386,6 +379,44 @@ def build_plan(
     return Plan(
         environment, project, changes, live.api_level, live.server_version, unmanaged=unmanaged
     )
+
+
+def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> list[Diagnostic]:
+    """More replicas than the target cluster has servers is a plan error (when known)."""
+    replicas = send.get("num_replicas") or 1
+    size = live.cluster_size
+    placement = send.get("placement") or {}
+    elsewhere = (
+        size != 1 and placement.get("cluster") and placement.get("cluster") != live.cluster_name
+    )
+    if replicas <= 1 or size is None or elsewhere or replicas <= size:
+        return []
+    where = "the server is not clustered" if size == 1 else f"the cluster has {size} servers"
+    doc = res.document
+    return [
+        Diagnostic(
+            doc.locate(("spec", "num_replicas")) if doc else res.location,
+            f"num_replicas {replicas}: {where}",
+            code="replicas",
+        )
+    ]
+
+
+def _inherit_mirror_direct(
+    send: dict[str, Any], res: Resource, desired: dict[str, dict[str, Any]], live: LiveState
+) -> None:
+    """A mirror of a stream in the same account gets the origin's allow_direct as its
+    mirror_direct (the server copies it, and refuses a mismatch in pedantic mode)."""
+    spec = res.spec
+    assert isinstance(spec, StreamSpec)
+    mirror = spec.mirror
+    if mirror is None or mirror.domain or mirror.external or spec.mirror_direct is not None:
+        return
+    origin = desired.get(mirror.name)
+    if origin is None and mirror.name in live.streams:
+        origin = live.streams[mirror.name]["config"]
+    if origin is not None and origin.get("allow_direct"):
+        send["mirror_direct"] = True
 
 
 def _tightens_consumer_limits(change: Change) -> bool:

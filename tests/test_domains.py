@@ -1,0 +1,162 @@
+"""Mirrors and sources across JetStream domains: a dev leaf node and a prod hub."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats
+from harness.project import make_project
+from harness.servers import js_request_sync, unique_name
+
+from reconciler.plan import Action
+
+
+def _publish(url: str, subject: str, count: int) -> None:
+    async def run() -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        for i in range(count):
+            await js.publish(subject, f"m{i}".encode())
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def _wait_messages(url: str, subject: str, count: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    messages = -1
+    while time.monotonic() < deadline:
+        reply = js_request_sync(url, subject)
+        messages = reply.get("state", {}).get("messages", -1)
+        if messages >= count:
+            return messages
+        time.sleep(0.1)
+    return messages
+
+
+def _project(tmp_path, hub_and_leaf):
+    return make_project(
+        tmp_path,
+        hub_and_leaf.hub.url,
+        envs={
+            "dev": {"servers": [hub_and_leaf.leaf.url], "domain": "leaf"},
+            "prod": {"servers": [hub_and_leaf.hub.url], "domain": "hub"},
+        },
+    )
+
+
+def test_leaf_stream_mirrored_on_the_hub(tmp_path, hub_and_leaf) -> None:
+    project = _project(tmp_path, hub_and_leaf)
+    name = unique_name("ORD")
+    p = name.lower()
+    project.write(
+        "orders.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}, environments: [dev]}}
+        spec: {{subjects: ["{p}.>"], max_age: 1d}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}_MIRROR, environments: [prod]}}
+        spec:
+          mirror: {{name: {name}, domain: leaf}}
+          max_age: 1d
+    """,
+    )
+    dev_plan, result = project.apply(env="dev")
+    assert result is not None and result.ok
+    assert [str(c.address) for c in dev_plan.changes] == [f"Stream {name}"]
+    _prod_plan, result = project.apply(env="prod")
+    assert result is not None and result.ok
+    mirror = js_request_sync(hub_and_leaf.hub.url, f"$JS.API.STREAM.INFO.{name}_MIRROR")
+    assert mirror["config"]["mirror"]["external"]["api"] == "$JS.leaf.API"
+
+    _publish(hub_and_leaf.leaf.url, f"{p}.new", 5)
+    got = _wait_messages(hub_and_leaf.hub.url, f"$JS.API.STREAM.INFO.{name}_MIRROR", 5)
+    assert got == 5
+    for env in ("dev", "prod"):
+        assert all(c.action is Action.NOOP for c in project.plan(env=env).changes), env
+
+
+def test_stream_sourcing_two_others_declared_in_the_wrong_order(nats_server, tmp_path) -> None:
+    project = make_project(tmp_path, nats_server.url)
+    agg, a, b = unique_name("AGG"), unique_name("SA"), unique_name("SB")
+    project.write(
+        "all.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {agg}}}
+        spec:
+          sources:
+            - {{name: {a}}}
+            - {{name: {b}, filter_subject: "{b.lower()}.x"}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: reader, stream: {agg}}}
+        spec: {{ack_policy: explicit}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {a}}}
+        spec: {{subjects: ["{a.lower()}.>"]}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {b}}}
+        spec: {{subjects: ["{b.lower()}.>"]}}
+    """,
+    )
+    plan, result = project.apply()
+    assert result is not None and result.ok
+    order = [c.address.name for c in plan.changes]
+    assert order.index(a) < order.index(agg) and order.index(b) < order.index(agg)
+    _publish(nats_server.url, f"{a.lower()}.1", 2)
+    _publish(nats_server.url, f"{b.lower()}.x", 3)
+    _publish(nats_server.url, f"{b.lower()}.y", 1)
+    assert _wait_messages(nats_server.url, f"$JS.API.STREAM.INFO.{agg}", 5) == 5
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+    # removing a source is an in-place update
+    project.write(
+        "all.yaml",
+        (project.root / "manifests" / "all.yaml")
+        .read_text()
+        .replace(f'    - {{name: {b}, filter_subject: "{b.lower()}.x"}}\n', ""),
+    )
+    plan = project.plan()
+    change = next(c for c in plan.changes if c.address.name == agg)
+    assert change.action is Action.UPDATE
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+
+def test_mirror_of_a_direct_stream_on_the_same_server(nats_server, tmp_path) -> None:
+    """The server copies the origin's allow_direct into a local mirror's mirror_direct;
+    jsops sends it explicitly (pedantic mode) and plans noop afterwards."""
+    project = make_project(tmp_path, nats_server.url)
+    origin = unique_name("ORIG")
+    project.write(
+        "m.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {origin}_M}}
+        spec: {{mirror: {{name: {origin}}}}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {origin}}}
+        spec: {{subjects: ["{origin.lower()}.>"], allow_direct: true}}
+    """,
+    )
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    info = js_request_sync(nats_server.url, f"$JS.API.STREAM.INFO.{origin}_M")
+    assert info["config"]["mirror_direct"] is True
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
