@@ -160,3 +160,115 @@ def test_mirror_of_a_direct_stream_on_the_same_server(nats_server, tmp_path) -> 
     info = js_request_sync(nats_server.url, f"$JS.API.STREAM.INFO.{origin}_M")
     assert info["config"]["mirror_direct"] is True
     assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+
+def test_promote_mirror_output_applied_to_the_hub(tmp_path, hub_and_leaf) -> None:
+    project = _project(tmp_path, hub_and_leaf)
+    name = unique_name("PRM")
+    p = name.lower()
+    project.write(
+        "dev.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}, environments: [dev]}}
+        spec: {{subjects: ["{p}.>"], max_age: 1d, max_bytes: 64MiB}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: reader, stream: {name}, environments: [dev]}}
+        spec: {{ack_policy: explicit}}
+    """,
+    )
+    _plan, result = project.apply(env="dev")
+    assert result is not None and result.ok
+
+    out = project.root / "manifests" / "promoted"
+    code, _out, err = project.cli(
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "prod",
+        "--mode",
+        "mirror",
+        "--select",
+        name,
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    first = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert list(first) == [f"{name}.yaml"]
+    text = first[f"{name}.yaml"].decode()
+    assert "domain: leaf" in text and "environments:\n    - prod" in text
+    assert "max_age: 1d" in text and "max_bytes: 64MiB" in text
+    code, _out, err = project.cli(
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "prod",
+        "--mode",
+        "mirror",
+        "--select",
+        name,
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == first  # byte-identical
+
+    plan = project.plan(env="prod")
+    assert [(str(c.address), c.action.value) for c in plan.changes] == [
+        (f"Stream {name}", "create")
+    ]
+    _plan, result = project.apply(env="prod")
+    assert result is not None and result.ok
+    _publish(hub_and_leaf.leaf.url, f"{p}.x", 4)
+    assert _wait_messages(hub_and_leaf.hub.url, f"$JS.API.STREAM.INFO.{name}", 4) == 4
+    for env in ("dev", "prod"):
+        assert all(c.action is Action.NOOP for c in project.plan(env=env).changes), env
+
+
+def test_promote_copy_re_renders_with_the_target_values(tmp_path, nats_server) -> None:
+    project = make_project(
+        tmp_path,
+        nats_server.url,
+        envs={
+            "dev": {"servers": [nats_server.url], "values": {"age": "1h"}},
+            "prod": {"servers": [nats_server.url], "values": {"age": "7d"}},
+        },
+    )
+    name = unique_name("CPY")
+    project.write(
+        "dev.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}, environments: [dev]}}
+        spec: {{subjects: ["{name.lower()}.>"], max_age: "{{{{ values.age }}}}"}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: reader, stream: {name}, environments: [dev]}}
+        spec: {{ack_policy: explicit, ack_wait: 10s}}
+    """,
+    )
+    out = project.root / "promoted"
+    code, _o, err = project.cli(
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "prod",
+        "--mode",
+        "copy",
+        "--name",
+        "{name}_P",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    text = (out / f"{name}_P.yaml").read_text()
+    assert "max_age: 7d" in text and f"stream: {name}_P" in text and "ack_wait: 10s" in text
