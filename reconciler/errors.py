@@ -19,11 +19,17 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, order=True)
 class Location:
-    """A place in a manifest file: 1-based line and column."""
+    """A place in a manifest file: 1-based line and column (0 when unknown).
+
+    ``rendered`` is True when line and column refer to the rendered text of a
+    template rather than to the file as written (see ``reconciler.load``); a
+    Diagnostic located there says so.
+    """
 
     file: str
     line: int = 0
     col: int = 0
+    rendered: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         if not self.line:
@@ -37,7 +43,10 @@ class Diagnostic:
 
     ``code`` is a stable slug for programs (``unknown_field``, ``bad_duration``...);
     ``message`` is for people; ``hint`` is an optional "did you mean" suggestion,
-    already included in ``str()``.
+    already included in ``str()``, as is the "(line in rendered template)" note of
+    a location in rendered text. ``str()`` is the one line printed on stderr::
+
+        file:line:col: message (hint) (line in rendered template)
     """
 
     location: Location
@@ -50,6 +59,8 @@ class Diagnostic:
         text = f"{self.location}: {self.message}"
         if self.hint:
             text += f" ({self.hint})"
+        if self.location.rendered:
+            text += " (line in rendered template)"
         return text
 
     def sort_key(self) -> tuple[str, int, int, str]:

@@ -1,20 +1,30 @@
 """Loading: discover manifest files, render them with Jinja2, parse the YAML.
 
-Parsing is done twice only when needed: every file is parsed once with the fast
-C-backed safe loader (libyaml via ruamel.yaml.clib), which yields plain data; the
-round-trip loader, which keeps the line and column of every key but is about seven
-times slower, runs only for a file in which something must be located (an error,
-or a plan that shows where a resource was declared). Large repositories therefore
-pay for positions only where they are used.
+Every file is composed once by the C-backed libyaml parser (ruamel.yaml.clib); the
+plain data is constructed from the composed nodes, which are kept: their marks are
+the positions, so locating a key costs nothing more. (The round-trip loader is
+about seven times slower, and runs only to word a syntax error better.)
 
-Positions refer to the file as the user wrote it whenever the template has no
-block statements (``{% if %}``, ``{% for %}``): expressions (``{{ values.x }}``)
-never add or remove lines. In a file with block statements, lines may move, so a
-position there refers to the rendered text and the message says so.
+Positions refer to the file as the user wrote it. Rendering may move lines
+(``{% if %}`` and ``{% for %}`` blocks, expressions whose value spans lines), so a
+templated file is rendered a second time with a line marker after every newline of
+its literal text; the markers give each rendered line the source line it came
+from (a line produced inside an expression maps to the line of the expression).
+The markers are kept only when removing them gives back the plain rendering
+exactly; when they do not (a filter that measures or reshapes a ``{% set %}``
+block, say), positions refer to the rendered text and every message located in
+that file says so: "(line in rendered template)". A column after an expression
+is mapped back when the rest of the line is literal text; otherwise it is the
+column in the rendered line.
+
+YAML timestamps are not constructed: ``2026-01-02T15:04:05Z`` stays a string, so
+the models check it (a bad date is then a located error, not a crash).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import re
 import traceback
@@ -24,15 +34,23 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.lexer
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from reconciler.errors import Diagnostic, Location
 
 YAML_SUFFIXES = (".yaml", ".yml")
-_BLOCK_TAG = re.compile(r"{%")
-_DOC_START = re.compile(r"^---(?:\s|$)", re.MULTILINE)
+_TEMPLATE_OPENERS = ("{{", "{%", "{#")
+_MARK = "\x00"
+_MARKER = re.compile(r"\x00(\d+)\x00")
+_LINE_START_MARKER = re.compile(r"[ \t]*\x00(\d+)\x00")
+# Tags whose body text a template can capture and inspect (set blocks, filter
+# blocks, macros, call blocks): there, markers could change the result.
+_CAPTURES_TEXT = re.compile(r"{%[-+]?\s*(?:set|filter|macro|call)\b")
 
 Path_ = tuple[str | int, ...]
 
@@ -45,22 +63,95 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def _located_construct(base: type) -> type:
+    """A constructor that keeps timestamps as strings and locates bad scalar values.
+
+    A value error inside YAML construction (``!!int x``) becomes a located
+    ConstructorError instead of escaping as a bare ValueError.
+    """
+
+    class Constructor(base):  # type: ignore[misc, valid-type]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep)
+            except YAMLError:
+                raise
+            except (ValueError, TypeError, OverflowError, AttributeError) as exc:
+                raise ConstructorError(
+                    None, None, f"cannot read value: {exc}", node.start_mark
+                ) from None
+
+    Constructor.add_constructor("tag:yaml.org,2002:timestamp", base.construct_yaml_str)
+    Constructor.__name__ = f"Located{base.__name__}"
+    return Constructor
+
+
+_SafeConstructor = _located_construct(SafeConstructor)
+_RoundTripConstructor = _located_construct(RoundTripConstructor)
+
+
+def _safe_yaml(pure: bool = False) -> YAML:
+    yaml = YAML(typ="safe", pure=pure)
+    yaml.Constructor = _SafeConstructor
+    return yaml
+
+
+def _rt_yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _RoundTripConstructor
+    return yaml
+
+
 @dataclass
 class SourceFile:
-    """One manifest file: its text as written, as rendered, and (lazily) its positions."""
+    """One manifest file: its text as written, as rendered, and (lazily) its positions.
+
+    ``line_map[i]`` is the source line (1-based) of rendered line ``i + 1``; it is
+    None when the file is not a template (the lines are the same) or when the map
+    could not be verified (``exact_lines`` is then False).
+    """
 
     path: str
     text: str
     rendered: str
-    templated_blocks: bool
-    _positions: list[Any] | None = field(default=None, repr=False)
+    templated: bool = False
+    line_map: list[int] | None = None
+    _positions: list[Node | None] | None = field(default=None, repr=False)
 
-    def positions(self) -> list[Any]:
-        """Round-trip parse of the rendered text: one CommentedMap/Seq per document."""
+    @property
+    def exact_lines(self) -> bool:
+        """True when positions refer to the file as written."""
+        return not self.templated or self.line_map is not None
+
+    def location(self, rendered_line: int, col: int) -> Location:
+        """A Location for a 1-based line and column of the rendered text."""
+        line = rendered_line
+        if self.line_map is not None and 1 <= rendered_line <= len(self.line_map):
+            line = self.line_map[rendered_line - 1]
+            col = self._source_column(rendered_line, line, col)
+        return Location(self.path, line, col, rendered=not self.exact_lines and line > 0)
+
+    def _source_column(self, rendered_line: int, line: int, col: int) -> int:
+        """The column in the source line, when the text around it is literal.
+
+        An expression earlier on the line shifts columns: the rendered text from the
+        column to the end of the line, found at the end of the source line, gives
+        the source column back. Otherwise the rendered column is kept.
+        """
+        rendered = _line_at(self.rendered, rendered_line)
+        source = _line_at(self.text, line)
+        if rendered == source or rendered[: col - 1] == source[: col - 1]:
+            return col
+        rest = rendered[col - 1 :]
+        if rest and source.endswith(rest):
+            return len(source) - len(rest) + 1
+        return col
+
+    def positions(self) -> list[Node | None]:
+        """The composed YAML node of each document (their marks are the positions)."""
         if self._positions is None:
-            yaml = YAML(typ="rt")
             try:
-                self._positions = [d for d in yaml.load_all(self.rendered)]
+                self._positions = list(_safe_yaml().compose_all(self.rendered))
             except YAMLError:
                 self._positions = []
         return self._positions
@@ -79,43 +170,67 @@ class Document:
     def file(self) -> str:
         return self.source.path
 
+    def _node(self) -> Node | None:
+        docs = self.source.positions()
+        return docs[self.index] if self.index < len(docs) else None
+
     def locate(self, path: Path_ = ()) -> Location:
         """Where ``path`` (keys and list indexes) is in the file; the nearest parent if absent."""
-        docs = self.source.positions()
-        node = docs[self.index] if self.index < len(docs) else None
+        node = self._node()
         line, col = self.start_line, 1
         for key in path:
-            if isinstance(node, CommentedMap) and key in node:
-                kl, kc = node.lc.key(key)
-                line, col = kl + 1, kc + 1
-                node = node[key]
-            elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
-                il, ic = node.lc.item(key)
-                line, col = il + 1, ic + 1
-                node = node[key]
-            else:
+            found = _child(node, key)
+            if found is None:
                 break
-        if path == () and isinstance(node, CommentedMap) and node:
-            first = next(iter(node))
-            kl, kc = node.lc.key(first)
-            line, col = kl + 1, kc + 1
-        return Location(self.file, line, col)
+            mark, node = found
+            line, col = mark.line + 1, mark.column + 1
+        if path == () and isinstance(node, MappingNode) and node.value:
+            mark = node.value[0][0].start_mark
+            line, col = mark.line + 1, mark.column + 1
+        return self.source.location(line, col)
 
     def locate_value(self, path: Path_) -> Location:
         """Where the value at ``path`` starts (rather than its key)."""
-        docs = self.source.positions()
-        node = docs[self.index] if self.index < len(docs) else None
-        parents = path[:-1]
-        for key in parents:
-            try:
-                node = node[key]  # type: ignore[index]
-            except (KeyError, IndexError, TypeError):
+        node = self._node()
+        for key in path:
+            found = _child(node, key)
+            if found is None:
                 return self.locate(path)
-        last = path[-1] if path else None
-        if isinstance(node, CommentedMap) and last in node:
-            vl, vc = node.lc.value(last)
-            return Location(self.file, vl + 1, vc + 1)
-        return self.locate(path)
+            _mark, node = found
+        if not path or node is None:
+            return self.locate(path)
+        mark = node.start_mark
+        return self.source.location(mark.line + 1, mark.column + 1)
+
+
+def _child(node: Node | None, key: Any) -> tuple[Any, Node] | None:
+    """The mark of ``key`` (a mapping key or a list index) in ``node``, and its value node."""
+    if isinstance(node, MappingNode):
+        for key_node, value_node in reversed(node.value):
+            if _is_key(key_node, key):
+                return key_node.start_mark, value_node
+    elif isinstance(node, SequenceNode) and type(key) is int and 0 <= key < len(node.value):
+        item = node.value[key]
+        return item.start_mark, item
+    return None
+
+
+def _is_key(node: Node, key: Any) -> bool:
+    if not isinstance(node, ScalarNode):
+        return False
+    tag = node.tag or ""
+    if key is None:
+        return tag.endswith(":null")
+    if isinstance(key, bool):
+        return tag.endswith(":bool") and node.value.lower() == str(key).lower()
+    if isinstance(key, int):
+        return tag.endswith(":int") and node.value == str(key)
+    return isinstance(key, str) and node.value == key and not tag.endswith((":int", ":null"))
+
+
+def _line_at(text: str, line: int) -> str:
+    lines = text.split("\n")
+    return lines[line - 1].rstrip("\r") if 1 <= line <= len(lines) else ""
 
 
 @dataclass
@@ -151,6 +266,7 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
     return found, problems
 
 
+@functools.cache
 def _jinja_env() -> jinja2.Environment:
     return jinja2.Environment(
         undefined=jinja2.StrictUndefined,
@@ -159,30 +275,151 @@ def _jinja_env() -> jinja2.Environment:
     )
 
 
-def _template_error_location(exc: Exception, name: str, text: str) -> tuple[int, int]:
+class _LineMarkingLexer(jinja2.lexer.Lexer):
+    """Puts ``\\0<source line>\\0`` after every newline of the template's literal text.
+
+    Data tokens arrive here with whitespace control (``{%-``, ``-%}``) already
+    applied, so a marker never changes what is stripped.
+    """
+
+    def tokeniter(
+        self, source: str, name: str | None, filename: str | None = None, state: str | None = None
+    ) -> Iterator[tuple[int, str, str]]:
+        for lineno, token, value in super().tokeniter(source, name, filename, state):
+            if token == "data" and "\n" in value:
+                head, *rest = value.split("\n")
+                value = head + "".join(
+                    f"\n{_MARK}{lineno + i}{_MARK}{part}" for i, part in enumerate(rest, 1)
+                )
+            yield lineno, token, value
+
+
+class _LineMarkingEnvironment(jinja2.Environment):
+    @functools.cached_property
+    def lexer(self) -> jinja2.lexer.Lexer:  # type: ignore[override]
+        return _LineMarkingLexer(self)
+
+
+@functools.cache
+def _marking_env() -> jinja2.Environment:
+    return _LineMarkingEnvironment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
+
+
+def _render_marked(text: str, variables: Mapping[str, Any]) -> str | None:
+    """The template rendered with line markers, or None if it fails in any way."""
+    try:
+        return _marking_env().from_string(text).render(**variables)
+    except Exception:  # the plain rendering reports the error
+        return None
+
+
+def _lines_of(marked: str) -> list[int]:
+    """The source line of each line of a marked rendering."""
+    line_map: list[int] = []
+    current = 1
+    for line in marked.split("\n"):
+        start = _LINE_START_MARKER.match(line)
+        line_map.append(int(start.group(1)) if start else current)
+        found = _MARKER.findall(line)
+        current = int(found[-1]) if found else line_map[-1]
+    return line_map
+
+
+def _line_map(text: str, rendered: str, variables: Mapping[str, Any]) -> list[int] | None:
+    """Source line of every rendered line, or None when it cannot be established exactly."""
+    if _MARK in text:
+        return None
+    marked = _render_marked(text, variables)
+    if marked is None or _MARKER.sub("", marked) != rendered:
+        return None
+    return _lines_of(marked)
+
+
+_UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
+_NO_ATTRIBUTE = re.compile(r"has no (?:attribute|element) '([^']+)'$")
+_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.DOTALL)
+
+
+def _error_line(exc: Exception, name: str) -> int:
     line = getattr(exc, "lineno", None) or 0
     if not line:
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
             if frame.filename == name and frame.lineno:
                 line = frame.lineno
                 break
-    col = 1
+    return line
+
+
+def _find_in_tags(source_line: str, pattern: str) -> tuple[str, int] | None:
+    """The first match of ``pattern`` inside a ``{{ }}``/``{% %}`` tag, and the tag's column."""
+    for tag in _TAG.finditer(source_line):
+        match = re.search(pattern, tag.group())
+        if match:
+            return match.group(), tag.start() + 1
+    return None
+
+
+def _undefined_diagnostic(
+    exc: jinja2.UndefinedError, path: str, text: str, variables: Mapping[str, Any]
+) -> Diagnostic:
+    """``undefined template variable "values.x"`` at the ``{{`` (or ``{%``) that uses it."""
+    line = _error_line(exc, path)
     lines = text.splitlines()
-    if line and line <= len(lines):
-        match = re.search(r"'([^']+)' is undefined|has no attribute '([^']+)'", str(exc))
-        token = match and (match.group(1) or match.group(2))
-        where = lines[line - 1].find(token) if token else -1
-        if where < 0:
-            where = lines[line - 1].find("{{")
-        col = where + 1 if where >= 0 else 1
-    return line, col
+    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    message = str(exc.message or exc)
+    top = _UNDEFINED.match(message)
+    attr = _NO_ATTRIBUTE.search(message)
+    if not (top or attr):  # e.g. calling an undefined object: keep Jinja's words
+        found = _find_in_tags(source_line, r"\S")
+        location = Location(path, line, found[1] if found else 1 if line else 0)
+        return Diagnostic(
+            location, f"template error: {_one_line(message)}", code="template_undefined"
+        )
+    close: str | None
+    if top:
+        name = top.group(1)
+        found = _find_in_tags(source_line, rf"(?<![\w.]){re.escape(name)}\b")
+        close = _close_match(name, variables)
+    else:
+        assert attr is not None
+        key = attr.group(1)
+        found = _find_in_tags(source_line, _dotted_pattern(key))
+        name = _BRACKET_KEY.sub(r".\1", found[0]) if found else key
+        values = variables.get("values")
+        close = None
+        if name == f"values.{key}" and isinstance(values, Mapping):
+            close = _close_match(key, values)
+            close = f"values.{close}" if close else None
+    col = found[1] if found else 1 if line else 0
+    return Diagnostic(
+        Location(path, line, col),
+        f'undefined template variable "{name}"',
+        code="template_undefined",
+        hint=f'did you mean "{close}"?' if close else None,
+    )
+
+
+_BRACKET_KEY = re.compile(r"\[\s*['\"]([^'\"]*)['\"]\s*\]")
+
+
+def _dotted_pattern(key: str) -> str:
+    """``a.b.KEY`` or ``a["b"]["KEY"]``: an attribute path that ends with ``key``."""
+    last = rf"(?:\.{re.escape(key)}\b|\[\s*['\"]{re.escape(key)}['\"]\s*\])"
+    return rf"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\]]*\])*?{last}"
+
+
+def _close_match(word: str, choices: Iterable[Any]) -> str | None:
+    close = difflib.get_close_matches(word, [c for c in choices if isinstance(c, str)], n=1)
+    return close[0] if close else None
 
 
 def render(
     path: str, text: str, variables: Mapping[str, Any], env: jinja2.Environment | None = None
 ) -> tuple[str | None, Diagnostic | None]:
     """Render a manifest template; an error becomes a located Diagnostic."""
-    if "{{" not in text and "{%" not in text and "{#" not in text:
+    if not is_template(text):
         return text, None
     env = env or _jinja_env()
     try:
@@ -191,110 +428,159 @@ def render(
         return template.render(**variables), None
     except jinja2.TemplateSyntaxError as exc:
         return None, Diagnostic(
-            Location(path, exc.lineno or 0, 1),
-            f"template syntax error: {exc.message}",
+            Location(path, exc.lineno or 0, 1 if exc.lineno else 0),
+            f"template syntax error: {_one_line(str(exc.message))}",
             code="template_syntax",
         )
     except jinja2.UndefinedError as exc:
-        line, col = _template_error_location(exc, path, text)
-        message = str(exc.message or exc)
-        match = re.match(r"'(\w+)' is undefined", message)
-        if match:
-            message = f"undefined template variable '{match.group(1)}'"
-        else:
-            message = f"undefined template variable: {message}"
-        return None, Diagnostic(Location(path, line, col), message, code="template_undefined")
+        return None, _undefined_diagnostic(exc, path, text, variables)
     except Exception as exc:  # a template may raise anything (filters, arithmetic)
-        line, col = _template_error_location(exc, path, text)
+        line = _error_line(exc, path)
+        lines = text.splitlines()
+        found = _find_in_tags(lines[line - 1], r"\S") if 0 < line <= len(lines) else None
         return None, Diagnostic(
-            Location(path, line, col), f"template error: {exc}", code="template_error"
+            Location(path, line, found[1] if found else (1 if line else 0)),
+            f"template error: {_one_line(str(exc))}",
+            code="template_error",
         )
 
 
-def _yaml_error(path: str, exc: YAMLError) -> Diagnostic:
+def is_template(text: str) -> bool:
+    return any(opener in text for opener in _TEMPLATE_OPENERS)
+
+
+_DUPLICATE_KEY = re.compile(r'^found duplicate key (".*?"|\S+) with value')
+_CONTEXT = re.compile(r"^while (?:parsing|scanning|constructing) (?:an? )?(.+)$")
+
+
+def _yaml_error(source: SourceFile, exc: YAMLError) -> Diagnostic:
+    path = source.path
+    label = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = _one_line(exc.problem or exc.context or "invalid YAML")
+        duplicate = _DUPLICATE_KEY.match(problem)
+        if duplicate:
+            label, problem = "YAML error", f"duplicate key {duplicate.group(1)}"
+        context = _CONTEXT.match(exc.context or "") if exc.problem else None
+        if (
+            context
+            and exc.context_mark is not None
+            and "next token" not in context.group(1)
+            and (mark is None or exc.context_mark.line != mark.line)
+        ):
+            started = source.location(exc.context_mark.line + 1, exc.context_mark.column + 1)
+            problem += f" (in the {context.group(1)} that starts on line {started.line})"
         if mark is not None:
             return Diagnostic(
-                Location(path, mark.line + 1, mark.column + 1),
-                f"YAML syntax error: {problem}",
+                source.location(mark.line + 1, mark.column + 1),
+                f"{label}: {problem}",
                 code="yaml_syntax",
             )
-        return Diagnostic(Location(path), f"YAML syntax error: {problem}", code="yaml_syntax")
-    return Diagnostic(Location(path), f"YAML error: {exc}", code="yaml_syntax")
+        return Diagnostic(Location(path), f"{label}: {problem}", code="yaml_syntax")
+    if isinstance(exc, ReaderError) and isinstance(exc.position, int):
+        text = source.rendered
+        pos = exc.position
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        char = (
+            exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or " ")
+        )
+        return Diagnostic(
+            source.location(line, col),
+            f"{label}: unacceptable character U+{char:04X}: {exc.reason}",
+            code="yaml_syntax",
+        )
+    return Diagnostic(Location(path), f"{label}: {_one_line(str(exc))}", code="yaml_syntax")
 
 
-def _doc_start_lines(text: str) -> list[int]:
-    """1-based first line of each YAML document, from the ``---`` separators."""
-    starts = [m.start() for m in _DOC_START.finditer(text)]
-    lines: list[int] = []
-    if not starts or (text[: starts[0]].strip(" \t\r\n") and not _only_comments(text[: starts[0]])):
-        lines.append(1)
-    for pos in starts:
-        lines.append(text.count("\n", 0, pos) + 2)
-    return lines
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
-def _only_comments(chunk: str) -> bool:
-    return all(not ln.strip() or ln.lstrip().startswith(("#", "%")) for ln in chunk.splitlines())
-
-
-def _plain(node: Any) -> Any:
-    """Round-trip containers and scalars as plain Python data (as the safe loader gives)."""
-    if isinstance(node, dict):
-        return {_plain(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    for base in (int, float, str):
-        if isinstance(node, base):
-            return base(node)
-    return node
+def _compose_and_construct(yaml: YAML, text: str) -> tuple[list[Any], list[Any]]:
+    nodes = list(yaml.compose_all(text))
+    return nodes, [yaml.constructor.construct_document(n) if n else None for n in nodes]
 
 
 def parse(source: SourceFile) -> tuple[list[Document], list[Diagnostic]]:
-    """Parse one rendered file into its non-empty documents."""
+    """Parse one rendered file into its non-empty documents.
+
+    The file is composed once by libyaml; the nodes keep every position, and the
+    plain data is constructed from them, so locating a problem costs no second parse.
+    """
     try:
-        raw_docs = list(YAML(typ="safe", pure=False).load_all(source.rendered))
-    except YAMLError:
-        # libyaml follows YAML 1.1 in places where the round-trip (YAML 1.2) parser is
-        # more lenient (e.g. "[nats://h:4222]" in a flow sequence): the round-trip parser
-        # decides, and words its errors better.
+        nodes, raw_docs = _compose_and_construct(_safe_yaml(), source.rendered)
+    except YAMLError as exc:
+        error = exc
+        # libyaml follows YAML 1.1 where the pure parser follows 1.2 and is more lenient
+        # (e.g. ``servers: [nats://h:4222]``, a ':' inside a flow sequence): a file the
+        # pure parser reads is valid, with positions kept the same way.
         try:
-            raw_docs = [_plain(d) for d in YAML(typ="rt").load_all(source.rendered)]
-        except YAMLError as exc:
-            return [], [_yaml_error(source.path, exc)]
-    starts = _doc_start_lines(source.rendered)
+            nodes, raw_docs = _compose_and_construct(_safe_yaml(pure=True), source.rendered)
+        except YAMLError:
+            nodes = None
+    if nodes is None:
+        # The round-trip parser usually words its errors better, and marks them the same
+        # way; libyaml's wording wins where the pure parser names internal tokens.
+        try:
+            list(_rt_yaml().load_all(source.rendered))
+        except YAMLError as rt_exc:
+            if "<block" not in str(getattr(rt_exc, "problem", "") or ""):
+                error = rt_exc
+        return [], [_yaml_error(source, error)]
+    assert raw_docs is not None
+    source._positions = nodes
     documents = []
-    for index, data in enumerate(raw_docs):
-        if data is None:
+    for index, (node, data) in enumerate(zip(nodes, raw_docs, strict=True)):
+        if data is None or node is None:
             continue
-        start = starts[index] if index < len(starts) else 1
-        documents.append(Document(source, index, data, start))
+        documents.append(Document(source, index, data, node.start_mark.line + 1))
     return documents, []
+
+
+def load_text(
+    shown: str, text: str, variables: Mapping[str, Any]
+) -> tuple[SourceFile | None, list[Diagnostic]]:
+    """Render one manifest text named ``shown`` (not parsed yet); errors are located."""
+    if not is_template(text):
+        return SourceFile(shown, text, text), []
+    if _MARK not in text and not _CAPTURES_TEXT.search(text):
+        # Literal text only ever goes straight to the output here, so the marked
+        # rendering without its markers *is* the rendering: one pass is enough.
+        marked = _render_marked(text, variables)
+        if marked is not None:
+            return SourceFile(shown, text, _MARKER.sub("", marked), True, _lines_of(marked)), []
+    rendered, problem = render(shown, text, variables)
+    if problem is not None:
+        return None, [problem]
+    assert rendered is not None
+    return SourceFile(shown, text, rendered, True, _line_map(text, rendered, variables)), []
+
+
+def load_file(
+    path: Path, variables: Mapping[str, Any]
+) -> tuple[SourceFile | None, list[Diagnostic]]:
+    """Read and render one manifest file (not parsed yet)."""
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, [Diagnostic(Location(shown), f"cannot read file: {reason}", code="unreadable")]
+    return load_text(shown, text, variables)
 
 
 def load_manifests(paths: Sequence[str | Path], variables: Mapping[str, Any]) -> LoadResult:
     """Discover, render and parse every manifest file; collect every problem."""
     files, diagnostics = discover(paths)
-    env = _jinja_env()
     documents: list[Document] = []
     sources: list[SourceFile] = []
     for path in files:
-        shown = display_path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            diagnostics.append(Diagnostic(Location(shown), f"cannot read file: {exc}"))
+        source, problems = load_file(path, variables)
+        diagnostics.extend(problems)
+        if source is None:
             continue
-        rendered, problem = render(shown, text, variables, env)
-        if problem is not None:
-            diagnostics.append(problem)
-            continue
-        assert rendered is not None
-        source = SourceFile(shown, text, rendered, bool(_BLOCK_TAG.search(text)))
         sources.append(source)
         docs, problems = parse(source)
         documents.extend(docs)

@@ -2,6 +2,9 @@
 
 Tokens are split on ``.``; ``*`` matches exactly one token, ``>`` one or more
 trailing tokens (NATS semantics; partial wildcards such as ``a*`` are literals).
+Both functions are exact: ``covers(p, f)`` is True iff every literal subject that
+``f`` matches is matched by ``p``; ``overlaps(a, b)`` is True iff some literal
+subject is matched by both (tests/test_subjects.py checks them by brute force).
 """
 
 from __future__ import annotations

@@ -7,11 +7,37 @@ Three layers, all offline and all collected before anything is reported:
    fields with a "did you mean" hint), then the cross-field rules each spec
    declares in ``problems()`` (mutually exclusive fields and the like);
 3. rules across resources: duplicates, a consumer's stream, filter coverage.
+
+Project policy (tenants, subjects shared between streams, quotas) is
+``reconciler.policy``, which runs on the resources validated here.
+
+Message formats (``str(Diagnostic)``, one line on stderr each; a hint in
+parentheses, then " (line in rendered template)" when the position is in rendered
+text, then " (environment E)" when only some environments have the problem)::
+
+    a manifest document must be a mapping with apiVersion, kind, metadata and spec, got X
+    missing required field "PATH"                          at the parent key
+    unknown apiVersion "V" (expected "jsops/v1")
+    unknown kind "K" (did you mean "Stream"? | known kinds: Stream, Consumer)
+    unknown field "KEY"[ in PARENT.PATH] (did you mean "FIELD"?)
+    PATH: PROBLEM                          a bad value: type, enum, unit, name, subject
+    PATH: key K must be a string
+    [PARENT.PATH: ]SENTENCE                a cross-field rule, at one of its fields
+    KIND NAME is declared twice: here and at FILE:L:C
+    consumer "C": stream "S" is not declared in any manifest (did you mean "T"?)
+    consumer "C" is in ENVIRONMENTS, but stream "S" only in ENVIRONMENTS
+    filter "F" is not covered by any subject of stream "S" (SUBJECTS)
+    unknown environment "E" (did you mean "F"? | environments of the project: ...)
+
+Value problems point at the value, unknown fields and cross-field rules at the key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -21,7 +47,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from reconciler.environments import Project
-from reconciler.errors import Diagnostic, Location, ManifestError
+from reconciler.errors import Diagnostic, ManifestError
 from reconciler.load import Document, LoadResult, load_manifests
 from reconciler.models import (
     API_VERSION,
@@ -34,8 +60,6 @@ from reconciler.models import (
     StreamSpec,
 )
 from reconciler.subjects import covers
-
-_ENVELOPE_KEYS = ("apiVersion", "kind", "metadata", "spec")
 
 
 @dataclass
@@ -64,9 +88,9 @@ def _unwrap(annotation: Any) -> Any:
             annotation = get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             args = [a for a in get_args(annotation) if a is not type(None)]
-            annotation = args[0] if len(args) == 1 else annotation
             if len(args) != 1:
                 return annotation
+            annotation = args[0]
         elif origin in (list, tuple, set):
             annotation = get_args(annotation)[0]
         elif origin is dict:
@@ -90,34 +114,70 @@ def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseMod
 
 
 def _dotted(path: Sequence[str | int]) -> str:
-    return ".".join(str(p) for p in path)
+    """``spec.sources.0.name``; a key that is not a plain word is quoted (``metadata."a b"``)."""
+    return ".".join(
+        str(p) if isinstance(p, int) or _PLAIN_KEY.match(p) else json.dumps(p, ensure_ascii=False)
+        for p in path
+    )
+
+
+_PLAIN_KEY = re.compile(r"^[\w/-]+$")
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    """A value as YAML users read it: strings quoted, ``null``, ``true``, ``[...]``."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # e.g. a mapping with non-string keys
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _what(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _choices(error: dict[str, Any]) -> list[str]:
+    return re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
 
 
 def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
     value = error.get("input")
     ctx = error.get("ctx") or {}
-    if kind in ("bad_duration", "bad_size", "bad_name", "bad_subject", "bad_time"):
+    if kind in ("bad_duration", "bad_size", "bad_name", "bad_subject", "bad_time", "bad_int"):
         return str(error["msg"])
     if kind == "literal_error":
-        expected = ctx.get("expected", "").replace("'", "")
-        return f"invalid value {_short(value)}: expected one of {expected}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"invalid value {_short(value)}: expected one of {', '.join(_choices(error))}"
+    if kind in ("int_parsing", "int_type", "int_from_float", "int_parsing_size"):
         return f"expected an integer, got {_short(value)}"
     if kind in ("bool_parsing", "bool_type"):
         return f"expected true or false, got {_short(value)}"
-    if kind in ("string_type",):
+    if kind in ("string_type", "string_unicode"):
         return f"expected a string, got {_short(value)}"
     if kind in ("list_type",):
         return f"expected a list, got {_short(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping, got {_short(value)}"
-    if kind in ("float_parsing", "float_type"):
+    if kind in ("float_parsing", "float_type", "finite_number"):
         return f"expected a number, got {_short(value)}"
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}, got {_short(value)}"
@@ -125,6 +185,8 @@ def _message(error: dict[str, Any]) -> str:
         return f"must be at most {ctx.get('le')}, got {_short(value)}"
     if kind == "greater_than":
         return f"must be greater than {ctx.get('gt')}, got {_short(value)}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters long"
     if kind == "value_error":
@@ -138,19 +200,34 @@ def pydantic_diagnostics(
 ) -> list[Diagnostic]:
     """Turn each pydantic error into a located Diagnostic (with a hint where it helps)."""
     out: list[Diagnostic] = []
-    suffix = " (line in rendered template)" if doc.source.templated_blocks else ""
     for error in exc.errors(include_url=False):
-        loc = tuple(p for p in error["loc"] if isinstance(p, (str, int)))
-        path = prefix + loc
+        raw_loc = tuple(p for p in error["loc"] if isinstance(p, (str, int)))
         kind = error["type"]
+        if (raw_loc and raw_loc[-1] == "[key]") or kind == "invalid_key":
+            # a non-string key: locate the key as YAML wrote it (pydantic stringifies it)
+            key = error.get("input")
+            parent = prefix + raw_loc[: -2 if raw_loc and raw_loc[-1] == "[key]" else -1]
+            where = doc.locate((*parent, key)) if _hashable(key) else doc.locate(parent)
+            out.append(
+                Diagnostic(
+                    where,
+                    f"{_dotted(parent) or 'document'}: key {_short(key)} must be a string",
+                    code="bad_key",
+                )
+            )
+            continue
+        loc = raw_loc
+        path = prefix + loc
         if kind == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
             choices = parent.model_fields if parent else ()
             where = _dotted(path[:-1])
-            message = f'unknown field "{loc[-1]}"' + (f" in {where}" if where else "")
+            message = f"unknown field {_short(str(loc[-1]))}" + (f" in {where}" if where else "")
             out.append(
                 Diagnostic(
-                    doc.locate(path), message + suffix, code="unknown_field",
+                    doc.locate(path),
+                    message,
+                    code="unknown_field",
                     hint=_did_you_mean(str(loc[-1]), choices),
                 )
             )
@@ -159,60 +236,62 @@ def pydantic_diagnostics(
             out.append(
                 Diagnostic(
                     doc.locate(path[:-1]),
-                    f'missing required field "{_dotted(path)}"' + suffix,
+                    f'missing required field "{_dotted(path)}"',
                     code="missing_field",
                 )
             )
             continue
         hint = None
         if kind == "literal_error":
-            choices = [c.strip(" '") for c in error.get("ctx", {}).get("expected", "").split(",")]
-            choices = [c.split(" or ") for c in choices]
-            flat = [x.strip(" '") for group in choices for x in group]
-            hint = _did_you_mean(str(error.get("input")), flat)
-        location = doc.locate_value(path) if path and isinstance(path[-1], str) else doc.locate(
-            path
-        )
+            hint = _did_you_mean(str(error.get("input")), _choices(error))
+        location = doc.locate_value(path) if path else doc.locate(path)
         out.append(
-            Diagnostic(
-                location, f"{_dotted(path)}: {_message(error)}" + suffix, code=kind, hint=hint
-            )
+            Diagnostic(location, f"{_dotted(path)}: {_message(error)}", code=kind, hint=hint)
         )
     return out
 
 
 def _check_envelope(doc: Document) -> tuple[type[BaseModel] | None, list[Diagnostic]]:
+    """The model of the document's kind (None if unknown) and the envelope's problems."""
     data = doc.data
     if not isinstance(data, dict):
         return None, [
             Diagnostic(
-                doc.locate(), "a manifest document must be a mapping with apiVersion, kind, "
-                "metadata and spec", code="not_a_mapping",
+                doc.locate(),
+                "a manifest document must be a mapping with apiVersion, kind, metadata and "
+                f"spec, got {_what(data)}",
+                code="not_a_mapping",
             )
         ]
     problems = []
     api = data.get("apiVersion")
     if api is None:
-        problems.append(Diagnostic(doc.locate(), 'missing required field "apiVersion"',
-                                   code="missing_field"))
+        problems.append(
+            Diagnostic(doc.locate(), 'missing required field "apiVersion"', code="missing_field")
+        )
     elif api != API_VERSION:
         problems.append(
-            Diagnostic(doc.locate_value(("apiVersion",)),
-                       f'unknown apiVersion "{api}" (expected "{API_VERSION}")',
-                       code="unknown_api_version")
+            Diagnostic(
+                doc.locate_value(("apiVersion",)),
+                f"unknown apiVersion {_short(api)}",
+                code="unknown_api_version",
+                hint=f'expected "{API_VERSION}"',
+            )
         )
     kind = data.get("kind")
     if kind is None:
-        problems.append(Diagnostic(doc.locate(), 'missing required field "kind"',
-                                   code="missing_field"))
+        problems.append(
+            Diagnostic(doc.locate(), 'missing required field "kind"', code="missing_field")
+        )
         return None, problems
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
+        hint = _did_you_mean(str(kind), KINDS) if isinstance(kind, str) else None
         problems.append(
             Diagnostic(
                 doc.locate_value(("kind",)),
-                f'unknown kind "{kind}" (known kinds: {", ".join(KINDS)})',
+                f"unknown kind {_short(kind)}",
                 code="unknown_kind",
-                hint=_did_you_mean(str(kind), KINDS),
+                hint=hint or f"known kinds: {', '.join(KINDS)}",
             )
         )
         return None, problems
@@ -220,27 +299,31 @@ def _check_envelope(doc: Document) -> tuple[type[BaseModel] | None, list[Diagnos
 
 
 def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]:
-    """One document -> one Resource, or its diagnostics."""
+    """One document -> one Resource, or every diagnostic found in it."""
     model, problems = _check_envelope(doc)
-    if model is None or problems:
+    if model is None:
         return None, problems
+    data = doc.data
+    if problems:  # a wrong apiVersion: still check the rest of the document
+        data = {**data, "apiVersion": API_VERSION}
     try:
-        manifest = model.model_validate(doc.data)
+        manifest = model.model_validate(data)
     except ValidationError as exc:
-        return None, pydantic_diagnostics(exc, doc, model)
-    suffix = " (line in rendered template)" if doc.source.templated_blocks else ""
+        return None, problems + pydantic_diagnostics(exc, doc, model)
     spec: StreamSpec | ConsumerSpec = manifest.spec  # type: ignore[attr-defined]
     for path, message in spec.problems():
-        problems.append(Diagnostic(doc.locate(("spec", *path)), message + suffix, code="conflict"))
+        where = f"{_dotted(('spec', *path[:-1]))}: " if len(path) > 1 else ""
+        problems.append(Diagnostic(doc.locate(("spec", *path)), where + message, code="conflict"))
     if problems:
         return None, problems
     meta = manifest.metadata  # type: ignore[attr-defined]
+    address: Address
     if isinstance(manifest, ConsumerManifest):
         address = Address("Consumer", meta.name, stream=meta.stream, account=meta.account)
     else:
         assert isinstance(manifest, StreamManifest)
         address = Address("Stream", meta.name, account=meta.account)
-    return Resource(address, manifest, doc.locate(("metadata", "name")), doc), []  # type: ignore[arg-type]
+    return Resource(address, manifest, doc.locate(("metadata", "name")), doc), []
 
 
 def check_resources(resources: Sequence[Resource], env: str | None = None) -> list[Diagnostic]:
@@ -255,7 +338,8 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
                 Diagnostic(
                     res.location,
                     f"{res.address} is declared twice: here and at {clash.location}",
-                    code="duplicate", related=(clash.location,),
+                    code="duplicate",
+                    related=(clash.location,),
                 )
             )
         earlier.append(res)
@@ -271,15 +355,23 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
         declared = [s for s in candidates if _env_overlap(s, envs)]
         doc = res.document
         if not declared:
+            where = doc.locate_value(("metadata", "stream")) if doc else res.location
+            name, stream = res.address.name, res.address.stream or ""
+            if candidates:  # declared, but not in every environment of the consumer
+                stream_envs = sorted({e for s in candidates for e in s.metadata.environments or ()})
+                mine = f"environments {', '.join(envs)}" if envs else "every environment"
+                message = (
+                    f'consumer "{name}" is in {mine}, but stream "{stream}" only in '
+                    f"{', '.join(stream_envs)}"
+                )
+                problems.append(Diagnostic(where, message, code="unknown_stream"))
+                continue
             problems.append(
                 Diagnostic(
-                    doc.locate(("metadata", "stream")) if doc else res.location,
-                    f'consumer "{res.address.name}": stream "{res.address.stream}" is not '
-                    "declared in any manifest" + ("" if envs is None else
-                                                  f" for environments {', '.join(envs)}"),
+                    where,
+                    f'consumer "{name}": stream "{stream}" is not declared in any manifest',
                     code="unknown_stream",
-                    hint=_did_you_mean(res.address.stream or "",
-                                       [k[1] for k in streams]),
+                    hint=_did_you_mean(stream, [k[1] for k in streams]),
                 )
             )
             continue
@@ -313,11 +405,15 @@ def _check_filters(consumer: Resource, stream: Resource) -> list[Diagnostic]:
     key = "filter_subjects" if cspec.filter_subjects is not None else "filter_subject"
     for i, filt in enumerate(cspec.filters):
         if not any(covers(s, filt) for s in subjects):
-            path: tuple[str | int, ...] = ("spec", key, i) if key == "filter_subjects" else (
-                "spec", key)
+            if doc is None:
+                location = consumer.location
+            elif key == "filter_subjects":
+                location = doc.locate(("spec", key, i))
+            else:
+                location = doc.locate_value(("spec", key))
             problems.append(
                 Diagnostic(
-                    doc.locate(path) if doc else consumer.location,
+                    location,
                     f'filter "{filt}" is not covered by any subject of stream '
                     f'"{stream.address.name}" ({", ".join(subjects)})',
                     code="filter_not_covered",
@@ -326,9 +422,15 @@ def _check_filters(consumer: Resource, stream: Resource) -> list[Diagnostic]:
     return problems
 
 
-def validate_loaded(loaded: LoadResult, env: str | None = None) -> tuple[list[Resource],
-                                                                         list[Diagnostic]]:
-    """Validate every loaded document; return the resources and every diagnostic."""
+def validate_loaded(
+    loaded: LoadResult, env: str | None = None, known_envs: Sequence[str] | None = None
+) -> tuple[list[Resource], list[Diagnostic]]:
+    """Validate every loaded document; return the resources and every diagnostic.
+
+    With ``env``, only the resources of that environment are returned and checked
+    against each other; with ``known_envs``, ``metadata.environments`` may only
+    name those.
+    """
     resources: list[Resource] = []
     problems = list(loaded.diagnostics)
     for doc in loaded.documents:
@@ -336,16 +438,42 @@ def validate_loaded(loaded: LoadResult, env: str | None = None) -> tuple[list[Re
         problems += doc_problems
         if resource is not None:
             resources.append(resource)
+    if known_envs is not None:
+        problems += _check_environment_names(resources, known_envs)
     if env is not None:
         resources = [r for r in resources if r.in_environment(env)]
     problems += check_resources(resources, env)
     return resources, problems
 
 
+def _check_environment_names(
+    resources: Sequence[Resource], known_envs: Sequence[str]
+) -> list[Diagnostic]:
+    problems = []
+    for res in resources:
+        for i, name in enumerate(res.metadata.environments or ()):
+            if name in known_envs:
+                continue
+            doc = res.document
+            problems.append(
+                Diagnostic(
+                    doc.locate(("metadata", "environments", i)) if doc else res.location,
+                    f"unknown environment {_short(name)}",
+                    code="unknown_environment",
+                    hint=_did_you_mean(name, known_envs)
+                    or f"environments of the project: {', '.join(known_envs)}",
+                )
+            )
+    return problems
+
+
 def validate_paths(
-    paths: Sequence[str], variables: dict[str, Any], env: str | None = None
+    paths: Sequence[str],
+    variables: dict[str, Any],
+    env: str | None = None,
+    known_envs: Sequence[str] | None = None,
 ) -> tuple[list[Resource], list[Diagnostic]]:
-    return validate_loaded(load_manifests(paths, variables), env)
+    return validate_loaded(load_manifests(paths, variables), env, known_envs)
 
 
 def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
@@ -359,22 +487,38 @@ def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return out
 
 
-def load_desired(
-    project: Project, env: str, paths: Sequence[str] | None = None
-) -> list[Resource]:
+def load_desired(project: Project, env: str, paths: Sequence[str] | None = None) -> list[Resource]:
     """The validated desired resources of one environment; ManifestError if anything is wrong."""
     manifest_paths = list(paths) if paths else [str(p) for p in project.manifest_paths()]
-    resources, problems = validate_paths(manifest_paths, project.variables(env), env)
+    known = list(project.config.environments)
+    resources, problems = validate_paths(manifest_paths, project.variables(env), env, known)
     if problems:
         raise ManifestError(dedupe(problems))
     return resources
 
 
 def validate_project(project: Project, paths: Sequence[str] | None = None) -> list[Diagnostic]:
-    """Validate manifests for every environment of the project (templates may differ)."""
+    """Validate manifests for every environment of the project (templates may differ).
+
+    A problem found in some environments only says which: ``... (environment prod)``.
+    """
     manifest_paths = list(paths) if paths else [str(p) for p in project.manifest_paths()]
-    problems: list[Diagnostic] = []
-    for env in project.config.environments:
-        _resources, found = validate_paths(manifest_paths, project.variables(env), env)
-        problems += found
-    return sorted(dedupe(problems), key=Diagnostic.sort_key)
+    envs = list(project.config.environments)
+    found_in: dict[str, list[str]] = {}
+    first: dict[str, Diagnostic] = {}
+    for env in envs:
+        _resources, found = validate_paths(manifest_paths, project.variables(env), env, envs)
+        for problem in dedupe(found):
+            key = str(problem)
+            first.setdefault(key, problem)
+            found_in.setdefault(key, []).append(env)
+    problems = []
+    for key, problem in first.items():
+        where = found_in[key]
+        if len(where) < len(envs):
+            label = "environment" if len(where) == 1 else "environments"
+            problem = dataclasses.replace(
+                problem, message=f"{problem.message} ({label} {', '.join(where)})"
+            )
+        problems.append(problem)
+    return sorted(problems, key=Diagnostic.sort_key)

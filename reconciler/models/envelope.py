@@ -23,7 +23,7 @@ class ResourceMetadata(BaseModel):
     name: Name
     tenant: str | None = None
     account: str | None = None
-    environments: list[str] | None = None
+    environments: list[str] | None = Field(default=None, min_length=1)
     prevent_destroy: bool = False
 
 
@@ -35,7 +35,7 @@ class StreamManifest(BaseModel):
     """A JetStream stream, as declared in git."""
 
     model_config = STRICT
-    apiVersion: Literal["jsops/v1"]  # noqa: N815 - manifest key
+    apiVersion: Literal["jsops/v1"]
     kind: Literal["Stream"]
     metadata: ResourceMetadata
     spec: StreamSpec = Field(default_factory=StreamSpec)
@@ -45,7 +45,7 @@ class ConsumerManifest(BaseModel):
     """A durable JetStream consumer of a stream, as declared in git."""
 
     model_config = STRICT
-    apiVersion: Literal["jsops/v1"]  # noqa: N815 - manifest key
+    apiVersion: Literal["jsops/v1"]
     kind: Literal["Consumer"]
     metadata: ConsumerMetadata
     spec: ConsumerSpec = Field(default_factory=ConsumerSpec)

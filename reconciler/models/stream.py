@@ -7,6 +7,7 @@ out on purpose: ``name`` (it is ``metadata.name``), ``template_owner`` (removed 
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from reconciler.models.types import (
     STRICT,
     Duration,
+    Int,
     Limit,
     LiteralSubject,
     Name,
@@ -21,6 +23,7 @@ from reconciler.models.types import (
     Subject,
     Timestamp,
 )
+from reconciler.subjects import covers, overlaps
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -50,8 +53,10 @@ class StreamSource(BaseModel):
 
     model_config = STRICT
     name: Name
-    domain: str | None = Field(default=None, description="shorthand for external.api $JS.<domain>.API")
-    opt_start_seq: int | None = Field(default=None, ge=0)
+    domain: str | None = Field(
+        default=None, description="shorthand for external.api $JS.<domain>.API"
+    )
+    opt_start_seq: Int | None = Field(default=None, ge=0)
     opt_start_time: Timestamp | None = None
     filter_subject: Subject | None = None
     subject_transforms: list[SubjectTransform] | None = None
@@ -61,13 +66,22 @@ class StreamSource(BaseModel):
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
         if self.domain is not None and self.external is not None:
-            out.append((("domain",), "domain and external are mutually exclusive (domain is "
-                        "shorthand for external.api)"))
+            out.append(
+                (
+                    ("domain",),
+                    "domain and external are mutually exclusive (domain is "
+                    "shorthand for external.api)",
+                )
+            )
         if self.domain is not None and not _valid_domain(self.domain):
-            out.append((("domain",), f'invalid JetStream domain "{self.domain}"'))
+            out.append((("domain",), f"invalid JetStream domain {json.dumps(self.domain)}"))
         if self.filter_subject and self.subject_transforms:
-            out.append((("filter_subject",), "filter_subject and subject_transforms are "
-                        "mutually exclusive"))
+            out.append(
+                (
+                    ("filter_subject",),
+                    "filter_subject and subject_transforms are mutually exclusive",
+                )
+            )
         if self.consumer is not None:
             for key in ("opt_start_seq", "opt_start_time", "filter_subject"):
                 if getattr(self, key) is not None:
@@ -91,7 +105,7 @@ class RePublish(BaseModel):
 class ConsumerLimits(BaseModel):
     model_config = STRICT
     inactive_threshold: Duration | None = None
-    max_ack_pending: int | None = Field(default=None, ge=-1)
+    max_ack_pending: Int | None = Field(default=None, ge=-1)
 
 
 class StreamSpec(BaseModel):
@@ -109,14 +123,14 @@ class StreamSpec(BaseModel):
     max_msg_size: Size | None = Field(default=None, le=2**31 - 1)
     discard: Literal["old", "new"] | None = None
     storage: Literal["file", "memory"] | None = None
-    num_replicas: int | None = Field(default=None, ge=0, le=5)
+    num_replicas: Int | None = Field(default=None, ge=0, le=5)
     no_ack: bool | None = None
     duplicate_window: Duration | None = None
     placement: Placement | None = None
     mirror: StreamSource | None = None
     sources: list[StreamSource] | None = None
     compression: Literal["none", "s2"] | None = None
-    first_seq: int | None = Field(default=None, ge=0)
+    first_seq: Int | None = Field(default=None, ge=0)
     subject_transform: SubjectTransform | None = None
     republish: RePublish | None = None
     allow_direct: bool | None = None
@@ -138,15 +152,25 @@ class StreamSpec(BaseModel):
 
     def problems(self) -> list[Problem]:
         """Cross-field rules the server enforces at create time, checked offline."""
-        out: list[Problem] = []
+        out: list[Problem] = self._subject_problems()
         if self.mirror is not None:
             if self.subjects:
-                out.append((("subjects",), "mirror and subjects are mutually exclusive "
-                            "(a mirror takes its subjects from its origin)"))
+                out.append(
+                    (
+                        ("subjects",),
+                        "mirror and subjects are mutually exclusive "
+                        "(a mirror takes its subjects from its origin)",
+                    )
+                )
             if self.sources:
                 out.append((("sources",), "mirror and sources are mutually exclusive"))
-            for key in ("first_seq", "subject_delete_marker_ttl", "allow_msg_schedules",
-                        "allow_msg_counter", "allow_atomic"):
+            for key in (
+                "first_seq",
+                "subject_delete_marker_ttl",
+                "allow_msg_schedules",
+                "allow_msg_counter",
+                "allow_atomic",
+            ):
                 if getattr(self, key):
                     out.append(((key,), f"{key} is not allowed on a mirror"))
             out += [(("mirror", *p), m) for p, m in self.mirror.problems()]
@@ -161,17 +185,27 @@ class StreamSpec(BaseModel):
                 out.append((("duplicate_window",), "duplicate_window must not exceed max_age"))
         if self.discard_new_per_subject:
             if self.discard != "new":
-                out.append((("discard_new_per_subject",), "discard_new_per_subject requires "
-                            "discard: new"))
+                out.append(
+                    (("discard_new_per_subject",), "discard_new_per_subject requires discard: new")
+                )
             if not self.max_msgs_per_subject or self.max_msgs_per_subject <= 0:
-                out.append((("discard_new_per_subject",), "discard_new_per_subject requires "
-                            "max_msgs_per_subject > 0"))
+                out.append(
+                    (
+                        ("discard_new_per_subject",),
+                        "discard_new_per_subject requires max_msgs_per_subject > 0",
+                    )
+                )
         if self.allow_rollup_hdrs and self.deny_purge:
-            out.append((("allow_rollup_hdrs",), "allow_rollup_hdrs and deny_purge are mutually "
-                        "exclusive"))
-        if self.subject_delete_marker_ttl is not None and 0 < self.subject_delete_marker_ttl < 10**9:
-            out.append((("subject_delete_marker_ttl",), "subject_delete_marker_ttl must be at "
-                        "least 1s"))
+            out.append(
+                (("allow_rollup_hdrs",), "allow_rollup_hdrs and deny_purge are mutually exclusive")
+            )
+        if (
+            self.subject_delete_marker_ttl is not None
+            and 0 < self.subject_delete_marker_ttl < 10**9
+        ):
+            out.append(
+                (("subject_delete_marker_ttl",), "subject_delete_marker_ttl must be at least 1s")
+            )
         if self.subject_delete_marker_ttl and self.allow_msg_ttl is False:
             out.append((("allow_msg_ttl",), "subject_delete_marker_ttl requires allow_msg_ttl"))
         if self.allow_msg_counter:
@@ -182,12 +216,12 @@ class StreamSpec(BaseModel):
             if self.allow_msg_ttl or self.subject_delete_marker_ttl:
                 out.append((("allow_msg_counter",), "allow_msg_counter rules out message TTLs"))
             if self.allow_msg_schedules:
-                out.append((("allow_msg_counter",), "allow_msg_counter rules out "
-                            "allow_msg_schedules"))
+                out.append(
+                    (("allow_msg_counter",), "allow_msg_counter rules out allow_msg_schedules")
+                )
         if self.allow_msg_schedules:
             if self.discard == "new":
-                out.append((("allow_msg_schedules",), "allow_msg_schedules rules out "
-                            "discard: new"))
+                out.append((("allow_msg_schedules",), "allow_msg_schedules rules out discard: new"))
             if self.sources:
                 out.append((("allow_msg_schedules",), "allow_msg_schedules rules out sources"))
         if self.persist_mode == "async":
@@ -199,6 +233,21 @@ class StreamSpec(BaseModel):
                 out.append((("persist_mode",), "persist_mode: async rules out allow_atomic"))
         if self.sealed and self.deny_delete is False:
             pass  # the server forces deny_delete on seal; normalization handles it
+        return out
+
+    def _subject_problems(self) -> list[Problem]:
+        """checkStreamCfg: no duplicate or overlapping subjects, none inside the JS API."""
+        out: list[Problem] = []
+        subjects = self.subjects or []
+        for i, subject in enumerate(subjects):
+            if covers("$JS.API.>", subject):
+                out.append((("subjects", i), f'subject "{subject}" overlaps the JetStream API'))
+            if subject in subjects[:i]:
+                out.append((("subjects", i), f'subject "{subject}" is listed twice'))
+                continue
+            other = next((o for o in subjects[:i] if overlaps(o, subject)), None)
+            if other is not None:
+                out.append((("subjects", i), f'subject "{subject}" overlaps "{other}"'))
         return out
 
 

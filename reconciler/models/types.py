@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,10 +13,19 @@ from pydantic_core import PydanticCustomError
 from reconciler.models.units import UnitError, parse_duration, parse_size
 
 MAX_NAME_LEN = 255
+MAX_INT64 = 2**63 - 1
 _BAD_NAME_CHARS = re.compile(r"[\s.*>/\\]")
+_NAME_RULE = 'names cannot contain whitespace, ".", "*", ">", "/" or "\\"'
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})?$"
+)
 
 # Every manifest model forbids unknown keys and keeps API field names.
 STRICT = ConfigDict(extra="forbid", populate_by_name=False, validate_default=False)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
 
 
 def _duration(value: Any) -> int:
@@ -24,7 +34,13 @@ def _duration(value: Any) -> int:
     except UnitError as exc:
         raise PydanticCustomError("bad_duration", str(exc)) from None
     if ns < 0:
-        raise PydanticCustomError("bad_duration", "a duration cannot be negative")
+        raise PydanticCustomError(
+            "bad_duration", f"invalid duration {_shown(value)}: a duration cannot be negative"
+        )
+    if ns > MAX_INT64:
+        raise PydanticCustomError(
+            "bad_duration", f"invalid duration {_shown(value)}: too large (at most 106751d)"
+        )
     return ns
 
 
@@ -34,13 +50,30 @@ def _size(value: Any) -> int:
     except UnitError as exc:
         raise PydanticCustomError("bad_size", str(exc)) from None
     if n < -1:
-        raise PydanticCustomError("bad_size", "a size is -1 (unlimited) or at least 0")
+        raise PydanticCustomError(
+            "bad_size", f"invalid size {_shown(value)}: a size is -1 (unlimited) or at least 0"
+        )
+    if n > MAX_INT64:
+        raise PydanticCustomError("bad_size", f"invalid size {_shown(value)}: too large")
     return n
+
+
+def _int(value: Any) -> Any:
+    """Integers from YAML ints or digit strings (templates render strings), never booleans."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("bad_int", f"expected an integer, got {str(value).lower()}")
+    return value
 
 
 def _count(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lower() == "unlimited":
         return -1
+    return _int(value)
+
+
+def _int64(value: int) -> int:
+    if not -MAX_INT64 - 1 <= value <= MAX_INT64:
+        raise PydanticCustomError("bad_int", f"{value} does not fit in 64 bits")
     return value
 
 
@@ -53,8 +86,9 @@ def check_name(value: str, what: str = "name") -> str | None:
     bad = _BAD_NAME_CHARS.search(value)
     if bad:
         char = bad.group()
-        shown = repr(char) if char.isspace() else f'"{char}"'
-        return f'{what} "{value}" must not contain {shown} (no whitespace, ".", "*", ">", "/", "\\")'
+        shown = "whitespace" if char.isspace() else f'"{char}"'
+        quoted = json.dumps(value, ensure_ascii=False)
+        return f"{what} {quoted} must not contain {shown} ({_NAME_RULE})"
     return None
 
 
@@ -69,16 +103,17 @@ def check_subject(subject: str, *, wildcards: bool = True) -> str | None:
     """Why ``subject`` is not a valid NATS subject (or filter), or None when it is."""
     if not subject:
         return "subject must not be empty"
+    shown = json.dumps(subject, ensure_ascii=False)
     if any(ch.isspace() for ch in subject):
-        return f'subject "{subject}" must not contain whitespace'
+        return f"subject {shown} must not contain whitespace"
     tokens = subject.split(".")
     for i, token in enumerate(tokens):
         if token == "":
-            return f'subject "{subject}" has an empty token'
+            return f"subject {shown} has an empty token"
         if token == ">" and i != len(tokens) - 1:
-            return f'subject "{subject}": ">" must be the last token'
+            return f'subject {shown}: ">" must be the last token'
         if not wildcards and token in ("*", ">"):
-            return f'subject "{subject}" must not contain wildcards'
+            return f"subject {shown} must not contain wildcards"
     return None
 
 
@@ -100,18 +135,28 @@ def _timestamp(value: Any) -> str:
     """RFC 3339 timestamp, kept as the string the user wrote (compared as instants)."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise PydanticCustomError("bad_time", "timestamp needs a timezone, e.g. Z or +01:00")
+            raise PydanticCustomError(
+                "bad_time", f'timestamp "{value.isoformat()}" needs a timezone, e.g. Z or +01:00'
+            )
         return value.isoformat().replace("+00:00", "Z")
     if not isinstance(value, str):
-        raise PydanticCustomError("bad_time", "expected an RFC 3339 timestamp string")
+        raise PydanticCustomError(
+            "bad_time", "expected an RFC 3339 timestamp string, e.g. 2026-01-02T15:04:05Z"
+        )
+    shown = json.dumps(value, ensure_ascii=False)
+    match = _RFC3339.match(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if match is None:
+            raise ValueError(value)
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise PydanticCustomError(
-            "bad_time", f'invalid timestamp "{value}": expected RFC 3339, e.g. 2026-01-02T15:04:05Z'
+            "bad_time", f"invalid timestamp {shown}: expected RFC 3339, e.g. 2026-01-02T15:04:05Z"
         ) from None
-    if parsed.tzinfo is None:
-        raise PydanticCustomError("bad_time", "timestamp needs a timezone, e.g. Z or +01:00")
+    if match.group("tz") is None:
+        raise PydanticCustomError(
+            "bad_time", f"timestamp {shown} needs a timezone, e.g. Z or +01:00"
+        )
     return value
 
 
@@ -133,7 +178,8 @@ _SIZE_SCHEMA = {
 
 Duration = Annotated[int, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Size = Annotated[int, BeforeValidator(_size), WithJsonSchema(_SIZE_SCHEMA)]
-Limit = Annotated[int, BeforeValidator(_count)]
+Int = Annotated[int, BeforeValidator(_int), AfterValidator(_int64)]
+Limit = Annotated[int, BeforeValidator(_count), AfterValidator(_int64)]
 Name = Annotated[str, AfterValidator(_name)]
 Subject = Annotated[str, AfterValidator(_subject)]
 LiteralSubject = Annotated[str, AfterValidator(_literal_subject)]

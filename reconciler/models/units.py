@@ -7,6 +7,7 @@ Parsing never goes through floats: ``"1.001s"`` is exactly 1_001_000_000 ns, and
 
 from __future__ import annotations
 
+import json
 import re
 from fractions import Fraction
 
@@ -48,37 +49,51 @@ class UnitError(ValueError):
     """A duration or size string that does not parse; the message says why."""
 
 
+def _json(value: object) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def parse_duration(value: int | str) -> int:
     """Parse ``"250ms"``, ``"90s"``, ``"1h30m"``, ``"7d"`` or int nanoseconds."""
-    if isinstance(value, bool):
-        raise UnitError("expected a duration like '30s' or an integer of nanoseconds")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if not isinstance(value, str):
-        raise UnitError("expected a duration like '30s' or an integer of nanoseconds")
+        raise UnitError(
+            f'expected a duration like "30s" or an integer of nanoseconds, got {_json(value)}'
+        )
     text = value.strip()
-    if text in ("0", "-1") or re.fullmatch(r"-?\d+", text):
-        if text.lstrip("-") == "0":
+    if not text:
+        raise UnitError('invalid duration "": empty (write e.g. "30s", or 0)')
+    if text.startswith("-"):
+        if re.fullmatch(r"-0+", text):
             return 0
-        raise UnitError(f'invalid duration "{value}": missing unit (e.g. "{text}s")')
+        raise UnitError(f"invalid duration {_json(value)}: a duration cannot be negative")
+    if re.fullmatch(r"\d+", text):
+        if int(text) == 0:
+            return 0
+        raise UnitError(f'invalid duration {_json(value)}: missing unit (e.g. "{text}s")')
     pos = 0
     total = Fraction(0)
-    if not text:
-        raise UnitError("invalid duration \"\": empty")
     for match in _DURATION_TOKEN.finditer(text):
         if match.start() != pos:
             break
         number, unit = match.groups()
         if unit not in NS_PER:
             raise UnitError(
-                f'invalid duration "{value}": unknown unit "{unit}" (use ns, us, ms, s, m, h, d)'
+                f'invalid duration {_json(value)}: unknown unit "{unit}" '
+                "(use ns, us, ms, s, m, h, d)"
             )
         total += Fraction(number) * NS_PER[unit]
         pos = match.end()
     if pos != len(text):
-        raise UnitError(f'invalid duration "{value}": expected e.g. "250ms", "90s", "1h30m", "7d"')
+        raise UnitError(
+            f'invalid duration {_json(value)}: expected e.g. "250ms", "90s", "1h30m", "7d"'
+        )
     if total.denominator != 1:
-        raise UnitError(f'invalid duration "{value}": not a whole number of nanoseconds')
+        raise UnitError(f"invalid duration {_json(value)}: not a whole number of nanoseconds")
     return int(total)
 
 
@@ -100,18 +115,16 @@ def format_duration(ns: int) -> str:
 
 def parse_size(value: int | str) -> int:
     """Parse ``"10GiB"`` (1024^3), ``"500MB"`` (1000^2), ``"512B"`` or int bytes."""
-    if isinstance(value, bool):
-        raise UnitError("expected a size like '10GiB' or an integer of bytes")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if not isinstance(value, str):
-        raise UnitError("expected a size like '10GiB' or an integer of bytes")
+        raise UnitError(f'expected a size like "10GiB" or an integer of bytes, got {_json(value)}')
     text = value.strip()
     if re.fullmatch(r"-?\d+", text):
         return int(text)
     match = _SIZE_RE.match(text)
     if not match:
-        raise UnitError(f'invalid size "{value}": expected e.g. "10GiB", "500MB" or bytes')
+        raise UnitError(f'invalid size {_json(value)}: expected e.g. "10GiB", "500MB" or bytes')
     number, unit = match.groups()
     key = unit.lower()
     if key not in SIZE_UNITS:
@@ -120,14 +133,14 @@ def parse_size(value: int | str) -> int:
             hint = f' (write "{number}{unit.upper()}iB" for 1024^n or "{number}{unit.upper()}B"'
             hint += " for 1000^n)"
         raise UnitError(
-            f'invalid size "{value}": unknown unit "{unit}"{hint}'
+            f'invalid size {_json(value)}: unknown unit "{unit}"{hint}'
             if hint
-            else f'invalid size "{value}": unknown unit "{unit}" (use B, KiB, MiB, GiB, TiB, '
+            else f'invalid size {_json(value)}: unknown unit "{unit}" (use B, KiB, MiB, GiB, TiB, '
             "KB, MB, GB, TB)"
         )
     total = Fraction(number) * SIZE_UNITS[key]
     if total.denominator != 1:
-        raise UnitError(f'invalid size "{value}": not a whole number of bytes')
+        raise UnitError(f"invalid size {_json(value)}: not a whole number of bytes")
     return int(total)
 
 
