@@ -16,16 +16,20 @@ from typing import TypeVar
 
 from reconciler.apply import ApplyResult, apply_plan, check_refusals
 from reconciler.environments import EnvironmentConfig, Project, load_project
-from reconciler.errors import ApplyRefused, UsageError
+from reconciler.errors import ApplyRefused, ManifestError, UsageError
 from reconciler.live import (
+    Connections,
     ConnectSettings,
     JetStreamClient,
+    LiveState,
+    cluster_size_of,
     connect,
     read_live_state,
     resolve_settings,
 )
 from reconciler.models import Resource
-from reconciler.plan import Plan, build_plan, parse_targets
+from reconciler.normalize import fingerprint
+from reconciler.plan import Action, Change, Plan, Reason, build_plan, parse_targets
 from reconciler.validate import load_desired
 
 T = TypeVar("T")
@@ -65,23 +69,111 @@ async def _session(settings: ConnectSettings, body: Callable[[JetStreamClient], 
             await nc.close()
 
 
+def _group_by_account(resources: Sequence[Resource]) -> dict[str | None, list[Resource]]:
+    groups: dict[str | None, list[Resource]] = {}
+    for res in resources:
+        if res.address.kind != "Account":
+            groups.setdefault(res.address.account, []).append(res)
+    return groups
+
+
 async def plan_async(
     target: Target,
-    client: JetStreamClient,
+    conns: Connections,
     desired: Sequence[Resource],
     *,
     prune: bool = False,
     targets: Sequence[str] = (),
 ) -> Plan:
-    live = await read_live_state(client)
-    return build_plan(
-        desired,
-        live,
-        project=target.project.name,
-        environment=target.env_name,
-        prune=prune,
-        targets=targets,
+    """Plan every account the manifests touch: Account JWTs first, then each account's
+    streams and consumers (the environment's own account first)."""
+    from reconciler.accounts import reconcile as accounts
+
+    account_res = [r for r in desired if r.address.kind == "Account"]
+    groups = _group_by_account(desired)
+    operator_mode = bool(account_res) or any(name is not None for name in groups)
+    store = conns.store if operator_mode else None
+    if operator_mode:
+        problems = accounts.check_references(
+            account_res, [r for r in desired if r.address.kind != "Account"], store
+        )
+        if problems:
+            raise ManifestError(problems)
+    changes: list[Change] = []
+    account_changes: dict[str, Change] = {}
+    cluster_size: int | None = None
+    if account_res:
+        system = await conns.system()
+        cluster_size = cluster_size_of(system._server_info or {})
+        live_claims = await accounts.read_account_claims(
+            system, store, [r.address.name for r in account_res]
+        )
+        for res in account_res:
+            action, diff, send, live_canon = accounts.account_change_parts(
+                res, live_claims[res.address.name], store
+            )
+            change = Change(
+                res.address,
+                Action(action),
+                diff=diff,
+                send=send,
+                reason=Reason.NEW
+                if action == "create"
+                else (Reason.CHANGED if action == "update" else None),
+                location=str(res.location),
+                prevent_destroy=res.metadata.prevent_destroy,
+                live_digest=fingerprint(live_canon),
+            )
+            account_changes[res.address.name] = change
+            changes.append(change)
+        if prune:
+            for res in account_res:
+                groups.setdefault(res.address.name, [])
+    if not groups and not account_res:
+        groups[None] = []
+    api_level, version, unmanaged = 0, "", []
+    for account in sorted(groups, key=lambda a: (a is not None, a or "")):
+        parent = account_changes.get(account or "")
+        new_account = account is not None and (
+            (parent is not None and parent.action is Action.CREATE)
+            or (store is not None and not store.has_account(account))
+        )
+        if new_account:
+            live = LiveState(api_level, version, None, cluster_size, {}, {}, {})
+        else:
+            live = await read_live_state(await conns.client(account))
+            api_level, version = live.api_level, live.server_version
+        sub = build_plan(
+            groups[account],
+            live,
+            project=target.project.name,
+            environment=target.env_name,
+            prune=prune,
+            targets=targets,
+            account=account,
+        )
+        if parent is not None and parent.action is not Action.NOOP:
+            for change in sub.changes:
+                change.depends_on.append(parent.key)
+        changes += sub.changes
+        unmanaged += sub.unmanaged
+    if targets:
+        changes = [
+            c
+            for c in changes
+            if c.address.kind != "Account" or any(t == f"Account/{c.address.name}" for t in targets)
+        ]
+    return Plan(
+        target.env_name, target.project.name, changes, api_level, version, unmanaged=unmanaged
     )
+
+
+async def _with_connections(target: Target, body: Callable[[Connections], Awaitable[T]]) -> T:
+    conns = Connections(target.settings, target.env.auth_dir)
+    try:
+        return await body(conns)
+    finally:
+        await conns.close()
 
 
 def plan(
@@ -95,9 +187,9 @@ def plan(
     targets = parse_targets(targets)
     desired = load_desired(target.project, target.env_name, paths)
     return asyncio.run(
-        _session(
-            target.settings,
-            lambda client: plan_async(target, client, desired, prune=prune, targets=targets),
+        _with_connections(
+            target,
+            lambda conns: plan_async(target, conns, desired, prune=prune, targets=targets),
         )
     )
 
@@ -134,11 +226,11 @@ def apply(
     else:
         desired = load_desired(target.project, target.env_name, paths)
 
-    async def body(client: JetStreamClient) -> tuple[Plan, ApplyResult | None]:
+    async def body(conns: Connections) -> tuple[Plan, ApplyResult | None]:
         if saved is not None:
             the_plan = saved
         else:
-            the_plan = await plan_async(target, client, desired, prune=prune, targets=targets)
+            the_plan = await plan_async(target, conns, desired, prune=prune, targets=targets)
             if on_plan:
                 on_plan(the_plan)
         if not the_plan.has_changes:
@@ -150,7 +242,7 @@ def apply(
             raise ApplyRefused("apply cancelled, nothing was changed")
         result = await apply_plan(
             the_plan,
-            client,
+            conns,
             allow_replace=allow_replace,
             prune=prune,
             check_stale=saved is not None,
@@ -158,4 +250,4 @@ def apply(
         )
         return the_plan, result
 
-    return asyncio.run(_session(target.settings, body))
+    return asyncio.run(_with_connections(target, body))

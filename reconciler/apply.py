@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import ApiError, ApplyFailed, ApplyRefused, JsopsError, StalePlanError
-from reconciler.live import JetStreamClient, read_live_state
-from reconciler.normalize import live_fingerprint
+from reconciler.live import Connections, LiveState, cluster_size_of, read_live_state
+from reconciler.normalize import fingerprint, live_fingerprint
 from reconciler.plan import Action, Change, Plan
 from reconciler.render import loss_text
 
@@ -73,40 +73,81 @@ def check_refusals(plan: Plan, *, allow_replace: bool, prune: bool) -> list[str]
     return problems
 
 
-async def find_stale(plan: Plan, client: JetStreamClient) -> list[str]:
+async def find_stale(plan: Plan, conns: Connections) -> list[str]:
     """Resources whose live config changed since the plan was made.
 
-    The live state is read again in bulk (``STREAM.LIST``, and ``CONSUMER.LIST`` of the
-    streams whose consumers the plan changes), the way the plan read it.
+    The live state is read again in bulk, per account (``STREAM.LIST``, and
+    ``CONSUMER.LIST`` of the streams whose consumers the plan changes), the way the plan
+    read it; account JWTs are looked up again on the resolver.
     """
     pending = plan.pending()
-    if not pending:
-        return []
-    streams_of_consumers = {c.address.stream or "" for c in pending if c.address.kind == "Consumer"}
-    live = await read_live_state(client, only_streams=streams_of_consumers)
     problems: list[str] = []
+    by_account: dict[str | None, list[Change]] = {}
+    accounts: list[Change] = []
     for change in pending:
-        address = change.address
-        if address.kind == "Stream":
-            info = live.streams.get(address.name)
-            digests = {live_fingerprint("Stream", info["config"])} if info else set()
+        if change.address.kind == "Account":
+            accounts.append(change)
         else:
-            stream = address.stream or ""
-            info = live.consumers.get((stream, address.name))
-            digests = {live_fingerprint("Consumer", info["config"])} if info else set()
-        if change.action is Action.CREATE:
-            if info:
-                problems.append(f"{address}: now exists (the plan creates it)")
-        elif not info:
-            problems.append(f"{address}: no longer exists (the plan {change.action.value}s it)")
-        elif change.live_digest not in digests:
-            problems.append(f"{address}: changed since the plan was made")
+            by_account.setdefault(change.address.account, []).append(change)
+    if accounts:
+        problems += await _stale_accounts(accounts, conns)
+    for account, changes in by_account.items():
+        if account is not None and not conns.store.has_account(account):
+            live = None  # the account is made by this plan: everything in it is new
+        else:
+            streams = {c.address.stream or "" for c in changes if c.address.kind == "Consumer"}
+            live = await read_live_state(await conns.client(account), only_streams=streams)
+        for change in changes:
+            problems += _stale_resource(change, live)
     return problems
 
 
-async def _run_change(client: JetStreamClient, change: Change) -> None:
+def _stale_resource(change: Change, live: LiveState | None) -> list[str]:
+    address = change.address
+    info = None
+    if live is not None and address.kind == "Stream":
+        info = live.streams.get(address.name)
+    elif live is not None:
+        info = live.consumers.get((address.stream or "", address.name))
+    if change.action is Action.CREATE:
+        return [f"{address}: now exists (the plan creates it)"] if info else []
+    if not info:
+        return [f"{address}: no longer exists (the plan {change.action.value}s it)"]
+    if change.live_digest != live_fingerprint(address.kind, info["config"]):
+        return [f"{address}: changed since the plan was made"]
+    return []
+
+
+async def _stale_accounts(changes: list[Change], conns: Connections) -> list[str]:
+    from reconciler.accounts import reconcile
+
+    store = conns.store
+    live = await reconcile.read_account_claims(
+        await conns.system(), store, [c.address.name for c in changes]
+    )
+    problems = []
+    for change in changes:
+        claims = live[change.address.name]
+        canonical = (
+            None
+            if claims is None
+            else reconcile.canonical_account(claims, lambda pub: store.account_name_for(pub) or pub)
+        )
+        if fingerprint(canonical) != change.live_digest:
+            problems.append(f"{change.address}: changed since the plan was made")
+    return problems
+
+
+async def _run_change(conns: Connections, change: Change) -> None:
     address = change.address
     send = change.send or {}
+    if address.kind == "Account":
+        from reconciler.accounts.reconcile import apply_account
+
+        system = await conns.system()
+        await apply_account(conns, send, cluster_size_of(system._server_info or {}) or 1)
+        return
+    client = await conns.client(address.account)
     if address.kind == "Stream":
         if change.action is Action.CREATE:
             await client.create_stream(send)
@@ -141,7 +182,7 @@ async def _ignore_missing(request: Any) -> None:
 
 async def apply_plan(
     plan: Plan,
-    client: JetStreamClient,
+    conns: Connections,
     *,
     allow_replace: bool = False,
     prune: bool = False,
@@ -154,7 +195,7 @@ async def apply_plan(
     if refusals:
         raise ApplyRefused("apply refused, nothing was changed:\n" + "\n".join(refusals))
     if check_stale:
-        stale = await find_stale(plan, client)
+        stale = await find_stale(plan, conns)
         if stale:
             raise StalePlanError(
                 "the plan is stale, nothing was changed (plan again):\n" + "\n".join(stale)
@@ -179,7 +220,7 @@ async def apply_plan(
                 return
             async with semaphore:
                 try:
-                    await _run_change(client, change)
+                    await _run_change(conns, change)
                 except JsopsError as exc:
                     result.failed.append((change, str(exc)))
                     if on_event:

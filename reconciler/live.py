@@ -23,6 +23,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -51,6 +52,7 @@ class ConnectSettings:
     domain: str | None = None
     api_prefix: str | None = None
     creds: str | None = None
+    creds_text: str | None = field(default=None, repr=False)  # minted, never on disk
     nkey: str | None = None
     token: str | None = field(default=None, repr=False)
     user: str | None = None
@@ -173,7 +175,9 @@ async def connect(settings: ConnectSettings) -> NatsClient:
     for path in (settings.creds, settings.nkey):
         if path and not Path(path).is_file():
             raise ConnectionFailed(f"credentials file not found: {path}")
-    if settings.creds:
+    if settings.creds_text:
+        kwargs["user_credentials"] = RawCredentials(settings.creds_text)
+    elif settings.creds:
         kwargs["user_credentials"] = settings.creds
     if settings.nkey:
         kwargs["nkeys_seed"] = settings.nkey
@@ -401,6 +405,11 @@ async def _cluster_size(
             return None
         if local_domain != target_info.get("domain"):
             return None
+    return cluster_size_of(server_info)
+
+
+def cluster_size_of(server_info: dict[str, Any]) -> int | None:
+    """Servers in the connected server's cluster (its INFO), None if not advertised."""
     if not server_info.get("cluster"):
         return 1
     return len(server_info.get("connect_urls") or []) or None
@@ -445,3 +454,79 @@ def is_write(subject: str) -> bool:
     """Whether a JetStream API subject (with any prefix) is a write request."""
     tail = subject.split(".API.", 1)[-1]
     return tail.startswith(WRITE_SUBJECTS)
+
+
+class Connections:
+    """The connections one run needs, opened on first use and closed together.
+
+    ``client(None)`` is the environment's own connection; ``client("ACME")`` reaches
+    account ACME as a short-lived admin user minted from the auth store (operator
+    mode); ``system()`` is the system account's connection, for account JWTs.
+    """
+
+    def __init__(self, settings: ConnectSettings, auth_dir: str | None = None) -> None:
+        self.settings = settings
+        self.auth_dir = auth_dir
+        self._clients: dict[str | None, JetStreamClient] = {}
+        self._system: NatsClient | None = None
+        self._store: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def store(self) -> Any:
+        """The auth store (reconciler.accounts.AuthStore), opened on first use."""
+        if self._store is None:
+            from reconciler.accounts import AuthStore, resolve_auth_dir
+
+            self._store = AuthStore.open(resolve_auth_dir(None, self.auth_dir))
+        return self._store
+
+    def _account_settings(self, account: str) -> ConnectSettings:
+        from dataclasses import replace
+
+        from reconciler.accounts import admin_creds
+
+        return replace(
+            self.settings,
+            creds=None,
+            nkey=None,
+            token=None,
+            user=None,
+            password=None,
+            creds_text=admin_creds(self.store, account),
+        )
+
+    async def client(self, account: str | None = None) -> JetStreamClient:
+        async with self._lock:
+            if account not in self._clients:
+                settings = self.settings if account is None else self._account_settings(account)
+                self._clients[account] = JetStreamClient(await connect(settings), settings)
+            return self._clients[account]
+
+    async def system(self) -> NatsClient:
+        """A connection as the system account's admin user (from the auth store)."""
+        from dataclasses import replace
+
+        async with self._lock:
+            if self._system is None:
+                settings = replace(
+                    self.settings,
+                    creds=str(self.store.sys_creds_path),
+                    creds_text=None,
+                    nkey=None,
+                    token=None,
+                    user=None,
+                    password=None,
+                )
+                self._system = await connect(settings)
+            return self._system
+
+    async def close(self) -> None:
+        conns = [c.nc for c in self._clients.values()]
+        if self._system is not None:
+            conns.append(self._system)
+        for nc in conns:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._clients.clear()
+        self._system = None

@@ -224,11 +224,13 @@ def parse_targets(targets: Sequence[str]) -> list[str]:
     for target in targets:
         kind, _, rest = target.partition("/")
         if (
-            kind not in ("Stream", "Consumer")
+            kind not in ("Stream", "Consumer", "Account")
             or not rest
             or (kind == "Consumer" and rest.count("/") != 1)
         ):
-            raise UsageError(f'invalid target "{target}": use Stream/NAME or Consumer/STREAM/NAME')
+            raise UsageError(
+                f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME or Account/NAME'
+            )
         out.append(target)
     return out
 
@@ -241,8 +243,10 @@ def build_plan(
     environment: str,
     prune: bool = False,
     targets: Sequence[str] = (),
+    account: str | None = None,
 ) -> Plan:
-    """Compare desired resources with the live state; raise ManifestError on plan errors."""
+    """Compare desired resources with the live state of one account (``account`` is
+    None for the environment's own); raise ManifestError on plan errors."""
     errors: list[Diagnostic] = []
     changes: list[Change] = []
     streams = _order_streams([r for r in desired if r.address.kind == "Stream"])
@@ -266,7 +270,7 @@ def build_plan(
             prevent_destroy=res.metadata.prevent_destroy,
         )
         change.depends_on = [
-            str(Address("Stream", origin))
+            str(Address("Stream", origin, account=account))
             for origin, where in stream_origins(res.spec)  # type: ignore[arg-type]
             if where is None
         ]
@@ -371,7 +375,7 @@ def build_plan(
         raise ManifestError(errors)
 
     declared = {c.address for c in changes}
-    deletes, unmanaged = _orphans(live, declared, project, prune)
+    deletes, unmanaged = _orphans(live, declared, project, prune, account)
     changes = changes + deletes
     if targets:
         changes = [c for c in changes if _matches_target(c.address, targets)]
@@ -450,7 +454,7 @@ def _shown(send: dict[str, Any]) -> dict[str, Any]:
 
 
 def _orphans(
-    live: LiveState, declared: set[Address], project: str, prune: bool
+    live: LiveState, declared: set[Address], project: str, prune: bool, account: str | None
 ) -> tuple[list[Change], list[str]]:
     """Owned live resources no manifest declares: deletes (with prune) or a note."""
     deletes: list[Change] = []
@@ -458,7 +462,7 @@ def _orphans(
     deleted_streams: set[str] = set()
     for name in sorted(live.streams):
         info = live.streams[name]
-        address = Address("Stream", name)
+        address = Address("Stream", name, account=account)
         if address in declared:
             continue
         if owner_of(info["config"]) != project:
@@ -481,7 +485,7 @@ def _orphans(
     consumer_deletes: list[Change] = []
     for stream, name in sorted(live.consumers):
         info = live.consumers[(stream, name)]
-        address = Address("Consumer", name, stream=stream)
+        address = Address("Consumer", name, stream=stream, account=account)
         if address in declared or owner_of(info["config"]) != project:
             continue
         if not prune:

@@ -52,6 +52,7 @@ from reconciler.load import Document, LoadResult, load_manifests
 from reconciler.models import (
     API_VERSION,
     KINDS,
+    AccountManifest,
     Address,
     ConsumerManifest,
     ConsumerSpec,
@@ -320,6 +321,8 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
     address: Address
     if isinstance(manifest, ConsumerManifest):
         address = Address("Consumer", meta.name, stream=meta.stream, account=meta.account)
+    elif isinstance(manifest, AccountManifest):
+        address = Address("Account", meta.name)
     else:
         assert isinstance(manifest, StreamManifest)
         address = Address("Stream", meta.name, account=meta.account)

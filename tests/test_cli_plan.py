@@ -153,7 +153,7 @@ def test_malformed_target_is_a_usage_error(project: TestProject, target: str) ->
         assert code == 1
         assert out == ""
         assert err.strip() == (
-            f'invalid target "{target}": use Stream/NAME or Consumer/STREAM/NAME'
+            f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME or Account/NAME'
         )
 
 

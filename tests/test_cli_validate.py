@@ -17,6 +17,7 @@ GOOD = REPO / "tests" / "data" / "good"
 SCHEMA_FILES = {
     "stream.schema.json",
     "consumer.schema.json",
+    "account.schema.json",
     "manifest.schema.json",
     "jsops.schema.json",
 }

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from reconciler.models.account import AccountSpec
 from reconciler.models.consumer import ConsumerSpec
 from reconciler.models.stream import StreamSpec
 from reconciler.models.types import STRICT, Name
@@ -51,12 +52,30 @@ class ConsumerManifest(BaseModel):
     spec: ConsumerSpec = Field(default_factory=ConsumerSpec)
 
 
-Manifest = StreamManifest | ConsumerManifest
+class AccountMetadata(BaseModel):
+    model_config = STRICT
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    environments: list[str] | None = Field(default=None, min_length=1)
+    prevent_destroy: bool = False
+
+
+class AccountManifest(BaseModel):
+    """An operator-mode account (its JWT), as declared in git."""
+
+    model_config = STRICT
+    apiVersion: Literal["jsops/v1"]
+    kind: Literal["Account"]
+    metadata: AccountMetadata
+    spec: AccountSpec = Field(default_factory=AccountSpec)
+
+
+Manifest = StreamManifest | ConsumerManifest | AccountManifest
 
 # kind -> model; one JSON Schema per kind is generated from this table.
 KINDS: dict[str, type[BaseModel]] = {
     "Stream": StreamManifest,
     "Consumer": ConsumerManifest,
+    "Account": AccountManifest,
 }
 
 
