@@ -169,7 +169,10 @@ async def plan_async(
 
 
 async def _with_connections(target: Target, body: Callable[[Connections], Awaitable[T]]) -> T:
-    conns = Connections(target.settings, target.env.auth_dir)
+    auth_dir = target.env.auth_dir
+    if auth_dir:  # relative to the project, like the manifest paths
+        auth_dir = str(Path(target.project.root, Path(auth_dir).expanduser()))
+    conns = Connections(target.settings, auth_dir)
     try:
         return await body(conns)
     finally:

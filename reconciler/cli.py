@@ -321,6 +321,122 @@ def promote(
     return 0
 
 
+@cli.group()
+def auth() -> None:
+    """Operator-mode key material: the auth store and user credentials."""
+
+
+def _auth_dir(opts: Options, directory: str | None) -> Any:
+    """--dir, else $JSOPS_AUTH_DIR, else the environment's auth_dir (relative to the
+    project), else $APP_ROOT/nats-auth (.data/nats-auth)."""
+    from reconciler.accounts import resolve_auth_dir
+    from reconciler.environments import load_project
+
+    configured = None
+    if directory is None:
+        project = load_project(opts.config)
+        if opts.env is not None or project.config_file is not None:
+            try:
+                _name, env = project.environment(opts.env)
+                if env.auth_dir:
+                    configured = Path(project.root, Path(env.auth_dir).expanduser())
+            except JsopsError:
+                if opts.env is not None:
+                    raise
+    return resolve_auth_dir(directory, configured)
+
+
+@auth.command("init")
+@click.option("--dir", "directory", metavar="DIR", help="The auth store (.data/nats-auth).")
+@global_options
+@click.pass_context
+def auth_init(ctx: click.Context, directory: str | None, **kwargs: Any) -> int:
+    """Create the operator, its signing key, the SYS account and its admin user, once."""
+    from reconciler.accounts import init_auth_store
+
+    opts = _merge(ctx, **kwargs)
+    store = init_auth_store(_auth_dir(opts, directory))
+    click.echo(str(store.server_auth_conf))
+    _err(
+        f"auth store ready in {store.root}: include {store.server_auth_conf.name} in the "
+        "nats-server config (the include path is relative to the including file)"
+    )
+    return 0
+
+
+@auth.command("creds")
+@click.argument("account")
+@click.argument("user")
+@click.option("--dir", "directory", metavar="DIR", help="The auth store.")
+@click.option("--out", "out", required=True, metavar="FILE", help="Creds file to write (0600).")
+@click.option("--pub", "pub", multiple=True, metavar="SUBJ", help="Allow publishing to SUBJ.")
+@click.option("--sub", "sub", multiple=True, metavar="SUBJ", help="Allow subscribing to SUBJ.")
+@click.option("--expires", metavar="DURATION", help="Expiry, e.g. 30d or 12h (default: none).")
+@global_options
+@click.pass_context
+def auth_creds(
+    ctx: click.Context,
+    account: str,
+    user: str,
+    directory: str | None,
+    out: str,
+    pub: tuple[str, ...],
+    sub: tuple[str, ...],
+    expires: str | None,
+    **kwargs: Any,
+) -> int:
+    """Write a user creds file for ACCOUNT. A tenant's account defaults to the tenant's
+    prefix plus what its JetStream use needs; other accounts to no restriction."""
+    from reconciler.accounts import AuthStore, mint_user_creds
+    from reconciler.accounts.permissions import tenant_permissions
+    from reconciler.environments import load_project
+    from reconciler.errors import UsageError
+    from reconciler.models.units import UnitError, parse_duration
+
+    opts = _merge(ctx, **kwargs)
+    store = AuthStore.open(_auth_dir(opts, directory))
+    if not store.has_account(account):
+        raise UsageError(
+            f'account "{account}" is not in the auth store {store.root} '
+            "(apply its Account manifest first)"
+        )
+    pub_allow, sub_allow = list(pub) or None, list(sub) or None
+    if pub_allow is None and sub_allow is None:
+        project = load_project(opts.config)
+        prefix = next(
+            (
+                project.config.tenant_prefix(t)
+                for t, cfg in project.config.tenants.items()
+                if cfg.account == account
+            ),
+            None,
+        )
+        if prefix is not None:
+            pub_allow, sub_allow = tenant_permissions(prefix)
+    expires_in = None
+    if expires:
+        try:
+            expires_in = max(1, parse_duration(expires) // 10**9)
+        except UnitError as exc:
+            raise UsageError(f"--expires: {exc}") from None
+    text = mint_user_creds(
+        store, account, user, pub_allow=pub_allow, sub_allow=sub_allow, expires_in_s=expires_in
+    )
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+    scope = (
+        "unrestricted"
+        if pub_allow is None and sub_allow is None
+        else (f"publish {', '.join(pub_allow or [])}; subscribe {', '.join(sub_allow or [])}")
+    )
+    _err(f"wrote creds of user {user} in account {account} to {out} ({scope})")
+    return 0
+
+
 @cli.command()
 @click.option("--out", "out", default="schemas", show_default=True, metavar="DIR")
 @global_options
