@@ -67,7 +67,7 @@ def test_account_with_limits_and_a_stream(op: OperatorServer, tmp_path: Path) ->
     assert result is not None and result.ok
 
     creds = tmp_path / "user.creds"
-    code, out, err = project.cli("auth", "creds", name, "alice", "--out", str(creds))
+    code, _out, err = project.cli("auth", "creds", name, "alice", "--out", str(creds))
     assert code == 0, err
     assert stat.S_IMODE(os.stat(creds).st_mode) == 0o600
     info = js_info(op.url, creds.read_text())
@@ -167,7 +167,7 @@ def test_exports_imports_and_tenant_creds(op: OperatorServer, tmp_path: Path) ->
             - {{subject: "tenant.acme.public.>", account: {a}, type: stream}}
     """,
     )
-    code, out, err = project.cli("apply", "--auto-approve")
+    code, _out, err = project.cli("apply", "--auto-approve")
     assert code == 0, err
     assert all(c.action is Action.NOOP for c in project.plan().changes)
     acme, globex = tmp_path / "acme.creds", tmp_path / "globex.creds"
@@ -249,7 +249,7 @@ def test_no_secret_in_any_output(op: OperatorServer, tmp_path: Path) -> None:
         ["auth", "creds", name, "u", "--out", str(tmp_path / "u.creds")],
         ["auth", "creds", "NOPE", "u", "--out", str(tmp_path / "n.creds")],
     ):
-        code, out, err = project.cli(*args)
+        _code, out, err = project.cli(*args)
         outputs += [out, err]
     outputs.append((tmp_path / "p.json").read_text())
     outputs.append(op.store.server_auth_conf.read_text())
