@@ -41,7 +41,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -497,6 +497,21 @@ def load_desired(project: Project, env: str, paths: Sequence[str] | None = None)
     resources, problems = validate_paths(manifest_paths, project.variables(env), env, known)
     if problems:
         raise ManifestError(dedupe(problems))
+    return inherit_tenant_accounts(resources, project)
+
+
+def inherit_tenant_accounts(resources: list[Resource], project: Project) -> list[Resource]:
+    """A resource of a tenant whose ``account`` is set lives in that account unless its
+    own ``metadata.account`` says otherwise."""
+    tenants = project.config.tenants
+    for res in resources:
+        meta = res.metadata
+        tenant = getattr(meta, "tenant", None)
+        if res.address.kind == "Account" or res.address.account or tenant not in tenants:
+            continue
+        account = tenants[tenant].account
+        if account:
+            res.address = replace(res.address, account=account)
     return resources
 
 

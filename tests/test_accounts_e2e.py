@@ -258,3 +258,48 @@ def test_no_secret_in_any_output(op: OperatorServer, tmp_path: Path) -> None:
     for path in op.store.root.rglob("*"):
         if path.suffix in (".nk", ".creds"):
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_tenant_resources_live_in_the_tenant_account(op: OperatorServer, tmp_path: Path) -> None:
+    acct = unique_name("TEN")
+    project = make_project(
+        tmp_path,
+        op.url,
+        envs={"ops": {"servers": [op.url], "auth_dir": str(op.store.root)}},
+        extra=f"""
+        tenants:
+          acme: {{account: {acct}}}
+        """,
+    )
+    project.write(
+        "t.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Account
+        metadata: {{name: {acct}}}
+        spec: {{jetstream: {{max_storage: 64MiB, max_memory: 0}}}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: EVENTS, tenant: acme}}
+        spec: {{subjects: ["tenant.acme.events.>"], max_bytes: 1MiB}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: reader, stream: EVENTS, tenant: acme}}
+        spec: {{ack_policy: explicit}}
+    """,
+    )
+    plan = project.plan()
+    assert [str(c.address) for c in plan.changes] == [
+        f"Account {acct}",
+        f"Stream {acct}:EVENTS",
+        f"Consumer {acct}:EVENTS/reader",
+    ]
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    creds = tmp_path / "ten.creds"
+    assert project.cli("auth", "creds", acct, "app", "--out", str(creds))[0] == 0
+    info = js_info(op.url, creds.read_text())
+    assert info["streams"] == 1 and info["consumers"] == 1
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
