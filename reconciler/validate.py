@@ -379,6 +379,54 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
             )
             continue
         problems += _check_filters(res, declared[0])
+    problems += _check_source_cycles([r for r in resources if r.address.kind == "Stream"])
+    return problems
+
+
+def _local_origins(res: Resource) -> list[str]:
+    """Mirror/source origins in the same domain and account (the ones that can cycle)."""
+    spec = res.spec
+    assert isinstance(spec, StreamSpec)
+    sources = ([spec.mirror] if spec.mirror else []) + list(spec.sources or [])
+    return [s.name for s in sources if not s.domain and not s.external]
+
+
+def _check_source_cycles(streams: list[Resource]) -> list[Diagnostic]:
+    """A stream that (through mirrors/sources) reads itself: every stream of the cycle
+    is named, once per cycle, at the first stream's declaration."""
+    by_key = {(r.address.account, r.address.name): r for r in streams}
+    problems: list[Diagnostic] = []
+    state: dict[tuple[str | None, str], int] = {}
+    reported: set[frozenset[str]] = set()
+
+    def visit(key: tuple[str | None, str], path: list[tuple[str | None, str]]) -> None:
+        state[key] = 1
+        path.append(key)
+        for origin in _local_origins(by_key[key]):
+            nxt = (key[0], origin)
+            if nxt not in by_key:
+                continue
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):]
+                names = frozenset(k[1] for k in cycle)
+                if names not in reported:
+                    reported.add(names)
+                    first = by_key[cycle[0]]
+                    chain = " -> ".join([k[1] for k in cycle] + [cycle[0][1]])
+                    problems.append(Diagnostic(
+                        first.location,
+                        f"mirror/source cycle: {chain} (a stream cannot read itself)",
+                        code="source_cycle",
+                        related=tuple(by_key[k].location for k in cycle[1:]),
+                    ))
+            elif state.get(nxt) is None:
+                visit(nxt, path)
+        path.pop()
+        state[key] = 2
+
+    for key in by_key:
+        if state.get(key) is None:
+            visit(key, [])
     return problems
 
 
