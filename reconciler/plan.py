@@ -89,6 +89,7 @@ class Change:
     send: dict[str, Any] | None = None
     prevent_destroy: bool = False
     depends_on: list[str] = field(default_factory=list)
+    external_refs: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -165,6 +166,16 @@ def stream_origins(spec: StreamSpec) -> list[tuple[str, str | None]]:
         where = src.domain or (src.external.api if src.external else None)
         out.append((src.name, where))
     return out
+
+
+def _where(where: str) -> str:
+    """``leaf`` or ``$JS.leaf.API`` -> ``domain leaf``; another API prefix as it is."""
+    parts = where.split(".")
+    if not where.startswith("$"):
+        return f"domain {where}"
+    if len(parts) == 3 and parts[0] == "$JS" and parts[2] == "API":
+        return f"domain {parts[1]}"
+    return f"api {where}"
 
 
 def _order_streams(streams: list[Resource]) -> list[Resource]:
@@ -269,11 +280,14 @@ def build_plan(
             location=str(res.location),
             prevent_destroy=res.metadata.prevent_destroy,
         )
-        change.depends_on = [
-            str(Address("Stream", origin, account=account))
-            for origin, where in stream_origins(res.spec)  # type: ignore[arg-type]
-            if where is None
-        ]
+        declared_streams = {r.address.name for r in streams}
+        for origin, where in stream_origins(res.spec):  # type: ignore[arg-type]
+            if where is None and origin in declared_streams:
+                change.depends_on.append(str(Address("Stream", origin, account=account)))
+            elif where is None:
+                change.external_refs.append(f"Stream {origin} (not declared here)")
+            else:
+                change.external_refs.append(f"Stream {origin} ({_where(where)})")
         if info is None:
             change.action, change.reason = Action.CREATE, Reason.NEW
             change.diff = diff_config({}, _shown(send))

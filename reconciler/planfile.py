@@ -36,6 +36,7 @@ def change_to_json(change: Change) -> dict[str, Any]:
         "location": change.location,
         "prevent_destroy": change.prevent_destroy,
         "depends_on": list(change.depends_on),
+        "external_refs": list(change.external_refs),
         "live_digest": change.live_digest,
         "send": change.send,
     }
@@ -84,6 +85,7 @@ def change_from_json(data: dict[str, Any]) -> Change:
         send=data.get("send"),
         prevent_destroy=bool(data.get("prevent_destroy")),
         depends_on=list(data.get("depends_on") or []),
+        external_refs=list(data.get("external_refs") or []),
     )
 
 

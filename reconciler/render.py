@@ -162,6 +162,8 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
             head = click.style(head, fg=_COLORS[change.action])
         lines.append(head)
         kind = change.address.kind
+        for ref in change.external_refs:
+            lines.append(f"      reads {ref}")
         for d in change.diff:
             mark = "  # forces replacement" if d.path.split(".")[0] in change.replace_paths else ""
             if change.action is Action.CREATE:
