@@ -1,15 +1,29 @@
-"""The project file ``jsops.yaml``: project, manifest paths, environments, tenants.
+"""The project file ``jsops.yaml``: project, manifest paths, environments, tenants, policy.
 
 Without a project file there is one environment, ``default``, whose servers come
 from ``--server``/``NATS_URL`` (or ``nats://127.0.0.1:4222``), and manifests are
 read from ``./manifests``. The project name (the owner tag jsops writes on every
 resource it manages) is then ``jsops``: a fixed value rather than the directory
 name, so that two checkouts of one repository never disagree about ownership.
+
+Tenants and policy (enforced by ``reconciler.policy``, see docs/tenants.md)::
+
+    environments:
+      prod: {max_replicas: 3, allow_delete: false}   # plus the connection keys
+    tenants:
+      acme:
+        prefix: tenant.acme                 # default: tenant.<id>
+        account: ACME                       # optional
+        stream_pattern: "^ACME_[A-Z0-9_]+$" # optional regex, whole name
+        quota: {max_streams: 10, max_consumers: 50, max_bytes: 100GiB, max_replicas: 3}
+    policy:
+      require: [max_age, max_bytes]         # stream fields every stream must set
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +32,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from reconciler.errors import Diagnostic, Location, ManifestError, UsageError
 from reconciler.load import SourceFile, display_path, parse
-from reconciler.models.types import STRICT
+from reconciler.models.types import STRICT, Int, Limit, Size, check_subject
 
 DEFAULT_CONFIG = "jsops.yaml"
 DEFAULT_PROJECT = "jsops"
@@ -49,6 +63,10 @@ class EnvironmentConfig(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict)
     auth_dir: str | None = None
     timeout: float = Field(default=5.0, gt=0)
+    # policy (reconciler.policy): the most replicas any stream or consumer may ask for
+    # here, and whether plans may delete or replace anything in this environment
+    max_replicas: Int | None = Field(default=None, ge=1, le=5)
+    allow_delete: bool = True
 
     @field_validator("domain")
     @classmethod
@@ -58,10 +76,60 @@ class EnvironmentConfig(BaseModel):
         return value
 
 
+class TenantQuota(BaseModel):
+    """Limits on what one tenant's manifests may declare (absent or -1: no limit).
+
+    ``max_bytes`` is the storage the tenant's streams reserve: the sum over its
+    streams of ``max_bytes`` times ``num_replicas`` (how nats-server counts a
+    stream's reservation against an account's storage limit).
+    """
+
+    model_config = STRICT
+    max_streams: Limit | None = Field(default=None, ge=-1)
+    max_consumers: Limit | None = Field(default=None, ge=-1)
+    max_bytes: Size | None = None
+    max_replicas: Int | None = Field(default=None, ge=1, le=5)
+
+    def limit(self, name: str) -> int | None:
+        """The quota ``name``, or None when it is absent or unlimited (-1)."""
+        value = getattr(self, name)
+        return None if value is None or value < 0 else int(value)
+
+
 class TenantConfig(BaseModel):
+    """One tenant: the subject prefix its resources live under, its account, its limits."""
+
     model_config = STRICT
     prefix: str | None = None
     account: str | None = None
+    quota: TenantQuota | None = None
+    stream_pattern: str | None = None  # a regular expression every stream name must match
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = check_subject(value, wildcards=False)
+            if problem:
+                raise ValueError(f"invalid prefix: {problem}")
+        return value
+
+    @field_validator("stream_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f'invalid regular expression "{value}": {exc}') from None
+        return value
+
+
+class PolicyConfig(BaseModel):
+    """Project-wide rules (reconciler.policy): stream fields every stream must set."""
+
+    model_config = STRICT
+    require: list[str] = Field(default_factory=list)
 
 
 class ProjectConfig(BaseModel):
@@ -74,6 +142,7 @@ class ProjectConfig(BaseModel):
         default_factory=lambda: {DEFAULT_ENV: EnvironmentConfig()}
     )
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     def tenant_prefix(self, tenant: str) -> str:
         config = self.tenants.get(tenant)
@@ -143,7 +212,18 @@ def load_project(config_file: str | Path | None = None) -> Project:
     try:
         config = ProjectConfig.model_validate(doc.data)
     except ValidationError as exc:
+        from reconciler.policy import check_required_names
         from reconciler.validate import pydantic_diagnostics
 
-        raise ManifestError(pydantic_diagnostics(exc, doc, ProjectConfig)) from None
+        problems = pydantic_diagnostics(exc, doc, ProjectConfig)
+        policy = doc.data.get("policy")
+        require = policy.get("require") if isinstance(policy, dict) else None
+        if isinstance(require, list):  # still report unknown names: every problem in one run
+            problems += check_required_names([r for r in require if isinstance(r, str)], doc)
+        raise ManifestError(problems) from None
+    from reconciler.policy import check_project_config
+
+    problems = check_project_config(config, doc)
+    if problems:
+        raise ManifestError(problems)
     return Project(config, path.resolve().parent, shown)
