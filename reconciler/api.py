@@ -30,6 +30,7 @@ from reconciler.live import (
 from reconciler.models import Resource
 from reconciler.normalize import fingerprint
 from reconciler.plan import Action, Change, Plan, Reason, build_plan, parse_targets
+from reconciler.policy import check_live_overlap, destroy_refusals
 from reconciler.validate import load_desired
 
 T = TypeVar("T")
@@ -143,6 +144,9 @@ async def plan_async(
         else:
             live = await read_live_state(await conns.client(account))
             api_level, version = live.api_level, live.server_version
+            overlap = check_live_overlap(groups[account], live.streams, account=account)
+            if overlap:  # the server would refuse these creates: say so before writing
+                raise ManifestError(overlap)
         sub = build_plan(
             groups[account],
             live,
@@ -239,6 +243,7 @@ def apply(
         if not the_plan.has_changes:
             return the_plan, None
         refusals = check_refusals(the_plan, allow_replace=allow_replace, prune=prune)
+        refusals += destroy_refusals(the_plan, target.project)
         if refusals:  # before asking: never ask to confirm what will be refused
             raise ApplyRefused("apply refused, nothing was changed:\n" + "\n".join(refusals))
         if saved is None and confirm is not None and not confirm(the_plan):

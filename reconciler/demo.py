@@ -29,8 +29,9 @@ def run_demo(root: Path | None = None) -> int:
     store.mkdir(parents=True, exist_ok=True)
     port = free_port()
     _step(f"starting nats-server (JetStream store {store}) on port {port}")
-    server = start_server(port=port, store_dir=store, name="jsops-demo",
-                          log_file=data_root / "nats-demo.log")
+    server = start_server(
+        port=port, store_dir=store, name="jsops-demo", log_file=data_root / "nats-demo.log"
+    )
     common = ["-e", DEMO_ENV, "--server", server.url, "--no-color"]
     try:
         _step("jsops validate")

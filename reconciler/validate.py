@@ -60,7 +60,11 @@ from reconciler.models import (
     StreamManifest,
     StreamSpec,
 )
+from reconciler.policy import check_policy
 from reconciler.subjects import covers
+
+# Tells tests/test_policy.py that check_policy runs in validate, plan and apply.
+POLICY_WIRED = True
 
 
 @dataclass
@@ -407,18 +411,20 @@ def _check_source_cycles(streams: list[Resource]) -> list[Diagnostic]:
             if nxt not in by_key:
                 continue
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):]
+                cycle = path[path.index(nxt) :]
                 names = frozenset(k[1] for k in cycle)
                 if names not in reported:
                     reported.add(names)
                     first = by_key[cycle[0]]
                     chain = " -> ".join([k[1] for k in cycle] + [cycle[0][1]])
-                    problems.append(Diagnostic(
-                        first.location,
-                        f"mirror/source cycle: {chain} (a stream cannot read itself)",
-                        code="source_cycle",
-                        related=tuple(by_key[k].location for k in cycle[1:]),
-                    ))
+                    problems.append(
+                        Diagnostic(
+                            first.location,
+                            f"mirror/source cycle: {chain} (a stream cannot read itself)",
+                            code="source_cycle",
+                            related=tuple(by_key[k].location for k in cycle[1:]),
+                        )
+                    )
             elif state.get(nxt) is None:
                 visit(nxt, path)
         path.pop()
@@ -474,7 +480,10 @@ def _check_filters(consumer: Resource, stream: Resource) -> list[Diagnostic]:
 
 
 def validate_loaded(
-    loaded: LoadResult, env: str | None = None, known_envs: Sequence[str] | None = None
+    loaded: LoadResult,
+    env: str | None = None,
+    known_envs: Sequence[str] | None = None,
+    project: Project | None = None,
 ) -> tuple[list[Resource], list[Diagnostic]]:
     """Validate every loaded document; return the resources and every diagnostic.
 
@@ -493,7 +502,11 @@ def validate_loaded(
         problems += _check_environment_names(resources, known_envs)
     if env is not None:
         resources = [r for r in resources if r.in_environment(env)]
+    if project is not None:
+        inherit_tenant_accounts(resources, project)
     problems += check_resources(resources, env)
+    if project is not None:
+        problems += check_policy(resources, project, env)
     return resources, problems
 
 
@@ -523,8 +536,9 @@ def validate_paths(
     variables: dict[str, Any],
     env: str | None = None,
     known_envs: Sequence[str] | None = None,
+    project: Project | None = None,
 ) -> tuple[list[Resource], list[Diagnostic]]:
-    return validate_loaded(load_manifests(paths, variables), env, known_envs)
+    return validate_loaded(load_manifests(paths, variables), env, known_envs, project)
 
 
 def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
@@ -542,10 +556,12 @@ def load_desired(project: Project, env: str, paths: Sequence[str] | None = None)
     """The validated desired resources of one environment; ManifestError if anything is wrong."""
     manifest_paths = list(paths) if paths else [str(p) for p in project.manifest_paths()]
     known = list(project.config.environments)
-    resources, problems = validate_paths(manifest_paths, project.variables(env), env, known)
+    resources, problems = validate_paths(
+        manifest_paths, project.variables(env), env, known, project
+    )
     if problems:
         raise ManifestError(dedupe(problems))
-    return inherit_tenant_accounts(resources, project)
+    return resources
 
 
 def inherit_tenant_accounts(resources: list[Resource], project: Project) -> list[Resource]:
@@ -573,7 +589,9 @@ def validate_project(project: Project, paths: Sequence[str] | None = None) -> li
     found_in: dict[str, list[str]] = {}
     first: dict[str, Diagnostic] = {}
     for env in envs:
-        _resources, found = validate_paths(manifest_paths, project.variables(env), env, envs)
+        _resources, found = validate_paths(
+            manifest_paths, project.variables(env), env, envs, project
+        )
         for problem in dedupe(found):
             key = str(problem)
             first.setdefault(key, problem)
