@@ -86,12 +86,12 @@ asyncio.run(main(sys.argv[1]))
 def write_project(root: Path, url: str, n: int, c: int, files: int = 50) -> None:
     (root / "manifests").mkdir(parents=True)
     (root / "jsops.yaml").write_text(
-        f"project: bench\nenvironments:\n  bench:\n    servers:\n      - {url}\n"
-        "    timeout: 60\n"
+        f"project: bench\nenvironments:\n  bench:\n    servers:\n      - {url}\n    timeout: 60\n"
     )
     chunks: list[list[str]] = [[] for _ in range(files)]
     for i in range(n):
-        docs = [textwrap.dedent(f"""\
+        docs = [
+            textwrap.dedent(f"""\
             apiVersion: jsops/v1
             kind: Stream
             metadata: {{name: S{i:05d}}}
@@ -100,14 +100,17 @@ def write_project(root: Path, url: str, n: int, c: int, files: int = 50) -> None
               max_age: 7d
               storage: memory
               max_bytes: 1MiB
-            """)]
+            """)
+        ]
         for j in range(c):
-            docs.append(textwrap.dedent(f"""\
+            docs.append(
+                textwrap.dedent(f"""\
                 apiVersion: jsops/v1
                 kind: Consumer
                 metadata: {{name: C{j}, stream: S{i:05d}}}
                 spec: {{ack_policy: explicit, max_deliver: 5, filter_subject: "bench.s{i:05d}.{j}"}}
-                """))
+                """)
+            )
         chunks[i % files].append("---\n".join(docs))
     for k, chunk in enumerate(chunks):
         if chunk:
@@ -150,8 +153,10 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, float]:
             write_project(proj, server.url, n, c)
             t, rss_apply, _ = timed([jsops, "apply", "--auto-approve", "-e", "bench"], proj)
             results["jsops_apply_s"] = t
-            plans = [timed([jsops, "plan", "-e", "bench", "--detailed-exitcode"], proj)
-                     for _ in range(repeat)]
+            plans = [
+                timed([jsops, "plan", "-e", "bench", "--detailed-exitcode"], proj)
+                for _ in range(repeat)
+            ]
             results["jsops_plan_s"] = min(p[0] for p in plans)
             results["peak_rss_mb"] = max([rss_apply] + [p[1] for p in plans]) / 1024
         finally:
@@ -173,13 +178,17 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    head = (f"{'streams':>8} {'consumers':>9} {'raw list':>9} {'plan':>7} {'x':>5} "
-            f"{'raw create':>10} {'apply':>7} {'x':>5} {'peak MB':>8}")
+    head = (
+        f"{'streams':>8} {'consumers':>9} {'raw list':>9} {'plan':>7} {'x':>5} "
+        f"{'raw create':>10} {'apply':>7} {'x':>5} {'peak MB':>8}"
+    )
     print(head)
     for r in rows:
-        print(f"{r['streams']:>8} {r['consumers']:>9} {r['raw_list_s']:>8.2f}s "
-              f"{r['jsops_plan_s']:>6.2f}s {r['plan_ratio']:>5.2f} {r['raw_create_s']:>9.2f}s "
-              f"{r['jsops_apply_s']:>6.2f}s {r['apply_ratio']:>5.2f} {r['peak_rss_mb']:>8.0f}")
+        print(
+            f"{r['streams']:>8} {r['consumers']:>9} {r['raw_list_s']:>8.2f}s "
+            f"{r['jsops_plan_s']:>6.2f}s {r['plan_ratio']:>5.2f} {r['raw_create_s']:>9.2f}s "
+            f"{r['jsops_apply_s']:>6.2f}s {r['apply_ratio']:>5.2f} {r['peak_rss_mb']:>8.0f}"
+        )
     os.sys.stdout.flush()
     return 0
 

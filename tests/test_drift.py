@@ -174,16 +174,18 @@ def test_lowering_consumer_limits_updates_consumers_first(nats_server, tmp_path)
     """
     project.write("s.yaml", text.format(s=stream, p=p, limits=""))
     project.apply()
-    project.write("s.yaml", text.format(
-        s=stream, p=p, limits=", consumer_limits: {max_ack_pending: 10}"))
+    project.write(
+        "s.yaml", text.format(s=stream, p=p, limits=", consumer_limits: {max_ack_pending: 10}")
+    )
     _plan, result = project.apply()
     assert result is not None and result.ok
     info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.c")
     assert info["config"]["max_ack_pending"] == 10
     assert all(c.action is Action.NOOP for c in project.plan().changes)
     # and back up again: the stream first, then the consumer
-    project.write("s.yaml", text.format(
-        s=stream, p=p, limits=", consumer_limits: {max_ack_pending: 2000}"))
+    project.write(
+        "s.yaml", text.format(s=stream, p=p, limits=", consumer_limits: {max_ack_pending: 2000}")
+    )
     _plan, result = project.apply()
     assert result is not None and result.ok
     info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.c")
