@@ -28,3 +28,14 @@ def test_reference_table_matches_model(heading: str, model: type) -> None:
 
 def test_readme_shows_the_two_setup_commands() -> None:
     assert "make demo" in README and "make test" in README
+
+
+def test_readme_project_file_example_is_valid(tmp_path: Path) -> None:
+    from reconciler.environments import load_project
+
+    section = README.split("## The project file `jsops.yaml`", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "jsops.yaml").write_text(example)
+    project = load_project(tmp_path / "jsops.yaml")
+    assert project.name == "payments"
+    assert project.config.environments["prod"].allow_delete is False
