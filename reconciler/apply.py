@@ -28,7 +28,7 @@ from reconciler.normalize import fingerprint, live_fingerprint
 from reconciler.plan import Action, Change, Plan
 from reconciler.render import loss_text
 
-APPLY_CONCURRENCY = 32
+APPLY_CONCURRENCY = 128
 
 
 @dataclass
