@@ -25,6 +25,7 @@ from reconciler.normalize import (
     STREAM_DEFAULTS,
     canonical_consumer,
     canonical_stream,
+    user_metadata,
 )
 from reconciler.render import UNIT_PATHS
 
@@ -74,23 +75,23 @@ def _source(source: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _user_metadata(config: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Metadata a user wrote: without the server's ``_nats.*`` keys and jsops' own."""
+    meta = {k: v for k, v in user_metadata(config.get("metadata")).items() if k not in JSOPS_KEYS}
+    if meta:
+        spec["metadata"] = meta
+
+
 def stream_spec(config: dict[str, Any]) -> dict[str, Any]:
     """The manifest spec of a live stream config."""
     name = config["name"]
     fields = [k for k in STREAM_DEFAULTS if k != "metadata"]
     spec = _minimal(config, fields, lambda c: canonical_stream({**c, "name": name}))
-    for key in ("mirror",):
-        if key in spec:
-            spec[key] = _source(spec[key])
+    if "mirror" in spec:
+        spec["mirror"] = _source(spec["mirror"])
     if "sources" in spec:
         spec["sources"] = [_source(s) for s in spec["sources"]]
-    meta = {
-        k: v
-        for k, v in (config.get("metadata") or {}).items()
-        if not k.startswith("_nats.") and k not in JSOPS_KEYS
-    }
-    if meta:
-        spec["metadata"] = meta
+    _user_metadata(config, spec)
     return {k: _humanize("Stream", k, v) for k, v in spec.items()}
 
 
@@ -100,13 +101,7 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     spec = _minimal(config, fields, lambda c: canonical_consumer(c, stream))
     if config.get("pause_until"):
         spec["pause_until"] = config["pause_until"]
-    meta = {
-        k: v
-        for k, v in (config.get("metadata") or {}).items()
-        if not k.startswith("_nats.") and k not in JSOPS_KEYS
-    }
-    if meta:
-        spec["metadata"] = meta
+    _user_metadata(config, spec)
     return {k: _humanize("Consumer", k, v) for k, v in spec.items()}
 
 

@@ -263,6 +263,7 @@ def build_plan(
     streams = _order_streams([r for r in desired if r.address.kind == "Stream"])
     consumers = [r for r in desired if r.address.kind == "Consumer"]
     stream_changes: dict[str, Change] = {}
+    declared_streams = {r.address.name for r in streams}
     desired_canon: dict[str, dict[str, Any]] = {}
 
     for res in streams:
@@ -280,7 +281,6 @@ def build_plan(
             location=str(res.location),
             prevent_destroy=res.metadata.prevent_destroy,
         )
-        declared_streams = {r.address.name for r in streams}
         for origin, where in stream_origins(res.spec):  # type: ignore[arg-type]
             if where is None and origin in declared_streams:
                 change.depends_on.append(str(Address("Stream", origin, account=account)))
@@ -293,32 +293,8 @@ def build_plan(
             change.diff = diff_config({}, _shown(send))
             change.send = send
         else:
-            live_config = info["config"]
-            live_canon = canonical_stream(live_config)
-            change.live_digest = live_fingerprint("Stream", live_config)
-            if live_canon != canon:
-                change.diff = diff_config(live_canon, canon)
-                reasons = replace_reasons(
-                    "Stream",
-                    live_canon,
-                    canon,
-                    api_level=live.api_level,
-                    version=live.server_version,
-                )
-                if reasons:
-                    change.action, change.reason = Action.REPLACE, Reason.CANNOT_UPDATE
-                    change.replace_paths = [f for f, _ in reasons]
-                    change.replace_reasons = [r for _, r in reasons]
-                    change.destructive = True
-                    change.loss = _stream_loss(info)
-                    change.send = send
-                else:
-                    change.action = Action.UPDATE
-                    only_owner = all(d.path.startswith("metadata") for d in change.diff) and (
-                        owner_of(live_config) != project
-                    )
-                    change.reason = Reason.ADOPT if only_owner else Reason.CHANGED
-                    change.send = {**_unmodeled(live_config, STREAM_DEFAULTS), **send}
+            live_canon = canonical_stream(info["config"])
+            _compare(change, info, live_canon, canon, send, live, project)
         stream_changes[name] = change
         changes.append(change)
 
@@ -350,39 +326,16 @@ def build_plan(
                 change.diff = diff_config(live_canon, canon)
             change.send = send
         else:
-            live_config = info["config"]
-            live_canon = canonical_consumer(live_config, desired_canon.get(stream_name))
-            change.live_digest = live_fingerprint("Consumer", live_config)
-            if live_canon != canon:
-                change.diff = diff_config(live_canon, canon)
-                reasons = replace_reasons(
-                    "Consumer",
-                    live_canon,
-                    canon,
-                    api_level=live.api_level,
-                    version=live.server_version,
-                )
-                if reasons:
-                    change.action, change.reason = Action.REPLACE, Reason.CANNOT_UPDATE
-                    change.replace_paths = [f for f, _ in reasons]
-                    change.replace_reasons = [r for _, r in reasons]
-                    change.destructive = True
-                    change.loss = _consumer_loss(info)
-                    change.send = send
+            live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
+            _compare(change, info, live_canon, canon, send, live, project)
+            updating = parent is not None and parent.action is Action.UPDATE
+            if change.action is Action.UPDATE and parent is not None and updating:
+                if _tightens_consumer_limits(parent):
+                    # The server refuses limits below a consumer's (10069): the
+                    # consumers come down first, then the stream.
+                    parent.depends_on.append(change.key)
                 else:
-                    change.action = Action.UPDATE
-                    only_owner = all(d.path.startswith("metadata") for d in change.diff) and (
-                        owner_of(live_config) != project
-                    )
-                    change.reason = Reason.ADOPT if only_owner else Reason.CHANGED
-                    change.send = {**_unmodeled(live_config, CONSUMER_DEFAULTS), **send}
-                    if parent is not None and parent.action is Action.UPDATE:
-                        if _tightens_consumer_limits(parent):
-                            # The server refuses limits below a consumer's (10069): the
-                            # consumers come down first, then the stream.
-                            parent.depends_on.append(change.key)
-                        else:
-                            change.depends_on = [parent.key]
+                    change.depends_on = [parent.key]
         changes.append(change)
 
     if errors:
@@ -435,6 +388,46 @@ def _inherit_mirror_direct(
         origin = live.streams[mirror.name]["config"]
     if origin is not None and origin.get("allow_direct"):
         send["mirror_direct"] = True
+
+
+_DEFAULTS = {"Stream": STREAM_DEFAULTS, "Consumer": CONSUMER_DEFAULTS}
+_LOSS = {"Stream": _stream_loss, "Consumer": _consumer_loss}
+
+
+def _compare(
+    change: Change,
+    info: dict[str, Any],
+    live_canon: dict[str, Any],
+    canon: dict[str, Any],
+    send: dict[str, Any],
+    live: LiveState,
+    project: str,
+) -> None:
+    """Fill ``change`` for a resource that exists: noop, update (with the live fields
+    jsops does not model sent back unchanged) or replace (per the mutability table)."""
+    kind = change.address.kind
+    live_config = info["config"]
+    change.live_digest = live_fingerprint(kind, live_config)
+    if live_canon == canon:
+        return
+    change.diff = diff_config(live_canon, canon)
+    reasons = replace_reasons(
+        kind, live_canon, canon, api_level=live.api_level, version=live.server_version
+    )
+    if reasons:
+        change.action, change.reason = Action.REPLACE, Reason.CANNOT_UPDATE
+        change.replace_paths = [f for f, _ in reasons]
+        change.replace_reasons = [r for _, r in reasons]
+        change.destructive = True
+        change.loss = _LOSS[kind](info)
+        change.send = send
+        return
+    change.action = Action.UPDATE
+    only_owner = all(d.path.startswith("metadata") for d in change.diff)
+    change.reason = (
+        Reason.ADOPT if only_owner and owner_of(live_config) != project else Reason.CHANGED
+    )
+    change.send = {**_unmodeled(live_config, _DEFAULTS[kind]), **send}
 
 
 def _tightens_consumer_limits(change: Change) -> bool:

@@ -205,3 +205,55 @@ def test_server_without_jetstream(tmp_path: Path, plain_server: str, args: tuple
         "or $JS.API is not reachable for this account)"
     )
     assert_one_line_error(code, out, err, elapsed, expected)
+
+
+def _write_context(name: str, data: dict[str, Any]) -> Path:
+    import json
+    import os
+
+    base = Path(os.environ["XDG_CONFIG_HOME"]) / "nats" / "context"
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_nats_context_gives_servers_and_credentials(
+    tmp_path: Path, accounts_server: SingleServer
+) -> None:
+    _write_context("dev", {"url": accounts_server.url, "user": "js", "password": JS_PASSWORD})
+    project = make_project(tmp_path, accounts_server.url, envs={"test": {"context": "dev"}})
+    project.write("a.yaml", stream_doc(unique_name("CTX")))
+    code, out, err = project.cli("plan", "--detailed-exitcode")
+    assert code == 2, err
+    assert JS_PASSWORD not in out + err
+    # --context on the command line works without any environment settings
+    project2 = make_project(tmp_path / "p2", accounts_server.url, envs={"test": {}})
+    project2.write("a.yaml", stream_doc(unique_name("CTX")))
+    code, _out, err = project2.cli("plan", "--context", "dev", "--detailed-exitcode")
+    assert code == 2, err
+
+
+def test_nats_context_env_var_and_nats_url(
+    tmp_path: Path,
+    accounts_server: SingleServer,
+    nats_server: SingleServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = make_project(tmp_path, nats_server.url, envs={"test": {}})
+    project.write("a.yaml", stream_doc(unique_name("ENV")))
+    monkeypatch.setenv("NATS_URL", nats_server.url)
+    code, _out, err = project.cli("plan", "--detailed-exitcode")
+    assert code == 2, err
+    _write_context("viaenv", {"url": accounts_server.url, "user": "js", "password": "nope"})
+    monkeypatch.setenv("NATS_CONTEXT", "viaenv")
+    code, _out, err = project.cli("plan")
+    assert code == 1 and "authorization violation" in err, err
+
+
+def test_unknown_context_is_one_line(tmp_path: Path, nats_server: SingleServer) -> None:
+    code, out, err, _elapsed = run(
+        tmp_path, {"servers": [nats_server.url]}, "plan", "--context", "missing"
+    )
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and 'nats context "missing" not found' in err

@@ -107,7 +107,7 @@ def make_project(
     (root / "manifests").mkdir(parents=True)
     lines = [f"project: {name}", "manifests: [manifests/]", "environments:"]
     for env_name, cfg in (envs or {"test": {"servers": [url]}}).items():
-        lines.append(f"  {env_name}:")
+        lines.append(f"  {env_name}:" if cfg else f"  {env_name}: {{}}")
         for key, value in cfg.items():
             lines.append(f"    {key}: {_yaml(value)}")
     text = "\n".join(lines) + "\n" + textwrap.dedent(extra)
