@@ -184,7 +184,10 @@ class SourceFile:
             try:
                 self._positions = list(_safe_yaml().compose_all(self.rendered))
             except YAMLError:
-                self._positions = []
+                try:  # YAML 1.2 where libyaml (1.1) refuses, as parse() does
+                    self._positions = list(_safe_yaml(pure=True).compose_all(self.rendered))
+                except YAMLError:
+                    self._positions = []
         return self._positions
 
 
@@ -196,6 +199,7 @@ class Document:
     index: int
     data: Any
     start_line: int
+    name_location: Location | None = None  # of metadata.name, kept from the parse
 
     @property
     def file(self) -> str:
@@ -613,7 +617,13 @@ def parse(source: SourceFile) -> tuple[list[Document], list[Diagnostic]]:
     for index, (node, data) in enumerate(zip(nodes, raw_docs, strict=True)):
         if data is None or node is None:
             continue
-        documents.append(Document(source, index, data, node.start_mark.line + 1))
+        doc = Document(source, index, data, node.start_mark.line + 1)
+        doc.name_location = doc.locate(("metadata", "name"))
+        documents.append(doc)
+    # The nodes are dropped now: a valid manifest needs no other position, and a file
+    # with a problem to locate is composed again (only that file). This keeps the
+    # memory of a large repository to its data, not its parse trees.
+    source._positions = None
     return documents, []
 
 

@@ -330,7 +330,8 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
     else:
         assert isinstance(manifest, StreamManifest)
         address = Address("Stream", meta.name, account=meta.account)
-    return Resource(address, manifest, doc.locate(("metadata", "name")), doc), []
+    location = doc.name_location or doc.locate(("metadata", "name"))
+    return Resource(address, manifest, location, doc), []
 
 
 def check_resources(resources: Sequence[Resource], env: str | None = None) -> list[Diagnostic]:
@@ -493,11 +494,20 @@ def validate_loaded(
     """
     resources: list[Resource] = []
     problems = list(loaded.diagnostics)
+    current = None
     for doc in loaded.documents:
+        if doc.source is not current:
+            if current is not None:
+                current._positions = None  # done with its nodes: free them (see below)
+            current = doc.source
         resource, doc_problems = validate_document(doc)
         problems += doc_problems
         if resource is not None:
             resources.append(resource)
+    # A file's composed nodes are only needed to locate its problems; later checks
+    # that find one re-parse just that file, so peak memory is one file's nodes.
+    if current is not None:
+        current._positions = None
     if known_envs is not None:
         problems += _check_environment_names(resources, known_envs)
     if env is not None:
@@ -561,7 +571,19 @@ def load_desired(project: Project, env: str, paths: Sequence[str] | None = None)
     )
     if problems:
         raise ManifestError(dedupe(problems))
+    release_positions(resources)
     return resources
+
+
+def release_positions(resources: Sequence[Resource]) -> None:
+    """Drop what only validation needed: the composed YAML nodes (positions come back
+    from a re-parse of that one file if a later stage has to locate something) and the
+    raw document data (the validated model holds it). Halves the memory of a plan."""
+    for res in resources:
+        doc = res.document
+        if doc is not None:
+            doc.source._positions = None
+            doc.data = None
 
 
 def inherit_tenant_accounts(resources: list[Resource], project: Project) -> list[Resource]:
