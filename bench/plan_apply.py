@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,15 +118,19 @@ def write_project(root: Path, url: str, n: int, c: int, files: int = 50) -> None
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
-    """Wall time, peak RSS (KiB) of this child, stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 2):
-        raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before), proc.stdout
+    """Wall time, peak RSS (KiB) of that process alone (GNU time), stdout."""
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        wrapped = (
+            [gnu_time, "-q", "-f", "%M", "-o", rss.name, *cmd] if Path(gnu_time).exists() else cmd
+        )
+        start = time.perf_counter()
+        proc = subprocess.run(wrapped, cwd=cwd, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - start
+        if proc.returncode not in (0, 2):
+            raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        text = rss.read().strip()
+    return elapsed, int(text.splitlines()[-1]) if text else 0, proc.stdout
 
 
 def run_scale(n: int, c: int, repeat: int) -> dict[str, float]:

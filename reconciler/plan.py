@@ -159,6 +159,10 @@ def _unmodeled(live_config: dict[str, Any], modeled: Iterable[str]) -> dict[str,
     return {k: v for k, v in live_config.items() if k not in skip}
 
 
+def _sources_of(spec: StreamSpec) -> list[Any]:
+    return ([spec.mirror] if spec.mirror else []) + list(spec.sources or [])
+
+
 def stream_origins(spec: StreamSpec) -> list[tuple[str, str | None]]:
     """(stream name, domain or external api) of every mirror/source origin."""
     out = []
@@ -264,6 +268,7 @@ def build_plan(
     consumers = [r for r in desired if r.address.kind == "Consumer"]
     stream_changes: dict[str, Change] = {}
     declared_streams = {r.address.name for r in streams}
+    declared_consumers = {(r.address.stream, r.address.name) for r in consumers}
     desired_canon: dict[str, dict[str, Any]] = {}
 
     for res in streams:
@@ -288,6 +293,11 @@ def build_plan(
                 change.external_refs.append(f"Stream {origin} (not declared here)")
             else:
                 change.external_refs.append(f"Stream {origin} ({_where(where)})")
+        for src in _sources_of(res.spec):  # type: ignore[arg-type]
+            # a durable sourcing consumer (ADR-60) must exist before the stream reads it
+            if src.consumer and (src.name, src.consumer.name) in declared_consumers:
+                consumer = Address("Consumer", src.consumer.name, stream=src.name, account=account)
+                change.depends_on.append(str(consumer))
         if info is None:
             change.action, change.reason = Action.CREATE, Reason.NEW
             change.diff = diff_config({}, _shown(send))

@@ -272,3 +272,38 @@ def test_promote_copy_re_renders_with_the_target_values(tmp_path, nats_server) -
     assert code == 0, err
     text = (out / f"{name}_P.yaml").read_text()
     assert "max_age: 7d" in text and f"stream: {name}_P" in text and "ack_wait: 10s" in text
+
+
+def test_durable_sourcing_consumer_round_trip(nats_server, tmp_path) -> None:
+    """2.14+: a stream sources a work queue through a durable push consumer with
+    ack_policy flow_control (ADR-60), all declared in jsops; apply then plan is noop."""
+    project = make_project(tmp_path, nats_server.url)
+    wq, agg = unique_name("WQ"), unique_name("AGGW")
+    deliver = f"dlv.{wq.lower()}"
+    project.write(
+        "wq.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {wq}}}
+        spec: {{subjects: ["{wq.lower()}.>"], retention: workqueue}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: feed, stream: {wq}}}
+        spec: {{ack_policy: flow_control, deliver_subject: "{deliver}"}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {agg}}}
+        spec:
+          sources:
+            - name: {wq}
+              consumer: {{name: feed, deliver_subject: "{deliver}"}}
+    """,
+    )
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    _publish(nats_server.url, f"{wq.lower()}.job", 3)
+    assert _wait_messages(nats_server.url, f"$JS.API.STREAM.INFO.{agg}", 3) == 3
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
