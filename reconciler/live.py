@@ -391,6 +391,30 @@ class LiveState:
         return [info for (s, _), info in self.consumers.items() if s == stream]
 
 
+# What the plan uses of StreamInfo / ConsumerInfo: the config, and the counts a
+# destructive change reports as lost. The rest (cluster, sources state, per-subject
+# detail) is dropped as pages arrive: at 10k streams it is most of the live state's memory.
+STREAM_INFO_KEPT = ("config", "state", "created")
+STREAM_STATE_KEPT = ("messages", "bytes", "consumer_count", "first_seq", "last_seq")
+CONSUMER_INFO_KEPT = (
+    "name",
+    "config",
+    "created",
+    "delivered",
+    "num_pending",
+    "num_ack_pending",
+    "num_redelivered",
+)
+
+
+def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: info[k] for k in keys if k in info}
+    state = out.get("state")
+    if isinstance(state, dict):
+        out["state"] = {k: state[k] for k in STREAM_STATE_KEPT if k in state}
+    return out
+
+
 async def _cluster_size(
     client: JetStreamClient, server_info: dict[str, Any], target_info: dict[str, Any]
 ) -> int | None:
@@ -428,7 +452,7 @@ async def read_live_state(
     version = str(server_info.get("version", ""))
     cluster_size = await _cluster_size(client, server_info, info)
     streams = await client.list_streams()
-    by_name = {s["config"]["name"]: s for s in streams}
+    by_name = {s["config"]["name"]: _kept(s, STREAM_INFO_KEPT) for s in streams}
     cluster_name = server_info.get("cluster") if cluster_size is not None else None
     state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
     wanted = set(only_streams) if only_streams is not None else None
@@ -437,7 +461,7 @@ async def read_live_state(
     async def consumers_of(name: str) -> None:
         async with semaphore:
             for consumer in await client.list_consumers(name):
-                state.consumers[(name, consumer["name"])] = consumer
+                state.consumers[(name, consumer["name"])] = _kept(consumer, CONSUMER_INFO_KEPT)
 
     names = [n for n in by_name if wanted is None or n in wanted]
     await asyncio.gather(*(consumers_of(n) for n in names))
