@@ -202,46 +202,115 @@ async def apply_plan(
             )
     pending = plan.pending()
     result = ApplyResult()
-    finished: dict[str, asyncio.Event] = {c.key: asyncio.Event() for c in pending}
-    succeeded: set[str] = set()
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def run(change: Change) -> None:
-        try:
-            for dep in change.depends_on:
-                if dep in finished:
-                    await finished[dep].wait()
-            failed_deps = [d for d in change.depends_on if d in finished and d not in succeeded]
-            if failed_deps:
-                why = f"{', '.join(failed_deps)} did not complete"
-                result.skipped.append((change, why))
-                if on_event:
-                    on_event("skipped", change, why)
-                return
-            async with semaphore:
-                try:
-                    await _run_change(conns, change)
-                except JsopsError as exc:
-                    result.failed.append((change, str(exc)))
-                    if on_event:
-                        on_event("failed", change, str(exc))
-                    return
-            succeeded.add(change.key)
-            result.done.append(change)
-            if on_event:
-                on_event("done", change, "")
-        finally:
-            finished[change.key].set()
-
+    outcome: dict[str, str] = {}
     # Deletes first (consumers before their streams, through depends_on), so that a
     # stream renamed in the manifests frees its subjects before its successor is created.
     deletes = [c for c in pending if c.action is Action.DELETE]
     others = [c for c in pending if c.action is not Action.DELETE]
     for phase in (deletes, others):
-        await asyncio.gather(*(run(c) for c in phase))
+        if phase:
+            await _run_phase(phase, conns, result, outcome, concurrency, on_event)
     if not result.ok:
         raise _failure(plan, result)
     return result
+
+
+async def _run_phase(
+    phase: list[Change],
+    conns: Connections,
+    result: ApplyResult,
+    outcome: dict[str, str],
+    concurrency: int,
+    on_event: Callable[[str, Change, str], None] | None,
+) -> None:
+    """Run changes as soon as what they depend on is done, ``concurrency`` at a time.
+
+    A fixed pool of workers takes ready changes from a queue (no task per change, so
+    40,000 changes cost 128 coroutines); a change whose dependency failed or was
+    skipped is skipped, and so are its own dependents.
+    """
+    keys = {c.key for c in phase}
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[Change]] = {}
+    queue: asyncio.Queue[Change] = asyncio.Queue()
+    all_settled = asyncio.Event()
+    settled = 0
+
+    def settle(change: Change, status: str, why: str = "") -> None:
+        nonlocal settled
+        outcome[change.key] = status
+        if status == "done":
+            result.done.append(change)
+        elif status == "failed":
+            result.failed.append((change, why))
+        else:
+            result.skipped.append((change, why))
+        if on_event:
+            on_event(status, change, why)
+        settled += 1
+        if settled == len(phase):
+            all_settled.set()
+        for child in dependents.pop(change.key, []):
+            waiting[child.key] -= 1
+            if waiting[child.key] == 0 and child.key not in outcome:
+                release(child)
+
+    def release(change: Change) -> None:
+        blocked = [d for d in change.depends_on if outcome.get(d) in ("failed", "skipped")]
+        if blocked:
+            settle(change, "skipped", f"{', '.join(blocked)} did not complete")
+        else:
+            queue.put_nowait(change)
+
+    for change in phase:
+        deps = {d for d in change.depends_on if d in keys and d != change.key}
+        waiting[change.key] = len(deps)
+        for dep in deps:
+            dependents.setdefault(dep, []).append(change)
+    stuck = _in_cycles(phase, waiting, dependents)
+    for change in phase:
+        if waiting[change.key] == 0:
+            release(change)
+    for change in stuck:  # never expected; without this a cycle would hang the run
+        if change.key not in outcome:
+            settle(change, "skipped", "its dependencies form a cycle")
+
+    async def worker() -> None:
+        while True:
+            change = await queue.get()
+            try:
+                await _run_change(conns, change)
+            except JsopsError as exc:
+                settle(change, "failed", str(exc))
+            else:
+                settle(change, "done")
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(phase)))]
+    try:
+        await all_settled.wait()
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+def _in_cycles(
+    phase: list[Change], waiting: dict[str, int], dependents: dict[str, list[Change]]
+) -> list[Change]:
+    """The changes that can never become ready (Kahn's algorithm on a copy)."""
+    counts = dict(waiting)
+    ready = [c for c in phase if counts[c.key] == 0]
+    reached = 0
+    while ready:
+        change = ready.pop()
+        reached += 1
+        for child in dependents.get(change.key, []):
+            counts[child.key] -= 1
+            if counts[child.key] == 0:
+                ready.append(child)
+    if reached == len(phase):
+        return []
+    return [c for c in phase if counts[c.key] > 0]
 
 
 def _failure(plan: Plan, result: ApplyResult) -> ApplyFailed:

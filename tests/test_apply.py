@@ -562,3 +562,19 @@ def test_prune_refuses_a_protected_resource_whose_manifest_is_gone(nats_server, 
     assert f"Stream {keep}: delete refused by prevent_destroy" in err
     assert counter.writes == []
     assert stream_info(nats_server.url, keep) is not None
+
+
+def test_scheduler_skips_a_dependency_cycle_instead_of_hanging() -> None:
+    """Plans never contain cycles; if one did, apply must end (skipping them), not hang."""
+    import asyncio
+
+    from reconciler.apply import ApplyResult, _run_phase
+    from reconciler.models import Address
+    from reconciler.plan import Action, Change
+
+    a = Change(Address("Stream", "A"), Action.CREATE, depends_on=["Stream B"])
+    b = Change(Address("Stream", "B"), Action.CREATE, depends_on=["Stream A"])
+    result = ApplyResult()
+    asyncio.run(asyncio.wait_for(_run_phase([a, b], None, result, {}, 4, None), 5))  # type: ignore[arg-type]
+    assert sorted(c.address.name for c, _why in result.skipped) == ["A", "B"]
+    assert result.done == [] and result.failed == []
