@@ -9,9 +9,14 @@ import re
 import stat
 from pathlib import Path
 
-import nats
 import pytest
-from harness.operator import OperatorServer, connect, js_info, start_operator_server
+from harness.operator import (
+    OperatorServer,
+    connect,
+    js_info,
+    start_operator_server,
+    wait_for_interest,
+)
 from harness.project import make_project, run_cli
 from harness.servers import unique_name
 
@@ -201,19 +206,7 @@ def test_exports_imports_and_tenant_creds(op: OperatorServer, tmp_path: Path) ->
         try:
             everything = await sub.subscribe("tenant.>")
             await sub.flush()
-            for _ in range(50):  # the import's interest arrives asynchronously
-                await pub.publish("tenant.acme.public.probe", b"")
-                await pub.flush()
-                try:
-                    await everything.next_msg(timeout=0.1)
-                    break
-                except nats.errors.TimeoutError:
-                    continue
-            while True:
-                try:
-                    await everything.next_msg(timeout=0.05)
-                except nats.errors.TimeoutError:
-                    break
+            await wait_for_interest(pub, everything, "tenant.acme.public.probe")
             await pub.publish("tenant.acme.private.x", b"secret")
             await pub.publish("tenant.acme.public.x", b"hello")
             await pub.publish("tenant.globex.x", b"outside the acme prefix")

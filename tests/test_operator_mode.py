@@ -18,6 +18,7 @@ from harness.operator import (
     push_account,
     push_jwt,
     start_operator_server,
+    wait_for_interest,
 )
 from harness.servers import unique_name
 
@@ -149,21 +150,7 @@ def test_exports_and_imports_between_accounts(op: OperatorServer) -> None:
         try:
             everything = await sub.subscribe(">")
             await sub.flush()
-            # the import's interest reaches the exporting account asynchronously: wait
-            # until a probe on the exported subject arrives
-            for _ in range(50):
-                await pub.publish("shared.public.probe", b"")
-                await pub.flush()
-                try:
-                    await everything.next_msg(timeout=0.1)
-                    break
-                except nats.errors.TimeoutError:
-                    continue
-            while True:  # drain any probe that arrived late
-                try:
-                    await everything.next_msg(timeout=0.05)
-                except nats.errors.TimeoutError:
-                    break
+            await wait_for_interest(pub, everything, "shared.public.probe")
             await pub.publish("shared.private.x", b"secret")
             await pub.publish("shared.public.x", b"hello")
             await pub.publish("other.x", b"nope")

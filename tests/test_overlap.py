@@ -10,12 +10,12 @@ The matcher here is written independently of reconciler.subjects and reconciler.
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections import Counter
-from functools import cache
 
+from harness.subjects import brute_match, universe
+from harness.subjects import matched as matched_in
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,26 +25,11 @@ from reconciler.models import Address, Resource, StreamManifest
 from reconciler.policy import SubjectTrie, check_overlap, check_policy, overlapping_pairs
 
 MAX_LEN = 4
-UNIVERSE = [
-    ".".join(combo)
-    for n in range(1, MAX_LEN + 2)
-    for combo in itertools.product(("a", "b", "c", "d"), repeat=n)
-]
+UNIVERSE = universe(MAX_LEN)
 
 
-def brute_match(pattern: str, literal: str) -> bool:
-    p, s = pattern.split("."), literal.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s) or (tok != "*" and tok != s[i]):
-            return False
-    return len(p) == len(s)
-
-
-@cache
 def matched(pattern: str) -> frozenset[str]:
-    return frozenset(lit for lit in UNIVERSE if brute_match(pattern, lit))
+    return matched_in(pattern, MAX_LEN)
 
 
 def brute_overlaps(a: str, b: str) -> bool:

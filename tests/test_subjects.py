@@ -15,38 +15,20 @@ match and no literal does), with lengths up to MAX_LEN + 1. That bound is enough
 
 from __future__ import annotations
 
-import itertools
-from functools import cache
-
 import pytest
+from harness.subjects import brute_match, universe
+from harness.subjects import matched as matched_in
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.subjects import covers, matches, overlaps
 
 MAX_LEN = 3
-LITERAL_TOKENS = ("a", "b", "c", "d")
-UNIVERSE = [
-    ".".join(combo)
-    for n in range(1, MAX_LEN + 2)
-    for combo in itertools.product(LITERAL_TOKENS, repeat=n)
-]
+UNIVERSE = universe(MAX_LEN)
 
 
-def brute_match(pattern: str, literal: str) -> bool:
-    """Does ``pattern`` match ``literal``: written independently of reconciler.subjects."""
-    p, s = pattern.split("."), literal.split(".")
-    for i, tok in enumerate(p):
-        if tok == ">":
-            return len(s) > i
-        if i >= len(s) or (tok != "*" and tok != s[i]):
-            return False
-    return len(p) == len(s)
-
-
-@cache
 def matched(pattern: str) -> frozenset[str]:
-    return frozenset(lit for lit in UNIVERSE if brute_match(pattern, lit))
+    return matched_in(pattern, MAX_LEN)
 
 
 patterns = st.builds(

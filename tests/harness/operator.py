@@ -166,3 +166,24 @@ def lookup_jwt(op: OperatorServer, pubkey: str) -> str | None:
             await nc.close()
 
     return asyncio.run(main())
+
+
+async def wait_for_interest(pub: Client, sub: Any, subject: str, attempts: int = 50) -> None:
+    """Publish ``subject`` until ``sub`` (a sync subscription) receives it, then drain it.
+
+    An import's interest reaches the exporting account asynchronously: tests that
+    check what arrives wait for it first.
+    """
+    for _ in range(attempts):
+        await pub.publish(subject, b"")
+        await pub.flush()
+        try:
+            await sub.next_msg(timeout=0.1)
+            break
+        except nats.errors.TimeoutError:
+            continue
+    while True:
+        try:
+            await sub.next_msg(timeout=0.05)
+        except nats.errors.TimeoutError:
+            return
