@@ -417,9 +417,9 @@ def _compare(
     jsops does not model sent back unchanged) or replace (per the mutability table)."""
     kind = change.address.kind
     live_config = info["config"]
-    change.live_digest = live_fingerprint(kind, live_config)
     if live_canon == canon:
-        return
+        return  # a noop needs no fingerprint: saved plans check only what they change
+    change.live_digest = live_fingerprint(kind, live_config)
     change.diff = diff_config(live_canon, canon)
     reasons = replace_reasons(
         kind, live_canon, canon, api_level=live.api_level, version=live.server_version
