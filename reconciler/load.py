@@ -191,7 +191,7 @@ class SourceFile:
         return self._positions
 
 
-@dataclass
+@dataclass(slots=True)
 class Document:
     """One YAML document (one resource) of a manifest file, as plain data."""
 

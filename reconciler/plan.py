@@ -72,7 +72,7 @@ class Reason(StrEnum):
     STREAM_DELETED = "stream_deleted"
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One planned change to one resource (see the module docstring for before/after)."""
 

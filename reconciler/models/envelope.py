@@ -79,7 +79,7 @@ KINDS: dict[str, type[BaseModel]] = {
 }
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Address:
     """What a resource is, independent of where it is declared.
 
@@ -105,7 +105,7 @@ class Address:
         return f"{self.kind}/{self.name}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Resource:
     """A validated desired resource with where it was declared."""
 
