@@ -164,6 +164,9 @@ async def _run_change(conns: Connections, change: Change) -> None:
         await client.write_consumer(stream, send, "create")
     elif change.action is Action.UPDATE:
         await client.write_consumer(stream, send, "update")
+        pause = next((d for d in change.diff if d.path == "pause_until"), None)
+        if pause is not None:  # the server ignores pause_until on update
+            await client.pause_consumer(stream, address.name, pause.after)
     elif change.action is Action.REPLACE:
         await _ignore_missing(client.delete_consumer(stream, address.name))
         await client.write_consumer(stream, send, "create")

@@ -25,6 +25,7 @@ from reconciler.normalize import (
     STREAM_DEFAULTS,
     canonical_consumer,
     canonical_stream,
+    paused_until,
     user_metadata,
 )
 from reconciler.render import UNIT_PATHS
@@ -99,7 +100,7 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     """The manifest spec of a live consumer config (defaults relative to its stream)."""
     fields = [k for k in CONSUMER_DEFAULTS if k != "metadata"]
     spec = _minimal(config, fields, lambda c: canonical_consumer(c, stream))
-    if config.get("pause_until"):
+    if paused_until(config.get("pause_until")):
         spec["pause_until"] = config["pause_until"]
     _user_metadata(config, spec)
     return {k: _humanize("Consumer", k, v) for k, v in spec.items()}

@@ -367,6 +367,11 @@ class JetStreamClient:
         payload = {"stream_name": stream, "config": config, "action": action, "pedantic": True}
         return await self.request(f"CONSUMER.CREATE.{stream}.{name}", payload)
 
+    async def pause_consumer(self, stream: str, name: str, until: str | None) -> dict[str, Any]:
+        """Pause a consumer until an instant, or resume it (``until`` None)."""
+        body = {"pause_until": until} if until else {}
+        return await self.request(f"CONSUMER.PAUSE.{stream}.{name}", body)
+
     async def delete_consumer(self, stream: str, name: str) -> dict[str, Any]:
         return await self.request(f"CONSUMER.DELETE.{stream}.{name}")
 

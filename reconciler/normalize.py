@@ -114,9 +114,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "priority_policy": "none",
     "priority_timeout": None,  # derived: 2m for pinned_client
 }
-# Fields compared only when the manifest sets them: they act at creation or through
-# another API, and the server does not keep them as sent (pause_until, see jsops docs).
-CONSUMER_CREATE_ONLY = ("pause_until",)
+# pause_until is compared as "paused until when, from now on": a pause in the past is
+# no pause. The server ignores it on update, so apply changes it through CONSUMER.PAUSE.
 DEFAULT_MAX_ACK_PENDING = 1000
 DEFAULT_MAX_WAITING = 512
 DEFAULT_ACK_WAIT = 30 * 10**9
@@ -146,6 +145,18 @@ def _instant(value: str | None) -> str | None:
         return value
     text = parsed.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
+
+
+def paused_until(value: str | None) -> str | None:
+    """A pause_until instant (UTC, Z), or None when absent or already past."""
+    instant = _instant(value)
+    if instant is None:
+        return None
+    try:
+        when = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    except ValueError:
+        return instant
+    return instant if when > datetime.now(UTC) else None
 
 
 def user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
@@ -357,6 +368,7 @@ def canonical_consumer(
     if stream is not None and out["num_replicas"] == stream.get("num_replicas"):
         out["num_replicas"] = 0
     out["opt_start_time"] = _instant(out["opt_start_time"])
+    out["pause_until"] = paused_until(config.get("pause_until"))
     out["description"] = config.get("description") or None
     out["metadata"] = user_metadata(config.get("metadata"))
     return out

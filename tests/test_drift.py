@@ -190,3 +190,36 @@ def test_lowering_consumer_limits_updates_consumers_first(nats_server, tmp_path)
     assert result is not None and result.ok
     info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.c")
     assert info["config"]["max_ack_pending"] == 2000
+
+
+def test_pause_changes_go_through_the_pause_api(nats_server, tmp_path) -> None:
+    """The server ignores pause_until on update: jsops pauses, moves and resumes a
+    consumer through CONSUMER.PAUSE, and plans noop afterwards."""
+    project = make_project(tmp_path, nats_server.url)
+    stream = unique_name("PZ")
+    text = """
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {s}}}
+        spec: {{subjects: ["{p}.>"]}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: c, stream: {s}}}
+        spec: {{ack_policy: explicit{pause}}}
+    """
+    p = stream.lower()
+    project.write("s.yaml", text.format(s=stream, p=p, pause=""))
+    project.apply()
+    for until in ("2099-01-01T00:00:00Z", "2098-06-01T12:00:00+02:00", None):
+        pause = f', pause_until: "{until}"' if until else ""
+        project.write("s.yaml", text.format(s=stream, p=p, pause=pause))
+        plan = project.plan()
+        change = next(c for c in plan.changes if c.address.kind == "Consumer")
+        assert change.action is Action.UPDATE
+        assert [d.path for d in change.diff] == ["pause_until"]
+        _plan, result = project.apply()
+        assert result is not None and result.ok
+        info = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.{stream}.c")
+        assert info.get("paused", False) is (until is not None), info
+        assert all(c.action is Action.NOOP for c in project.plan().changes)
