@@ -229,15 +229,19 @@ def apply(
             raise UsageError(
                 f'the plan is for project "{saved.project}", not "{target.project.name}"'
             )
-        desired: Sequence[Resource] = ()
+        desired: list[Resource] = []
     else:
         desired = load_desired(target.project, target.env_name, paths)
+    # The validated models are only needed to plan: handed over, so that a large apply
+    # does not keep them (about a third of its memory) while it writes.
+    handover = [desired]
+    del desired
 
     async def body(conns: Connections) -> tuple[Plan, ApplyResult | None]:
         if saved is not None:
             the_plan = saved
         else:
-            the_plan = await plan_async(target, conns, desired, prune=prune, targets=targets)
+            the_plan = await plan_async(target, conns, handover.pop(), prune=prune, targets=targets)
             if on_plan:
                 on_plan(the_plan)
         if not the_plan.has_changes:

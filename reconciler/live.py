@@ -399,17 +399,9 @@ class LiveState:
 # What the plan uses of StreamInfo / ConsumerInfo: the config, and the counts a
 # destructive change reports as lost. The rest (cluster, sources state, per-subject
 # detail) is dropped as pages arrive: at 10k streams it is most of the live state's memory.
-STREAM_INFO_KEPT = ("config", "state", "created")
-STREAM_STATE_KEPT = ("messages", "bytes", "consumer_count", "first_seq", "last_seq")
-CONSUMER_INFO_KEPT = (
-    "name",
-    "config",
-    "created",
-    "delivered",
-    "num_pending",
-    "num_ack_pending",
-    "num_redelivered",
-)
+STREAM_INFO_KEPT = ("config", "state")
+STREAM_STATE_KEPT = ("messages", "bytes", "consumer_count")
+CONSUMER_INFO_KEPT = ("name", "config", "num_pending", "num_ack_pending", "num_redelivered")
 
 
 def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
