@@ -34,6 +34,7 @@ from reconciler.policy import check_live_overlap, destroy_refusals
 from reconciler.validate import load_desired
 
 T = TypeVar("T")
+UNKNOWN_API_LEVEL = 10**6  # gates nothing: used when no server of the target was read
 
 
 @dataclass
@@ -140,7 +141,10 @@ async def plan_async(
             or (store is not None and not store.has_account(account))
         )
         if new_account:
-            live = LiveState(api_level, version, None, cluster_size, {}, {}, {})
+            # Nothing to read in an account that does not exist yet; its API level is
+            # that of the servers already read, or unknown (then fields are not gated).
+            level = api_level or UNKNOWN_API_LEVEL
+            live = LiveState(level, version, None, cluster_size, {}, {}, {})
         else:
             live = await read_live_state(await conns.client(account))
             api_level, version = live.api_level, live.server_version

@@ -296,3 +296,29 @@ def test_tenant_resources_live_in_the_tenant_account(op: OperatorServer, tmp_pat
     info = js_info(op.url, creds.read_text())
     assert info["streams"] == 1 and info["consumers"] == 1
     assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+
+def test_first_apply_of_a_new_account_with_versioned_fields(
+    op: OperatorServer, tmp_path: Path
+) -> None:
+    """A stream in an account that does not exist yet: nothing can be read there, and
+    fields that need an API level (allow_msg_ttl: level 1) still plan and apply."""
+    name = unique_name("NEW")
+    project = _project(tmp_path, op)
+    project.write(
+        "n.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Account
+        metadata: {{name: {name}}}
+        spec: {{jetstream: {{max_storage: 64MiB}}}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: TTL, account: {name}}}
+        spec: {{subjects: ["ttl.>"], allow_msg_ttl: true, max_bytes: 1MiB}}
+    """,
+    )
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    assert all(c.action is Action.NOOP for c in project.plan().changes)
