@@ -22,7 +22,8 @@ from harness.servers import unique_name
 
 from reconciler.plan import Action
 
-SEED = re.compile(r"S[OAU][A-Z2-7]{50,}")
+# An nkey seed: S + O/A/U + 56 base32 characters, standing alone (not inside a JWT).
+SEED = re.compile(r"(?<![A-Za-z0-9_-])S[OAU][A-Z2-7]{56}(?![A-Za-z0-9_-])")
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +247,11 @@ def test_no_secret_in_any_output(op: OperatorServer, tmp_path: Path) -> None:
         outputs += [out, err]
     outputs.append((tmp_path / "p.json").read_text())
     outputs.append(op.store.server_auth_conf.read_text())
+    seeds = [p.read_text().strip() for p in op.store.root.rglob("*.nk")]
+    assert seeds and all(SEED.fullmatch(seed) for seed in seeds)
     for text in outputs:
         assert not SEED.search(text), text
+        assert not any(seed in text for seed in seeds)
     for path in op.store.root.rglob("*"):
         if path.suffix in (".nk", ".creds"):
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path

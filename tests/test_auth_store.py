@@ -25,7 +25,7 @@ from reconciler.accounts import (
 )
 from reconciler.accounts.auth import include_directive, render_server_auth_conf
 
-SEED_RE = re.compile(r"S[OAU][A-Z2-7]{56}")
+SEED_RE = re.compile(r"(?<![A-Za-z0-9_-])S[OAU][A-Z2-7]{56}(?![A-Za-z0-9_-])")  # a standalone seed
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int]]:

@@ -37,7 +37,7 @@ from reconciler.accounts import (
     push_account_jwt,
 )
 
-SEED_RE = re.compile(r"S[OAU][A-Z2-7]{56}")
+SEED_RE = re.compile(r"(?<![A-Za-z0-9_-])S[OAU][A-Z2-7]{56}(?![A-Za-z0-9_-])")  # a standalone seed
 
 
 @pytest.fixture(scope="module")
