@@ -173,12 +173,8 @@ def domain_api(domain: str) -> str:
 def _source(source: dict[str, Any] | None) -> dict[str, Any] | None:
     if not source:
         return None
-    out = dict(source)
-    domain = out.pop("domain", None)
-    if domain:
-        out["external"] = {"api": domain_api(domain)}
-    external = _clean(out.get("external"))
-    out["external"] = external
+    out = _expand_domain(source)
+    out["external"] = _clean(out.get("external"))
     out["opt_start_time"] = _instant(out.get("opt_start_time"))
     transforms = out.get("subject_transforms") or None
     out["subject_transforms"] = [_clean(t) for t in transforms] if transforms else None
@@ -227,28 +223,49 @@ def _expand_domain(source: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Fields the server forces when another is set (``checkStreamCfgLocked``): applied to
+# what jsops sends, so pedantic mode accepts it, and to both sides of a comparison.
+STREAM_FORCED: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "subject_delete_marker_ttl",
+        {"allow_msg_ttl": True, "allow_rollup_hdrs": True, "deny_purge": False},
+    ),
+    ("allow_msg_schedules", {"allow_rollup_hdrs": True, "deny_purge": False}),
+    (
+        "sealed",
+        {
+            "max_age": 0,
+            "discard": "new",
+            "deny_delete": True,
+            "deny_purge": True,
+            "allow_rollup_hdrs": False,
+        },
+    ),
+)
+
+
+def _apply_forced(config: dict[str, Any], *, omit_false: bool) -> None:
+    """Set what STREAM_FORCED says; ``omit_false`` leaves false flags out (as sent)."""
+    for trigger, forced in STREAM_FORCED:
+        if not config.get(trigger):
+            continue
+        for key, value in forced.items():
+            if omit_false and value is False:
+                config.pop(key, None)
+            else:
+                config[key] = value
+
+
 def _force_stream_flags(config: dict[str, Any]) -> None:
     """Set the flags the server would force, so the config is stored exactly as sent."""
     max_age = config.get("max_age") or 0
     has_origin = config.get("mirror") or config.get("sources")
     if not config.get("duplicate_window") and not has_origin and 0 < max_age < TWO_MINUTES:
         config["duplicate_window"] = max_age  # the 2m default would exceed max_age
-    if config.get("subject_delete_marker_ttl"):
-        config["allow_msg_ttl"] = True
-        config["allow_rollup_hdrs"] = True
-        config.pop("deny_purge", None)
-    if config.get("allow_msg_schedules"):
-        config["allow_rollup_hdrs"] = True
-        config.pop("deny_purge", None)
+    _apply_forced(config, omit_false=True)
     republish = config.get("republish")
     if republish and not republish.get("src"):
         config["republish"] = {**republish, "src": ">"}
-    if config.get("sealed"):
-        config["max_age"] = 0
-        config["discard"] = "new"
-        config["deny_delete"] = True
-        config["deny_purge"] = True
-        config.pop("allow_rollup_hdrs", None)
 
 
 def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
@@ -273,19 +290,7 @@ def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
         else:
             max_age = out["max_age"]
             out["duplicate_window"] = min(TWO_MINUTES, max_age) if max_age else TWO_MINUTES
-    if out["subject_delete_marker_ttl"]:
-        out["allow_msg_ttl"] = True
-        out["allow_rollup_hdrs"] = True
-        out["deny_purge"] = False
-    if out["allow_msg_schedules"]:
-        out["allow_rollup_hdrs"] = True
-        out["deny_purge"] = False
-    if out["sealed"]:
-        out["max_age"] = 0
-        out["discard"] = "new"
-        out["deny_delete"] = True
-        out["deny_purge"] = True
-        out["allow_rollup_hdrs"] = False
+    _apply_forced(out, omit_false=False)
     placement = _clean(config.get("placement"))
     if placement:
         placement.pop("preferred", None)
