@@ -23,18 +23,13 @@ the models check it (a bad date is then a located error, not a crash).
 
 from __future__ import annotations
 
-import difflib
-import functools
 import os
 import re
-import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import jinja2.lexer
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -46,12 +41,8 @@ from reconciler.errors import Diagnostic, Location
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _TEMPLATE_OPENERS = ("{{", "{%", "{#")
-_MARK = "\x00"
-_MARKER = re.compile(r"\x00(\d+)\x00")
-_LINE_START_MARKER = re.compile(r"[ \t]*\x00(\d+)\x00")
 # Tags whose body text a template can capture and inspect (set blocks, filter
 # blocks, macros, call blocks): there, markers could change the result.
-_CAPTURES_TEXT = re.compile(r"{%[-+]?\s*(?:set|filter|macro|call)\b")
 
 Path_ = tuple[str | int, ...]
 
@@ -301,183 +292,15 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
     return found, problems
 
 
-@functools.cache
-def _jinja_env() -> jinja2.Environment:
-    return jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-class _LineMarkingLexer(jinja2.lexer.Lexer):
-    """Puts ``\\0<source line>\\0`` after every newline of the template's literal text.
-
-    Data tokens arrive here with whitespace control (``{%-``, ``-%}``) already
-    applied, so a marker never changes what is stripped.
-    """
-
-    def tokeniter(
-        self, source: str, name: str | None, filename: str | None = None, state: str | None = None
-    ) -> Iterator[tuple[int, str, str]]:
-        for lineno, token, value in super().tokeniter(source, name, filename, state):
-            if token == "data" and "\n" in value:
-                head, *rest = value.split("\n")
-                value = head + "".join(
-                    f"\n{_MARK}{lineno + i}{_MARK}{part}" for i, part in enumerate(rest, 1)
-                )
-            yield lineno, token, value
-
-
-class _LineMarkingEnvironment(jinja2.Environment):
-    @functools.cached_property
-    def lexer(self) -> jinja2.lexer.Lexer:  # type: ignore[override]
-        return _LineMarkingLexer(self)
-
-
-@functools.cache
-def _marking_env() -> jinja2.Environment:
-    return _LineMarkingEnvironment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
-
-
-def _render_marked(text: str, variables: Mapping[str, Any]) -> str | None:
-    """The template rendered with line markers, or None if it fails in any way."""
-    try:
-        return _marking_env().from_string(text).render(**variables)
-    except Exception:  # the plain rendering reports the error
-        return None
-
-
-def _lines_of(marked: str) -> list[int]:
-    """The source line of each line of a marked rendering."""
-    line_map: list[int] = []
-    current = 1
-    for line in marked.split("\n"):
-        start = _LINE_START_MARKER.match(line)
-        line_map.append(int(start.group(1)) if start else current)
-        found = _MARKER.findall(line)
-        current = int(found[-1]) if found else line_map[-1]
-    return line_map
-
-
-def _line_map(text: str, rendered: str, variables: Mapping[str, Any]) -> list[int] | None:
-    """Source line of every rendered line, or None when it cannot be established exactly."""
-    if _MARK in text:
-        return None
-    marked = _render_marked(text, variables)
-    if marked is None or _MARKER.sub("", marked) != rendered:
-        return None
-    return _lines_of(marked)
-
-
-_UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
-_NO_ATTRIBUTE = re.compile(r"has no (?:attribute|element) '([^']+)'$")
-_TAG = re.compile(r"{{.*?}}|{%.*?%}", re.DOTALL)
-
-
-def _error_line(exc: Exception, name: str) -> int:
-    line = getattr(exc, "lineno", None) or 0
-    if not line:
-        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            if frame.filename == name and frame.lineno:
-                line = frame.lineno
-                break
-    return line
-
-
-def _find_in_tags(source_line: str, pattern: str) -> tuple[str, int] | None:
-    """The first match of ``pattern`` inside a ``{{ }}``/``{% %}`` tag, and the tag's column."""
-    for tag in _TAG.finditer(source_line):
-        match = re.search(pattern, tag.group())
-        if match:
-            return match.group(), tag.start() + 1
-    return None
-
-
-def _undefined_diagnostic(
-    exc: jinja2.UndefinedError, path: str, text: str, variables: Mapping[str, Any]
-) -> Diagnostic:
-    """``undefined template variable "values.x"`` at the ``{{`` (or ``{%``) that uses it."""
-    line = _error_line(exc, path)
-    lines = text.splitlines()
-    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
-    message = str(exc.message or exc)
-    top = _UNDEFINED.match(message)
-    attr = _NO_ATTRIBUTE.search(message)
-    if not (top or attr):  # e.g. calling an undefined object: keep Jinja's words
-        found = _find_in_tags(source_line, r"\S")
-        location = Location(path, line, found[1] if found else 1 if line else 0)
-        return Diagnostic(
-            location, f"template error: {_one_line(message)}", code="template_undefined"
-        )
-    close: str | None
-    if top:
-        name = top.group(1)
-        found = _find_in_tags(source_line, rf"(?<![\w.]){re.escape(name)}\b")
-        close = _close_match(name, variables)
-    else:
-        assert attr is not None
-        key = attr.group(1)
-        found = _find_in_tags(source_line, _dotted_pattern(key))
-        name = _BRACKET_KEY.sub(r".\1", found[0]) if found else key
-        values = variables.get("values")
-        close = None
-        if name == f"values.{key}" and isinstance(values, Mapping):
-            close = _close_match(key, values)
-            close = f"values.{close}" if close else None
-    col = found[1] if found else 1 if line else 0
-    return Diagnostic(
-        Location(path, line, col),
-        f'undefined template variable "{name}"',
-        code="template_undefined",
-        hint=f'did you mean "{close}"?' if close else None,
-    )
-
-
-_BRACKET_KEY = re.compile(r"\[\s*['\"]([^'\"]*)['\"]\s*\]")
-
-
-def _dotted_pattern(key: str) -> str:
-    """``a.b.KEY`` or ``a["b"]["KEY"]``: an attribute path that ends with ``key``."""
-    last = rf"(?:\.{re.escape(key)}\b|\[\s*['\"]{re.escape(key)}['\"]\s*\])"
-    return rf"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\]]*\])*?{last}"
-
-
-def _close_match(word: str, choices: Iterable[Any]) -> str | None:
-    close = difflib.get_close_matches(word, [c for c in choices if isinstance(c, str)], n=1)
-    return close[0] if close else None
-
-
 def render(
-    path: str, text: str, variables: Mapping[str, Any], env: jinja2.Environment | None = None
+    path: str, text: str, variables: Mapping[str, Any], env: Any = None
 ) -> tuple[str | None, Diagnostic | None]:
     """Render a manifest template; an error becomes a located Diagnostic."""
     if not is_template(text):
         return text, None
-    env = env or _jinja_env()
-    try:
-        template = env.from_string(text)
-        template.filename = path
-        return template.render(**variables), None
-    except jinja2.TemplateSyntaxError as exc:
-        return None, Diagnostic(
-            Location(path, exc.lineno or 0, 1 if exc.lineno else 0),
-            f"template syntax error: {_one_line(str(exc.message))}",
-            code="template_syntax",
-        )
-    except jinja2.UndefinedError as exc:
-        return None, _undefined_diagnostic(exc, path, text, variables)
-    except Exception as exc:  # a template may raise anything (filters, arithmetic)
-        line = _error_line(exc, path)
-        lines = text.splitlines()
-        found = _find_in_tags(lines[line - 1], r"\S") if 0 < line <= len(lines) else None
-        return None, Diagnostic(
-            Location(path, line, found[1] if found else (1 if line else 0)),
-            f"template error: {_one_line(str(exc))}",
-            code="template_error",
-        )
+    from reconciler.templating import render as render_template  # Jinja2 only when needed
+
+    return render_template(path, text, variables, env)
 
 
 def is_template(text: str) -> bool:
@@ -633,17 +456,9 @@ def load_text(
     """Render one manifest text named ``shown`` (not parsed yet); errors are located."""
     if not is_template(text):
         return SourceFile(shown, text, text), []
-    if _MARK not in text and not _CAPTURES_TEXT.search(text):
-        # Literal text only ever goes straight to the output here, so the marked
-        # rendering without its markers *is* the rendering: one pass is enough.
-        marked = _render_marked(text, variables)
-        if marked is not None:
-            return SourceFile(shown, text, _MARKER.sub("", marked), True, _lines_of(marked)), []
-    rendered, problem = render(shown, text, variables)
-    if problem is not None:
-        return None, [problem]
-    assert rendered is not None
-    return SourceFile(shown, text, rendered, True, _line_map(text, rendered, variables)), []
+    from reconciler.templating import render_source  # Jinja2 only when a file needs it
+
+    return render_source(shown, text, variables)
 
 
 def load_file(

@@ -11,7 +11,6 @@ import typing
 from typing import Any, get_args, get_origin
 
 import click
-import jinja2
 from pydantic import BaseModel
 
 from reconciler import planfile
@@ -194,6 +193,8 @@ def _md_escape(text: str) -> str:
 
 
 def render_markdown(plan: Plan) -> str:
+    import jinja2  # only the markdown format needs it
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("reconciler", "templates"),
         trim_blocks=True,
