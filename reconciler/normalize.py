@@ -122,7 +122,19 @@ DEFAULT_ACK_WAIT = 30 * 10**9
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {} or value is False
+    """None, False, "", [] and {}: what the server leaves out of a config (0 is a value)."""
+    return value is None or value is False or (not value and type(value) is not int)
+
+
+def _with_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Every modeled field: the config's value, or the default where it is empty."""
+    get = config.get
+    return {
+        key: default
+        if (value := get(key)) is None or value is False or (not value and type(value) is not int)
+        else value
+        for key, default in defaults.items()
+    }
 
 
 def _clean(value: Any) -> Any:
@@ -270,10 +282,7 @@ def _force_stream_flags(config: dict[str, Any]) -> None:
 
 def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
     """A StreamConfig (sent or live) in the comparable form: every modeled field."""
-    out: dict[str, Any] = {}
-    for key, default in STREAM_DEFAULTS.items():
-        value = config.get(key)
-        out[key] = default if _empty(value) else value
+    out = _with_defaults(config, STREAM_DEFAULTS)
     for key in _UNLIMITED_WHEN_ZERO:
         if out[key] == 0 or out[key] < -1:
             out[key] = -1
@@ -342,10 +351,7 @@ def canonical_consumer(
     ``stream`` is the canonical config of its stream, for inherited defaults
     (``consumer_limits``, replicas).
     """
-    out: dict[str, Any] = {}
-    for key, default in CONSUMER_DEFAULTS.items():
-        value = config.get(key)
-        out[key] = default if _empty(value) else value
+    out = _with_defaults(config, CONSUMER_DEFAULTS)
     limits = (stream or {}).get("consumer_limits") or {}
     acks = out["ack_policy"] != "none"
     if out["max_deliver"] == 0 or out["max_deliver"] < -1:
