@@ -68,7 +68,7 @@ async def _session(settings: ConnectSettings, body: Callable[[JetStreamClient], 
         return await body(JetStreamClient(nc, settings))
     finally:
         with contextlib.suppress(Exception):  # closing must not mask the real error
-            await nc.close()
+            await asyncio.wait_for(nc.close(), 2)
 
 
 def _group_by_account(resources: Sequence[Resource]) -> dict[str | None, list[Resource]]:

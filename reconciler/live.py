@@ -31,6 +31,7 @@ from reconciler.environments import DEFAULT_URL, EnvironmentConfig
 from reconciler.errors import ApiError, ConnectionFailed, UsageError
 
 LIST_CONCURRENCY = 64
+CLOSE_TIMEOUT = 0.5  # seconds to let a half-open client close
 CONNECT_RETRY_WAIT = 0.1  # seconds between the two tries of one server
 WRITE_SUBJECTS = (
     "STREAM.CREATE.",
@@ -197,8 +198,9 @@ async def connect(settings: ConnectSettings) -> NatsClient:
     try:
         await asyncio.wait_for(nc.connect(**kwargs), deadline)
     except Exception as exc:  # nats-py raises many types here; all mean "cannot connect"
+        # After a failed TLS handshake nats-py's close() never returns: bound it.
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
         raise ConnectionFailed(
             f"cannot connect to {settings.describe()}: {_connect_reason(exc, settings)}"
         ) from None
@@ -212,6 +214,9 @@ def _connect_reason(exc: BaseException, settings: ConnectSettings) -> str:
         return "authorization violation (check the credentials)"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return f"timed out after {settings.timeout:g}s"
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or text
+        return f"TLS handshake failed: {reason} (check tls.ca / the server certificate)"
     if isinstance(exc, (nats.errors.NoServersError, OSError)) or "no servers" in lowered:
         return "no server is reachable"
     return _redact(text.removeprefix("nats: ").strip("'"), settings)
@@ -548,6 +553,6 @@ class Connections:
             conns.append(self._system)
         for nc in conns:
             with contextlib.suppress(Exception):
-                await nc.close()
+                await asyncio.wait_for(nc.close(), 2)
         self._clients.clear()
         self._system = None
