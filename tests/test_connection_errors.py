@@ -257,3 +257,35 @@ def test_unknown_context_is_one_line(tmp_path: Path, nats_server: SingleServer) 
     )
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and 'nats context "missing" not found' in err
+
+
+def test_nkey_seed_file_connects_and_is_never_printed(tmp_path: Path) -> None:
+    """An environment's `nkey:` (a seed file) authenticates; the seed never shows."""
+    import os
+
+    import nkeys
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(seed).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    config = "accounts { JS: { jetstream: enabled, users: [ {nkey: " + public + "} ] } }\n"
+    server = start_single(tmp_path / "nkey-server", config_extra=config)
+    try:
+        env = {"servers": [server.url], "nkey": str(seed_file)}
+        code, out, err, _ = run(tmp_path, env, "plan", "--detailed-exitcode")
+        assert code == 2, err
+        assert seed.decode() not in out + err
+        wrong = tmp_path / "other.nk"
+        wrong.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+        env = {"servers": [server.url], "nkey": str(wrong)}
+        code, out, err, elapsed = run(tmp_path / "w", env, "plan")
+        assert_one_line_error(
+            code,
+            out,
+            err,
+            elapsed,
+            f"cannot connect to {server.url}: authorization violation (check the credentials)",
+        )
+    finally:
+        server.stop()
