@@ -48,7 +48,3 @@ def _walk(path: tuple[str, ...], before: Any, after: Any, out: list[FieldDiff]) 
             _walk((*path, str(i)), b, a, out)
         return
     out.append(FieldDiff(".".join(path), before, after))
-
-
-def top_fields(diffs: list[FieldDiff]) -> set[str]:
-    return {d.path.split(".", 1)[0] for d in diffs}

@@ -33,16 +33,6 @@ from reconciler.errors import ApiError, ConnectionFailed, UsageError
 LIST_CONCURRENCY = 64
 CLOSE_TIMEOUT = 0.5  # seconds to let a half-open client close
 CONNECT_RETRY_WAIT = 0.1  # seconds between the two tries of one server
-WRITE_SUBJECTS = (
-    "STREAM.CREATE.",
-    "STREAM.UPDATE.",
-    "STREAM.DELETE.",
-    "STREAM.PURGE.",
-    "CONSUMER.CREATE.",
-    "CONSUMER.DURABLE.CREATE.",
-    "CONSUMER.DELETE.",
-    "CONSUMER.PAUSE.",
-)
 
 
 @dataclass
@@ -474,12 +464,6 @@ def _op(subject: str) -> str:
     """``STREAM.INFO.ORDERS`` -> ``STREAM.INFO`` (names are not part of the operation)."""
     words = subject.split(".")
     return ".".join(words[:2]) if words[0] in ("STREAM", "CONSUMER") else words[0]
-
-
-def is_write(subject: str) -> bool:
-    """Whether a JetStream API subject (with any prefix) is a write request."""
-    tail = subject.split(".API.", 1)[-1]
-    return tail.startswith(WRITE_SUBJECTS)
 
 
 class Connections:

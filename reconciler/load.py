@@ -23,9 +23,8 @@ the models check it (a bad date is then a located error, not a crash).
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -489,10 +488,3 @@ def load_manifests(paths: Sequence[str | Path], variables: Mapping[str, Any]) ->
         documents.extend(docs)
         diagnostics.extend(problems)
     return LoadResult(documents, diagnostics, sources)
-
-
-def iter_yaml_files(root: Path) -> Iterator[Path]:
-    for dirpath, _dirs, names in os.walk(root):
-        for name in sorted(names):
-            if name.endswith(YAML_SUFFIXES):
-                yield Path(dirpath) / name

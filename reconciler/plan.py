@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.diff import FieldDiff, diff_config
-from reconciler.errors import Diagnostic, Location, ManifestError, UsageError
+from reconciler.errors import Diagnostic, ManifestError, UsageError
 from reconciler.live import LiveState
 from reconciler.models import Address, Resource, StreamSpec
 from reconciler.mutability import fields_needing_level, replace_reasons
@@ -524,11 +524,3 @@ def _orphans(
             c.key for c in consumer_deletes if c.address.stream == change.address.name
         ]
     return consumer_deletes + deletes, unmanaged
-
-
-def location_of(change: Change) -> Location | None:
-    if not change.location:
-        return None
-    file, _, rest = change.location.partition(":")
-    line, _, col = rest.partition(":")
-    return Location(file, int(line or 0), int(col or 0))

@@ -24,7 +24,7 @@ from reconciler.accounts.jwt import (
 from reconciler.accounts.store import AuthStore
 from reconciler.diff import diff_config
 from reconciler.errors import ApiError, Diagnostic, JsopsError
-from reconciler.models import AccountSpec, Address, Resource
+from reconciler.models import AccountSpec, Resource
 
 _CONNECTION_LIMITS = ("conn", "subs", "data", "payload", "leaf")
 VERIFY_TIMEOUT = 5.0
@@ -179,14 +179,6 @@ def account_change_parts(
     return "update", diff_config(live, desired), send, live
 
 
-def _fingerprint_claims(canonical: dict[str, Any] | None) -> str | None:
-    if canonical is None:
-        return None
-    from reconciler.normalize import fingerprint
-
-    return fingerprint(canonical)
-
-
 async def apply_account(connections: Any, send: dict[str, Any], servers: int) -> None:
     """Create keys if needed, sign the account JWT, push it, and verify it is live."""
     store: AuthStore = connections.store
@@ -234,7 +226,3 @@ async def _verify_limits(connections: Any, name: str, spec: dict[str, Any]) -> N
                 f"{VERIFY_TIMEOUT:.0f}s (server reports {json.dumps(last)})"
             )
         await asyncio.sleep(0.1)
-
-
-def account_address(name: str) -> Address:
-    return Address("Account", name)
