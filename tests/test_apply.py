@@ -503,18 +503,19 @@ def test_failed_change_skips_dependents_and_the_rest_goes_on(
 ) -> None:
     url = nats_server.url
     bad, good = unique_name("BAD"), unique_name("GOOD")
+
     # A subject transform only the server checks (validation does not map wildcards):
     # the server refuses BAD's create.
-    wrong = {"src": f"{bad.lower()}.*", "dest": "moved.$3"}
-    project.write(
-        "a.yaml",
-        docs(
-            stream_doc(bad, subject_transform=wrong),
+    def manifests(dest: str) -> str:
+        transform = {"src": f"{bad.lower()}.*", "dest": dest}
+        return docs(
+            stream_doc(bad, subject_transform=transform),
             consumer_doc(bad, "c"),
             stream_doc(good),
             consumer_doc(good, "c"),
-        ),
-    )
+        )
+
+    project.write("a.yaml", manifests("moved.$3"))
     code, _, err = project.cli("apply", "--auto-approve")
     assert code == 1
     assert "Traceback" not in err
@@ -530,16 +531,7 @@ def test_failed_change_skips_dependents_and_the_rest_goes_on(
     assert stream_info(url, bad) is None
 
     # once the manifest is fixed the same run completes the rest
-    fixed = {"src": f"{bad.lower()}.*", "dest": "moved.$1"}
-    project.write(
-        "a.yaml",
-        docs(
-            stream_doc(bad, subject_transform=fixed),
-            consumer_doc(bad, "c"),
-            stream_doc(good),
-            consumer_doc(good, "c"),
-        ),
-    )
+    project.write("a.yaml", manifests("moved.$1"))
     code, _, err = project.cli("apply", "--auto-approve")
     assert code == 0, err
     assert "Apply complete: 2 done" in err

@@ -184,7 +184,7 @@ def test_promote_mirror_output_applied_to_the_hub(tmp_path, hub_and_leaf) -> Non
     assert result is not None and result.ok
 
     out = project.root / "manifests" / "promoted"
-    code, _out, err = project.cli(
+    promote = (
         "promote",
         "--from",
         "dev",
@@ -197,25 +197,14 @@ def test_promote_mirror_output_applied_to_the_hub(tmp_path, hub_and_leaf) -> Non
         "--out",
         str(out),
     )
+    code, _out, err = project.cli(*promote)
     assert code == 0, err
     first = {f.name: f.read_bytes() for f in out.iterdir()}
     assert list(first) == [f"{name}.yaml"]
     text = first[f"{name}.yaml"].decode()
     assert "domain: leaf" in text and "environments:\n    - prod" in text
     assert "max_age: 1d" in text and "max_bytes: 64MiB" in text
-    code, _out, err = project.cli(
-        "promote",
-        "--from",
-        "dev",
-        "--to",
-        "prod",
-        "--mode",
-        "mirror",
-        "--select",
-        name,
-        "--out",
-        str(out),
-    )
+    code, _out, err = project.cli(*promote)
     assert code == 0, err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == first  # byte-identical
 

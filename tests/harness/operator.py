@@ -22,6 +22,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client, RawCredentials
 
+from harness.servers import SingleServer
 from reconciler.accounts.auth import (
     build_account_jwt,
     include_directive,
@@ -30,37 +31,21 @@ from reconciler.accounts.auth import (
     push_account_jwt,
 )
 from reconciler.accounts.store import AuthStore
-from reconciler.server import ServerProcess, free_port, start_server
+from reconciler.server import free_port, start_server
 
 HOST = "127.0.0.1"
 
 
 @dataclass
-class OperatorServer:
+class OperatorServer(SingleServer):
     """One operator-mode JetStream server built from an auth store."""
 
-    server: ServerProcess
     store: AuthStore
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def urls(self) -> list[str]:
-        return [self.server.url]
-
-    @property
-    def servers(self) -> list[ServerProcess]:
-        return [self.server]
 
     @property
     def sys_creds(self) -> Path:
         """Path of the SYS admin creds file (a system-account user)."""
         return self.store.sys_creds_path
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 def operator_server_config(store: AuthStore, name: str, config_dir: Path, extra: str = "") -> str:
