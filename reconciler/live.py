@@ -446,6 +446,11 @@ async def read_live_state(
     streams = await client.list_streams()
     by_name = {s["config"]["name"]: _kept(s, STREAM_INFO_KEPT) for s in streams}
     cluster_name = server_info.get("cluster") if cluster_size is not None else None
+    if cluster_size is not None and cluster_size > 1:
+        # A cluster's client URLs reach the client in INFO updates after it connects:
+        # the count is a lower bound, so take the latest one, after the reads.
+        later = cluster_size_of(client.nc._server_info or {})
+        cluster_size = max(cluster_size, later or 0)
     state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
     wanted = set(only_streams) if only_streams is not None else None
     semaphore = asyncio.Semaphore(concurrency)

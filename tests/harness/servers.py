@@ -507,9 +507,22 @@ def _wait_meta_group(servers: list[ServerProcess], timeout: float) -> None:
             reason = await _info_ok(srv.url, "$JS.API.INFO")
             if reason:
                 return f"{srv.name}: {reason}"
+            # clients learn the cluster's size from INFO connect_urls, which fill in
+            # after the routes: wait until a new client of every node sees all of them
+            urls = await _connect_urls(srv.url)
+            if len(urls) != size:
+                return f"{srv.name} advertises {len(urls)}/{size} client URLs"
         return None
 
     _poll(check, timeout, "the JetStream meta leader", servers)
+
+
+async def _connect_urls(url: str) -> list[str]:
+    nc = await _connect(url)
+    try:
+        return list((nc._server_info or {}).get("connect_urls") or [])
+    finally:
+        await nc.close()
 
 
 def start_hub_and_leaf(
