@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler.apply import ApplyResult, apply_plan, check_refusals
+from reconciler.connection import ConnectSettings, connect, resolve_settings
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import ApplyRefused, ManifestError, UsageError
 from reconciler.live import (
     Connections,
-    ConnectSettings,
     JetStreamClient,
     LiveState,
     cluster_size_of,
-    connect,
     read_live_state,
-    resolve_settings,
 )
 from reconciler.models import Resource
 from reconciler.normalize import fingerprint
@@ -106,7 +104,7 @@ async def plan_async(
     cluster_size: int | None = None
     if account_res:
         system = await conns.system()
-        cluster_size = cluster_size_of(system._server_info or {})
+        cluster_size = cluster_size_of(system)
         live_claims = await accounts.read_account_claims(
             system, store, [r.address.name for r in account_res]
         )

@@ -145,7 +145,7 @@ async def _run_change(conns: Connections, change: Change) -> None:
         from reconciler.accounts.reconcile import apply_account
 
         system = await conns.system()
-        await apply_account(conns, send, cluster_size_of(system._server_info or {}) or 1)
+        await apply_account(conns, send, cluster_size_of(system) or 1)
         return
     client = await conns.client(address.account)
     if address.kind == "Stream":

@@ -1,9 +1,10 @@
-"""Live reading: one connection per environment, the raw JetStream JSON API.
+"""Live reading: the raw JetStream JSON API over one connection per account.
 
 Every JetStream request goes through :meth:`JetStreamClient.request`, which builds
 the subject from the environment's API prefix (``$JS.API`` or ``$JS.<domain>.API``),
 sends raw JSON (nats-py's typed JetStream manager drops fields it does not know, so
 it is never used for configs), and turns an error reply into :class:`ApiError`.
+Connecting (settings, contexts, TLS, credentials) is ``reconciler.connection``.
 
 Reads are bulk: ``STREAM.LIST`` pages (256 per page) and one ``CONSUMER.LIST`` paging
 per stream, run concurrently under a bound; never one INFO request per resource.
@@ -14,210 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
-from nats.aio.client import RawCredentials
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from reconciler.environments import DEFAULT_URL, EnvironmentConfig
-from reconciler.errors import ApiError, ConnectionFailed, UsageError
+from reconciler.connection import ConnectSettings, connect, redact, server_info, strip_userinfo
+from reconciler.errors import ApiError, ConnectionFailed
 
 LIST_CONCURRENCY = 64
-CLOSE_TIMEOUT = 0.5  # seconds to let a half-open client close
-CONNECT_RETRY_WAIT = 0.1  # seconds between the two tries of one server
-
-
-@dataclass
-class ConnectSettings:
-    """Where and how to connect. ``describe()`` never shows a secret."""
-
-    servers: list[str]
-    domain: str | None = None
-    api_prefix: str | None = None
-    creds: str | None = None
-    creds_text: str | None = field(default=None, repr=False)  # minted, never on disk
-    nkey: str | None = None
-    token: str | None = field(default=None, repr=False)
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    timeout: float = 5.0
-
-    @property
-    def prefix(self) -> str:
-        if self.api_prefix:
-            return self.api_prefix.rstrip(".")
-        return f"$JS.{self.domain}.API" if self.domain else "$JS.API"
-
-    def describe(self) -> str:
-        servers = ", ".join(_strip_userinfo(s) for s in self.servers)
-        return servers + (f" (domain {self.domain})" if self.domain else "")
-
-
-def _strip_userinfo(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
-
-
-def _context_file(name: str) -> Path:
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "nats" / "context" / f"{name}.json"
-
-
-def read_context(name: str) -> dict[str, Any]:
-    """A nats CLI context (``~/.config/nats/context/NAME.json``)."""
-    path = _context_file(name)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f'nats context "{name}" not found ({path})') from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f'nats context "{name}" cannot be read: {exc}') from None
-
-
-def resolve_settings(
-    env: EnvironmentConfig,
-    *,
-    server: str | None = None,
-    creds: str | None = None,
-    context: str | None = None,
-) -> ConnectSettings:
-    """Merge, highest first: command line, the environment in jsops.yaml, its (or the
-    given) nats context, then ``NATS_URL``/``NATS_CREDS``/``NATS_CONTEXT``."""
-    ctx_name = context or env.context or (None if env.servers else os.environ.get("NATS_CONTEXT"))
-    ctx = read_context(ctx_name) if ctx_name else {}
-    servers: list[str]
-    if server:
-        servers = [s.strip() for s in server.split(",") if s.strip()]
-    elif env.servers:
-        servers = list(env.servers)
-    elif ctx.get("url"):
-        servers = [s.strip() for s in str(ctx["url"]).split(",")]
-    elif os.environ.get("NATS_URL"):
-        servers = [s.strip() for s in os.environ["NATS_URL"].split(",")]
-    else:
-        servers = [DEFAULT_URL]
-    tls = env.tls
-    return ConnectSettings(
-        servers=servers,
-        domain=env.domain or ctx.get("jetstream_domain") or None,
-        api_prefix=None if env.domain else (ctx.get("jetstream_api_prefix") or None),
-        creds=_path(creds or env.creds or ctx.get("creds") or os.environ.get("NATS_CREDS")),
-        nkey=_path(env.nkey or ctx.get("nkey")),
-        token=env.token or ctx.get("token") or None,
-        user=env.user or ctx.get("user") or None,
-        password=env.password or ctx.get("password") or None,
-        tls_ca=_path((tls.ca if tls else None) or ctx.get("ca")),
-        tls_cert=_path((tls.cert if tls else None) or ctx.get("cert")),
-        tls_key=_path((tls.key if tls else None) or ctx.get("key")),
-        timeout=env.timeout,
-    )
-
-
-def _path(value: str | None) -> str | None:
-    return str(Path(value).expanduser()) if value else None
-
-
-def _tls_context(settings: ConnectSettings) -> ssl.SSLContext | None:
-    if not (settings.tls_ca or settings.tls_cert):
-        if any(s.startswith("tls://") for s in settings.servers):
-            return ssl.create_default_context()
-        return None
-    ctx = ssl.create_default_context(cafile=settings.tls_ca)
-    if settings.tls_cert:
-        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
-    return ctx
-
-
-async def connect(settings: ConnectSettings) -> NatsClient:
-    """Connect once, without reconnect loops; any failure is one clear line, fast.
-
-    nats-py's initial connect keeps cycling through the server pool as long as
-    ``max_reconnect_attempts`` is 0 (it only drops a server when the count is > 0), so
-    each server gets two tries (``max_reconnect_attempts=1``) a short wait apart, and
-    the whole attempt is bounded by a deadline as well.
-    """
-
-    async def _quiet(_exc: Exception) -> None:  # nats-py would log every error
-        return None
-
-    kwargs: dict[str, Any] = {
-        "servers": settings.servers,
-        "name": "jsops",
-        "connect_timeout": settings.timeout,
-        "allow_reconnect": False,
-        "max_reconnect_attempts": 1,
-        "reconnect_time_wait": CONNECT_RETRY_WAIT,
-        "error_cb": _quiet,
-        "pending_size": 64 * 1024 * 1024,
-    }
-    for path in (settings.creds, settings.nkey):
-        if path and not Path(path).is_file():
-            raise ConnectionFailed(f"credentials file not found: {path}")
-    if settings.creds_text:
-        kwargs["user_credentials"] = RawCredentials(settings.creds_text)
-    elif settings.creds:
-        kwargs["user_credentials"] = settings.creds
-    if settings.nkey:
-        kwargs["nkeys_seed"] = settings.nkey
-    if settings.token:
-        kwargs["token"] = settings.token
-    if settings.user:
-        kwargs["user"] = settings.user
-        kwargs["password"] = settings.password
-    try:
-        tls = _tls_context(settings)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConnectionFailed(f"TLS setup failed: {exc}") from None
-    if tls is not None:
-        kwargs["tls"] = tls
-    nc = NatsClient()
-    deadline = 2 * len(settings.servers) * (settings.timeout + CONNECT_RETRY_WAIT) + 1
-    try:
-        await asyncio.wait_for(nc.connect(**kwargs), deadline)
-    except Exception as exc:  # nats-py raises many types here; all mean "cannot connect"
-        # After a failed TLS handshake nats-py's close() never returns: bound it.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
-        raise ConnectionFailed(
-            f"cannot connect to {settings.describe()}: {_connect_reason(exc, settings)}"
-        ) from None
-    return nc
-
-
-def _connect_reason(exc: BaseException, settings: ConnectSettings) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    lowered = text.lower()
-    if "authorization" in lowered or "authentication" in lowered:
-        return "authorization violation (check the credentials)"
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return f"timed out after {settings.timeout:g}s"
-    if isinstance(exc, ssl.SSLError):
-        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or text
-        return f"TLS handshake failed: {reason} (check tls.ca / the server certificate)"
-    if isinstance(exc, (nats.errors.NoServersError, OSError)) or "no servers" in lowered:
-        return "no server is reachable"
-    return _redact(text.removeprefix("nats: ").strip("'"), settings)
-
-
-def _redact(text: str, settings: ConnectSettings) -> str:
-    """Remove any secret the settings hold from a message (server errors may echo them)."""
-    for secret in (settings.password, settings.token):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class JetStreamClient:
@@ -236,7 +45,7 @@ class JetStreamClient:
         try:
             msg = await self.nc.request(full, body, timeout=self.timeout)
         except NoRespondersError:
-            servers = ", ".join(_strip_userinfo(u) for u in self.settings.servers)
+            servers = ", ".join(strip_userinfo(u) for u in self.settings.servers)
             if self.settings.domain:
                 raise ConnectionFailed(
                     f'JetStream domain "{self.settings.domain}" does not answer on {servers} '
@@ -252,7 +61,7 @@ class JetStreamClient:
                 f"on {self.settings.describe()}"
             ) from None
         except Exception as exc:
-            reason = _redact(str(exc) or type(exc).__name__, self.settings)
+            reason = redact(str(exc) or type(exc).__name__, self.settings)
             raise ConnectionFailed(
                 f"connection to {self.settings.describe()} failed: {reason}"
             ) from None
@@ -407,9 +216,7 @@ def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-async def _cluster_size(
-    client: JetStreamClient, server_info: dict[str, Any], target_info: dict[str, Any]
-) -> int | None:
+async def _cluster_size(client: JetStreamClient, target_info: dict[str, Any]) -> int | None:
     """How many servers the target's JetStream cluster has, from the connected server's
     INFO (its cluster name and ``connect_urls``); None when that server may not be in the
     target domain (a hub reaching a leaf's JetStream), or does not advertise its peers."""
@@ -421,14 +228,15 @@ async def _cluster_size(
             return None
         if local_domain != target_info.get("domain"):
             return None
-    return cluster_size_of(server_info)
+    return cluster_size_of(client.nc)
 
 
-def cluster_size_of(server_info: dict[str, Any]) -> int | None:
-    """Servers in the connected server's cluster (its INFO), None if not advertised."""
-    if not server_info.get("cluster"):
+def cluster_size_of(nc: NatsClient) -> int | None:
+    """Servers in the connected server's cluster (from its INFO), None if not advertised."""
+    info = server_info(nc)
+    if not info.get("cluster"):
         return 1
-    return len(server_info.get("connect_urls") or []) or None
+    return len(info.get("connect_urls") or []) or None
 
 
 async def read_live_state(
@@ -440,16 +248,16 @@ async def read_live_state(
     """All streams (paged LIST) and their consumers (paged LIST per stream, concurrent)."""
     info = await client.account_info()
     api_level = int((info.get("api") or {}).get("level") or 0)
-    server_info = client.nc._server_info or {}
-    version = str(server_info.get("version", ""))
-    cluster_size = await _cluster_size(client, server_info, info)
+    connected = server_info(client.nc)
+    version = str(connected.get("version", ""))
+    cluster_size = await _cluster_size(client, info)
     streams = await client.list_streams()
     by_name = {s["config"]["name"]: _kept(s, STREAM_INFO_KEPT) for s in streams}
-    cluster_name = server_info.get("cluster") if cluster_size is not None else None
+    cluster_name = connected.get("cluster") if cluster_size is not None else None
     if cluster_size is not None and cluster_size > 1:
         # A cluster's client URLs reach the client in INFO updates after it connects:
         # the count is a lower bound, so take the latest one, after the reads.
-        later = cluster_size_of(client.nc._server_info or {})
+        later = cluster_size_of(client.nc)
         cluster_size = max(cluster_size, later or 0)
     state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
     wanted = set(only_streams) if only_streams is not None else None

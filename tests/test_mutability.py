@@ -31,6 +31,7 @@ import pytest
 from harness.project import make_project
 from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
 
+from reconciler.connection import server_info
 from reconciler.errors import ApplyRefused
 from reconciler.mutability import (
     CONSUMER_REPLACE_RULES,
@@ -1187,7 +1188,7 @@ def test_every_row_for_this_server_has_a_live_case(nats_server: SingleServer) ->
     async def version() -> str:
         nc = await nats.connect(nats_server.url)
         try:
-            return str(nc._server_info.get("version", ""))
+            return str(server_info(nc).get("version", ""))
         finally:
             await nc.close()
 

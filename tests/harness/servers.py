@@ -37,6 +37,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from reconciler.connection import server_info
 from reconciler.server import ServerProcess, free_port, start_server, stop_all
 
 HOST = "127.0.0.1"
@@ -520,7 +521,7 @@ def _wait_meta_group(servers: list[ServerProcess], timeout: float) -> None:
 async def _connect_urls(url: str) -> list[str]:
     nc = await _connect(url)
     try:
-        return list((nc._server_info or {}).get("connect_urls") or [])
+        return list(server_info(nc).get("connect_urls") or [])
     finally:
         await nc.close()
 

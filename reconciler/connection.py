@@ -1,0 +1,221 @@
+"""Connection settings and connecting: where and how jsops reaches a server.
+
+:func:`resolve_settings` merges the command line, the environment in ``jsops.yaml``,
+a nats CLI context and the ``NATS_*`` variables into one :class:`ConnectSettings`;
+:func:`connect` opens one nats-py connection from it (bounded, no reconnect loops,
+TLS enforced when asked for). Nothing here prints a secret: :meth:`ConnectSettings.describe`
+strips userinfo and :func:`redact` removes passwords and tokens from messages.
+:func:`server_info` is the one accessor of the server's INFO that nats-py keeps private.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
+
+from reconciler.environments import DEFAULT_URL, EnvironmentConfig
+from reconciler.errors import ConnectionFailed, UsageError
+
+CLOSE_TIMEOUT = 0.5  # seconds to let a half-open client close
+CONNECT_RETRY_WAIT = 0.1  # seconds between the two tries of one server
+
+
+@dataclass
+class ConnectSettings:
+    """Where and how to connect. ``describe()`` never shows a secret."""
+
+    servers: list[str]
+    domain: str | None = None
+    api_prefix: str | None = None
+    creds: str | None = None
+    creds_text: str | None = field(default=None, repr=False)  # minted, never on disk
+    nkey: str | None = None
+    token: str | None = field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    timeout: float = 5.0
+
+    @property
+    def prefix(self) -> str:
+        if self.api_prefix:
+            return self.api_prefix.rstrip(".")
+        return f"$JS.{self.domain}.API" if self.domain else "$JS.API"
+
+    def describe(self) -> str:
+        servers = ", ".join(strip_userinfo(s) for s in self.servers)
+        return servers + (f" (domain {self.domain})" if self.domain else "")
+
+
+def strip_userinfo(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
+def _context_file(name: str) -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "nats" / "context" / f"{name}.json"
+
+
+def read_context(name: str) -> dict[str, Any]:
+    """A nats CLI context (``~/.config/nats/context/NAME.json``)."""
+    path = _context_file(name)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f'nats context "{name}" not found ({path})') from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f'nats context "{name}" cannot be read: {exc}') from None
+
+
+def resolve_settings(
+    env: EnvironmentConfig,
+    *,
+    server: str | None = None,
+    creds: str | None = None,
+    context: str | None = None,
+) -> ConnectSettings:
+    """Merge, highest first: command line, the environment in jsops.yaml, its (or the
+    given) nats context, then ``NATS_URL``/``NATS_CREDS``/``NATS_CONTEXT``."""
+    ctx_name = context or env.context or (None if env.servers else os.environ.get("NATS_CONTEXT"))
+    ctx = read_context(ctx_name) if ctx_name else {}
+    servers: list[str]
+    if server:
+        servers = [s.strip() for s in server.split(",") if s.strip()]
+    elif env.servers:
+        servers = list(env.servers)
+    elif ctx.get("url"):
+        servers = [s.strip() for s in str(ctx["url"]).split(",")]
+    elif os.environ.get("NATS_URL"):
+        servers = [s.strip() for s in os.environ["NATS_URL"].split(",")]
+    else:
+        servers = [DEFAULT_URL]
+    tls = env.tls
+    return ConnectSettings(
+        servers=servers,
+        domain=env.domain or ctx.get("jetstream_domain") or None,
+        api_prefix=None if env.domain else (ctx.get("jetstream_api_prefix") or None),
+        creds=_path(creds or env.creds or ctx.get("creds") or os.environ.get("NATS_CREDS")),
+        nkey=_path(env.nkey or ctx.get("nkey")),
+        token=env.token or ctx.get("token") or None,
+        user=env.user or ctx.get("user") or None,
+        password=env.password or ctx.get("password") or None,
+        tls_ca=_path((tls.ca if tls else None) or ctx.get("ca")),
+        tls_cert=_path((tls.cert if tls else None) or ctx.get("cert")),
+        tls_key=_path((tls.key if tls else None) or ctx.get("key")),
+        timeout=env.timeout,
+    )
+
+
+def _path(value: str | None) -> str | None:
+    return str(Path(value).expanduser()) if value else None
+
+
+def _tls_context(settings: ConnectSettings) -> ssl.SSLContext | None:
+    if not (settings.tls_ca or settings.tls_cert):
+        if any(s.startswith("tls://") for s in settings.servers):
+            return ssl.create_default_context()
+        return None
+    ctx = ssl.create_default_context(cafile=settings.tls_ca)
+    if settings.tls_cert:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def connect(settings: ConnectSettings) -> NatsClient:
+    """Connect once, without reconnect loops; any failure is one clear line, fast.
+
+    nats-py's initial connect keeps cycling through the server pool as long as
+    ``max_reconnect_attempts`` is 0 (it only drops a server when the count is > 0), so
+    each server gets two tries (``max_reconnect_attempts=1``) a short wait apart, and
+    the whole attempt is bounded by a deadline as well.
+    """
+
+    async def _quiet(_exc: Exception) -> None:  # nats-py would log every error
+        return None
+
+    kwargs: dict[str, Any] = {
+        "servers": settings.servers,
+        "name": "jsops",
+        "connect_timeout": settings.timeout,
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": CONNECT_RETRY_WAIT,
+        "error_cb": _quiet,
+        "pending_size": 64 * 1024 * 1024,
+    }
+    for path in (settings.creds, settings.nkey):
+        if path and not Path(path).is_file():
+            raise ConnectionFailed(f"credentials file not found: {path}")
+    if settings.creds_text:
+        kwargs["user_credentials"] = RawCredentials(settings.creds_text)
+    elif settings.creds:
+        kwargs["user_credentials"] = settings.creds
+    if settings.nkey:
+        kwargs["nkeys_seed"] = settings.nkey
+    if settings.token:
+        kwargs["token"] = settings.token
+    if settings.user:
+        kwargs["user"] = settings.user
+        kwargs["password"] = settings.password
+    try:
+        tls = _tls_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectionFailed(f"TLS setup failed: {exc}") from None
+    if tls is not None:
+        kwargs["tls"] = tls
+    nc = NatsClient()
+    deadline = 2 * len(settings.servers) * (settings.timeout + CONNECT_RETRY_WAIT) + 1
+    try:
+        await asyncio.wait_for(nc.connect(**kwargs), deadline)
+    except Exception as exc:  # nats-py raises many types here; all mean "cannot connect"
+        # After a failed TLS handshake nats-py's close() never returns: bound it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
+        raise ConnectionFailed(
+            f"cannot connect to {settings.describe()}: {_connect_reason(exc, settings)}"
+        ) from None
+    return nc
+
+
+def _connect_reason(exc: BaseException, settings: ConnectSettings) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lowered = text.lower()
+    if "authorization" in lowered or "authentication" in lowered:
+        return "authorization violation (check the credentials)"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return f"timed out after {settings.timeout:g}s"
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or text
+        return f"TLS handshake failed: {reason} (check tls.ca / the server certificate)"
+    if isinstance(exc, (nats.errors.NoServersError, OSError)) or "no servers" in lowered:
+        return "no server is reachable"
+    return redact(text.removeprefix("nats: ").strip("'"), settings)
+
+
+def redact(text: str, settings: ConnectSettings) -> str:
+    """Remove any secret the settings hold from a message (server errors may echo them)."""
+    for secret in (settings.password, settings.token):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def server_info(nc: NatsClient) -> dict[str, Any]:
+    """The INFO the connected server sent (latest update included); nats-py keeps it in a
+    private attribute, read here only."""
+    return dict(getattr(nc, "_server_info", None) or {})
