@@ -3,7 +3,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo schema clean bench
+.PHONY: install test test-matrix nats-servers lint demo schema clean bench
+
+# The suites that `make test-matrix` runs on every supported nats-server release
+# (tests/harness/releases.py MATRIX; `make test-matrix VERSIONS="2.10.26 2.15.1"`).
+MATRIX_TESTS ?= tests/test_mutability.py tests/test_roundtrip.py tests/test_cluster.py \
+	tests/test_domains.py tests/test_harness.py
+VERSIONS ?=
 
 install: $(STAMP)
 
@@ -15,6 +21,12 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 tests
+
+nats-servers: install
+	$(BIN)/python tests/harness/releases.py $(VERSIONS)
+
+test-matrix: install
+	$(BIN)/python tests/harness/releases.py --run $(VERSIONS) -- -q -n 2 $(MATRIX_TESTS)
 
 lint: install
 	$(BIN)/ruff check reconciler tests bench
@@ -30,4 +42,4 @@ bench: install
 	$(BIN)/python bench/plan_apply.py
 
 clean:
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) .data .cache

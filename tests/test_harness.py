@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from harness import releases
 from harness.servers import (
     Cluster,
     HubAndLeaf,
@@ -185,3 +186,24 @@ def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
         start_server(store_dir=tmp_path / "store", config_text="jetstream { bogus_key: [ }\n")
     assert "exited with code" in str(err.value)
     assert "log tail" in str(err.value)
+
+
+def test_fixture_servers_run_the_selected_release(
+    nats_server: SingleServer, server_version: tuple[int, int, int]
+) -> None:
+    """`--nats-server-version` / $JSOPS_NATS_SERVER reach every fixture's server."""
+    reported = monitor_json(nats_server.server, "/varz")["version"]
+    assert releases.parse_version(reported) == server_version
+
+
+def test_binary_selection_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binary = releases.ensure(releases.OLDEST)
+    monkeypatch.setenv(releases.ENV_VAR, str(binary))
+    srv = start_single(tmp_path).server
+    try:
+        assert monitor_json(srv, "/varz")["version"] == releases.OLDEST
+    finally:
+        srv.stop()
+    monkeypatch.setenv(releases.ENV_VAR, str(tmp_path / "missing"))
+    with pytest.raises(JsopsError, match=r"JSOPS_NATS_SERVER=.* is not an executable file"):
+        start_single(tmp_path / "again")
