@@ -32,12 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reconciler.environments import ProjectConfig  # noqa: E402
-from reconciler.policy import (  # noqa: E402
-    SubjectTrie,
-    check_overlap,
-    check_policy,
-)
-from reconciler.subjects import overlaps  # noqa: E402
+from reconciler.policy import check_overlap, check_policy  # noqa: E402
+from reconciler.subjects import SubjectTrie, overlaps  # noqa: E402
 from reconciler.validate import validate_paths  # noqa: E402
 
 STREAMS_PER_TENANT = 20

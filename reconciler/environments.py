@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from reconciler.errors import Diagnostic, Location, ManifestError, UsageError
-from reconciler.load import SourceFile, display_path, parse
+from reconciler.diagnostics import did_you_mean, pydantic_diagnostics
+from reconciler.errors import Diagnostic, KeyPath, Location, ManifestError, UsageError
+from reconciler.load import Document, SourceFile, display_path, parse
+from reconciler.models import StreamSpec
 from reconciler.models.types import STRICT, Int, Limit, Size, check_subject
+from reconciler.subjects import under_prefix
 
 DEFAULT_CONFIG = "jsops.yaml"
 DEFAULT_PROJECT = "jsops"
@@ -212,18 +216,79 @@ def load_project(config_file: str | Path | None = None) -> Project:
     try:
         config = ProjectConfig.model_validate(doc.data)
     except ValidationError as exc:
-        from reconciler.policy import check_required_names
-        from reconciler.validate import pydantic_diagnostics
-
         problems = pydantic_diagnostics(exc, doc, ProjectConfig)
         policy = doc.data.get("policy")
         require = policy.get("require") if isinstance(policy, dict) else None
         if isinstance(require, list):  # still report unknown names: every problem in one run
             problems += check_required_names([r for r in require if isinstance(r, str)], doc)
         raise ManifestError(problems) from None
-    from reconciler.policy import check_project_config
-
     problems = check_project_config(config, doc)
     if problems:
         raise ManifestError(problems)
     return Project(config, path.resolve().parent, shown)
+
+
+def _config_location(doc: Document | None, path: KeyPath, value: bool = True) -> Location:
+    if doc is None:
+        return Location("jsops.yaml")
+    return doc.locate_value(path) if value and isinstance(path[-1], str) else doc.locate(path)
+
+
+def check_required_names(names: Sequence[str], doc: Document | None = None) -> list[Diagnostic]:
+    """``policy.require`` may only name StreamSpec fields (with a "did you mean" hint)."""
+    fields = list(StreamSpec.model_fields)
+    return [
+        Diagnostic(
+            _config_location(doc, ("policy", "require", i)),
+            f'policy.require.{i}: unknown stream field "{name}"',
+            code="unknown_field",
+            hint=did_you_mean(name, fields),
+        )
+        for i, name in enumerate(names)
+        if name not in StreamSpec.model_fields
+    ]
+
+
+def check_project_config(config: ProjectConfig, doc: Document | None = None) -> list[Diagnostic]:
+    """Rules of ``jsops.yaml`` beyond its model: ``policy.require`` names stream fields,
+    tenants' prefixes are valid subjects and never nested in one another.
+
+    ``doc`` is the parsed project file, for locations (``load_project`` passes it).
+    """
+    problems = check_required_names(config.policy.require, doc)
+    seen: list[tuple[str, str]] = []
+    for tenant, tconf in config.tenants.items():
+        prefix = config.tenant_prefix(tenant)
+        path: KeyPath = ("tenants", tenant, "prefix") if tconf.prefix else ("tenants", tenant)
+        where = _config_location(doc, path, value=bool(tconf.prefix))
+        if not tconf.prefix:
+            problem = check_subject(prefix, wildcards=False)
+            if problem:
+                problems.append(
+                    Diagnostic(
+                        where,
+                        f'tenants.{tenant}: the default prefix "{prefix}" is not a valid '
+                        f"subject ({problem}): set prefix",
+                        code="bad_prefix",
+                    )
+                )
+                continue
+        for other, other_prefix in seen:
+            if prefix == other_prefix:
+                how = "is the same as"
+            elif under_prefix(other_prefix, prefix):
+                how = "is inside"
+            elif under_prefix(prefix, other_prefix):
+                how = "contains"
+            else:
+                continue
+            problems.append(
+                Diagnostic(
+                    where,
+                    f'tenants.{tenant}: prefix "{prefix}" {how} the prefix "{other_prefix}" '
+                    f'of tenant "{other}"',
+                    code="tenant_prefix_overlap",
+                )
+            )
+        seen.append((tenant, prefix))
+    return problems

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+KeyPath = tuple[str | int, ...]
+"""Where a value is inside a document: mapping keys and list indexes (``spec.sources.0``)."""
+
 
 @dataclass(frozen=True, order=True, slots=True)
 class Location:

@@ -36,14 +36,13 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 
-from reconciler.errors import Diagnostic, Location
+from reconciler.diagnostics import one_line
+from reconciler.errors import Diagnostic, KeyPath, Location
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _TEMPLATE_OPENERS = ("{{", "{%", "{#")
 # Tags whose body text a template can capture and inspect (set blocks, filter
 # blocks, macros, call blocks): there, markers could change the result.
-
-Path_ = tuple[str | int, ...]
 
 
 def display_path(path: Path) -> str:
@@ -199,7 +198,7 @@ class Document:
         docs = self.source.positions()
         return docs[self.index] if self.index < len(docs) else None
 
-    def locate(self, path: Path_ = ()) -> Location:
+    def locate(self, path: KeyPath = ()) -> Location:
         """Where ``path`` (keys and list indexes) is in the file; the nearest parent if absent."""
         node = self._node()
         line, col = self.start_line, 1
@@ -214,7 +213,7 @@ class Document:
             line, col = mark.line + 1, mark.column + 1
         return self.source.location(line, col)
 
-    def locate_value(self, path: Path_) -> Location:
+    def locate_value(self, path: KeyPath) -> Location:
         """Where the value at ``path`` starts (rather than its key)."""
         node = self._node()
         for key in path:
@@ -315,7 +314,7 @@ def _yaml_error(source: SourceFile, exc: YAMLError) -> Diagnostic:
     label = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        problem = _one_line(exc.problem or exc.context or "invalid YAML")
+        problem = one_line(exc.problem or exc.context or "invalid YAML")
         duplicate = _DUPLICATE_KEY.match(problem)
         if duplicate:
             label, problem = "YAML error", f"duplicate key {duplicate.group(1)}"
@@ -348,11 +347,7 @@ def _yaml_error(source: SourceFile, exc: YAMLError) -> Diagnostic:
             f"{label}: unacceptable character U+{char:04X}: {exc.reason}",
             code="yaml_syntax",
         )
-    return Diagnostic(Location(path), f"{label}: {_one_line(str(exc))}", code="yaml_syntax")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return Diagnostic(Location(path), f"{label}: {one_line(str(exc))}", code="yaml_syntax")
 
 
 def _compose_and_construct(yaml: YAML, text: str) -> tuple[list[Any], list[Any]]:
@@ -455,9 +450,13 @@ def load_text(
     """Render one manifest text named ``shown`` (not parsed yet); errors are located."""
     if not is_template(text):
         return SourceFile(shown, text, text), []
-    from reconciler.templating import render_source  # Jinja2 only when a file needs it
+    from reconciler.templating import render_lines  # Jinja2 only when a file needs it
 
-    return render_source(shown, text, variables)
+    rendered, line_map, problem = render_lines(shown, text, variables)
+    if rendered is None:
+        assert problem is not None
+        return None, [problem]
+    return SourceFile(shown, text, rendered, True, line_map), []
 
 
 def load_file(

@@ -10,12 +10,10 @@ Diagnostics; nothing here talks to a server.
 - :func:`check_live_overlap`: declared streams against live streams no manifest
   declares (plan time, after the live state is read, before the plan is built);
 - :func:`destroy_allowed` / :func:`destroy_refusals`: ``allow_delete: false`` of an
-  environment (plan/apply refuse deletes and replaces there);
-- :func:`check_project_config`: ``jsops.yaml`` itself (``load_project`` calls it).
+  environment (plan/apply refuse deletes and replaces there).
 
-Overlap is found with :class:`SubjectTrie`, a token trie that answers "which stored
-subjects overlap this one" by walking only the branches a query can match, so the
-check stays near-linear in the number of subjects (``bench/overlap.py``).
+``jsops.yaml``'s own rules are ``environments.check_project_config``. Overlap is found
+with ``subjects.SubjectTrie`` (near-linear in the number of subjects).
 
 Message formats (``str(Diagnostic)``; the location is the offending key or list item,
 or ``metadata.name`` when a whole resource is at fault)::
@@ -42,149 +40,33 @@ or ``metadata.name`` when a whole resource is at fault)::
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any
 
+from reconciler.diagnostics import did_you_mean, dotted
 from reconciler.environments import Project, ProjectConfig
-from reconciler.errors import Diagnostic, Location
+from reconciler.errors import Diagnostic, KeyPath, Location
 from reconciler.models import Address, ConsumerSpec, Resource, StreamSource, StreamSpec
-from reconciler.models.types import check_subject
-from reconciler.models.units import SIZE_UNITS
-
-if TYPE_CHECKING:
-    from reconciler.load import Document
-
-T = TypeVar("T")
-Path = tuple[str | int, ...]
+from reconciler.models.units import format_size
+from reconciler.subjects import SubjectTrie, under_prefix
 
 __all__ = [
-    "SubjectTrie",
     "check_live_overlap",
     "check_overlap",
     "check_policy",
-    "check_project_config",
     "check_quotas",
     "check_replicas",
     "check_required",
-    "check_required_names",
     "check_tenancy",
     "destroy_allowed",
     "destroy_refusals",
-    "overlapping_pairs",
     "stream_subjects",
     "subject_path",
-    "under_prefix",
 ]
 
 
 # --------------------------------------------------------------------------- subjects
-
-
-# A trie node is a plain dict: token -> child node, and under the key None (never a
-# token) the list of (subject, value) entries whose last token is this node. Dicts
-# rather than node objects keep the trie to about one tracked object per token, which
-# matters next to the large heap a validation run has just built (fewer objects,
-# fewer garbage-collector passes over it).
-_Node = dict[Any, Any]
-_ENTRIES = None
-
-
-class SubjectTrie(Generic[T]):
-    """Subjects (with wildcards) and a value each, queried by wildcard-aware overlap.
-
-    Tokens split on ``.``; ``*`` matches one token, ``>`` one or more trailing
-    tokens, on both sides (stored subjects and queries). ``overlapping(q)`` returns
-    every stored ``(subject, value)`` such that some literal subject is matched by
-    both ``subject`` and ``q``, each exactly once. It visits only the trie nodes ``q``
-    can match: a literal query token follows that token's branch and the ``*``
-    branch, a ``*`` follows every branch of its level, a ``>`` takes the whole
-    subtree below (everything it returns overlaps), and a stored ``>`` is returned
-    where it hangs. The cost is the number of nodes the query's wildcards open up
-    plus the size of the answer, not the number of stored subjects.
-    """
-
-    __slots__ = ("_root", "_size")
-
-    def __init__(self) -> None:
-        self._root: _Node = {}
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def insert(self, subject: str, value: T) -> None:
-        node = self._root
-        for token in subject.split("."):
-            child = node.get(token)
-            if child is None:
-                child = node[token] = {}
-            node = child
-        entries = node.get(_ENTRIES)
-        if entries is None:
-            node[_ENTRIES] = [(subject, value)]
-        else:
-            entries.append((subject, value))
-        self._size += 1
-
-    def overlapping(self, subject: str) -> list[tuple[str, T]]:
-        """Every stored ``(subject, value)`` that overlaps ``subject``."""
-        query = subject.split(".")
-        end = len(query)
-        out: list[tuple[str, T]] = []
-        stack: list[tuple[_Node, int]] = [(self._root, 0)]
-        while stack:
-            node, i = stack.pop()
-            if i == end:
-                out.extend(node.get(_ENTRIES) or ())  # same length, every token compatible
-                continue
-            token = query[i]
-            if token == ">":  # one or more tokens: every stored subject that goes on
-                pending = [child for key, child in node.items() if key is not _ENTRIES]
-                while pending:
-                    below = pending.pop()
-                    for key, child in below.items():
-                        if key is _ENTRIES:
-                            out.extend(child)
-                        else:
-                            pending.append(child)
-                continue
-            tail = node.get(">")
-            if tail is not None:  # a stored "...>" here matches the 1+ query tokens left
-                out.extend(tail.get(_ENTRIES) or ())
-            if token == "*":
-                stack.extend(
-                    (child, i + 1)
-                    for key, child in node.items()
-                    if key is not _ENTRIES and key != ">"
-                )
-            else:
-                for key in (token, "*"):
-                    child = node.get(key)
-                    if child is not None:
-                        stack.append((child, i + 1))
-        return out
-
-
-def overlapping_pairs(subjects: Sequence[str]) -> list[tuple[int, int]]:
-    """Every pair ``(i, j)``, ``i < j``, of indexes whose subjects overlap (sorted)."""
-    trie: SubjectTrie[int] = SubjectTrie()
-    pairs = []
-    for j, subject in enumerate(subjects):
-        pairs.extend((i, j) for _, i in trie.overlapping(subject))
-        trie.insert(subject, j)
-    return sorted(pairs)
-
-
-def under_prefix(prefix: str, subject: str) -> bool:
-    """True when ``subject`` is ``prefix`` or starts with its tokens (literally).
-
-    A wildcard in one of the prefix's positions is not under it (``tenant.*.x`` may
-    be another tenant's); neither is a transform function there (``{{wildcard(1)}}``).
-    """
-    want = prefix.split(".")
-    return subject.split(".")[: len(want)] == want
 
 
 def stream_subjects(res: Resource) -> list[str]:
@@ -200,7 +82,7 @@ def stream_subjects(res: Resource) -> list[str]:
     return []
 
 
-def subject_path(res: Resource, position: int) -> Path | None:
+def subject_path(res: Resource, position: int) -> KeyPath | None:
     """The manifest path of ``stream_subjects(res)[position]`` (None: the default
     subject, located at ``metadata.name``)."""
     spec = res.spec
@@ -218,12 +100,7 @@ def _config(project: ProjectConfig | Project | None) -> ProjectConfig:
     return project.config if isinstance(project, Project) else project
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f'did you mean "{close[0]}"?' if close else None
-
-
-def _at(res: Resource, path: Path | None) -> Location:
+def _at(res: Resource, path: KeyPath | None) -> Location:
     """Where ``path`` is in the resource's document: a list item, a scalar's value.
 
     None is the resource itself: its ``metadata.name`` key (``Resource.location``),
@@ -235,15 +112,6 @@ def _at(res: Resource, path: Path | None) -> Location:
     if isinstance(path[-1], int):
         return doc.locate(path)
     return doc.locate_value(path)
-
-
-def _dotted(path: Path) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def _envs_intersect(a: Resource, b: Resource) -> bool:
-    ea, eb = a.metadata.environments, b.metadata.environments
-    return ea is None or eb is None or bool(set(ea) & set(eb))
 
 
 def _streams(resources: Sequence[Resource]) -> list[Resource]:
@@ -260,7 +128,7 @@ def _declared_stream(
 ) -> Resource | None:
     """The declared stream ``name`` in ``res``'s account that shares an environment."""
     for stream in by_name.get((res.address.account, name), ()):
-        if _envs_intersect(stream, res):
+        if stream.shares_environment(res):
             return stream
     return None
 
@@ -272,22 +140,6 @@ def _index(streams: Sequence[Resource]) -> dict[tuple[str | None, str], list[Res
     return by_name
 
 
-_SIZE_NAMES = {
-    "kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB", "pib": "PiB",
-    "kb": "KB", "mb": "MB", "gb": "GB", "tb": "TB", "pb": "PB",
-}  # fmt: skip
-
-
-def _format_size(n: int) -> str:
-    """Bytes in the shortest exact unit, binary or decimal: ``10GB``, ``3GiB``, ``1536B``."""
-    best = f"{n}B"
-    for key, name in _SIZE_NAMES.items():
-        step = SIZE_UNITS[key]
-        if n >= step and n % step == 0 and len(text := f"{n // step}{name}") < len(best):
-            best = text
-    return best
-
-
 def _replicas(value: int | None) -> int:
     return max(1, value or 0)  # absent and 0 are one replica
 
@@ -295,10 +147,10 @@ def _replicas(value: int | None) -> int:
 # --------------------------------------------------------------------------- tenancy
 
 
-def _tenant_subjects(res: Resource) -> list[tuple[str, Path]]:
+def _tenant_subjects(res: Resource) -> list[tuple[str, KeyPath]]:
     """Every subject ``res`` captures, filters, republishes or transforms to."""
     spec = res.spec
-    out: list[tuple[str, Path]] = []
+    out: list[tuple[str, KeyPath]] = []
     if isinstance(spec, ConsumerSpec):
         if spec.filter_subject:
             out.append((spec.filter_subject, ("spec", "filter_subject")))
@@ -327,8 +179,8 @@ def _tenant_subjects(res: Resource) -> list[tuple[str, Path]]:
     return out
 
 
-def _sources(spec: StreamSpec) -> list[tuple[Path, StreamSource]]:
-    out: list[tuple[Path, StreamSource]] = []
+def _sources(spec: StreamSpec) -> list[tuple[KeyPath, StreamSource]]:
+    out: list[tuple[KeyPath, StreamSource]] = []
     if spec.mirror is not None:
         out.append((("spec", "mirror"), spec.mirror))
     out += [(("spec", "sources", i), s) for i, s in enumerate(spec.sources or ())]
@@ -367,7 +219,7 @@ def check_tenancy(
                     _at(res, ("metadata", "tenant")),
                     f'metadata.tenant: unknown tenant "{tenant}"',
                     code="unknown_tenant",
-                    hint=_did_you_mean(tenant, known)
+                    hint=did_you_mean(tenant, known)
                     or (
                         f"tenants of the project: {', '.join(known)}"
                         if known
@@ -383,7 +235,7 @@ def check_tenancy(
                 problems.append(
                     Diagnostic(
                         _at(res, path),
-                        f'{_dotted(path)}: subject "{subject}" is not under the prefix '
+                        f'{dotted(path)}: subject "{subject}" is not under the prefix '
                         f'"{prefix}" of tenant "{tenant}"',
                         code="tenant_prefix",
                     )
@@ -463,7 +315,7 @@ def _whole_origins(
             problems.append(
                 Diagnostic(
                     _at(res, (*base, "name")),
-                    f"{_dotted(base)}: without filter_subject or subject_transforms the "
+                    f"{dotted(base)}: without filter_subject or subject_transforms the "
                     f'{what} takes every subject of stream "{origin.address.name}", and '
                     f"{_quoted(outside)} {'is' if len(outside) == 1 else 'are'} not under "
                     f'the prefix "{prefix}" of tenant "{tenant}"',
@@ -498,7 +350,7 @@ def check_overlap(resources: Sequence[Resource]) -> list[Diagnostic]:
             first: dict[int, int] = {}  # other stream -> position of its first clash
             for pattern, other_idx in clashes:
                 other = streams[other_idx]
-                if other.address == res.address or not _envs_intersect(other, res):
+                if other.address == res.address or not other.shares_environment(res):
                     continue  # a duplicate declaration (reported as such), or disjoint envs
                 position = subjects_of[other_idx].index(pattern)
                 first[other_idx] = min(position, first.get(other_idx, position))
@@ -654,12 +506,12 @@ def _byte_quota(
         spec = res.spec
         assert isinstance(spec, StreamSpec)
         if spec.max_bytes is None or spec.max_bytes < 0:
-            path: Path | None = ("spec", "max_bytes") if spec.max_bytes is not None else None
+            path: KeyPath | None = ("spec", "max_bytes") if spec.max_bytes is not None else None
             problems.append(
                 Diagnostic(
                     _at(res, path),
                     f'stream "{res.address.name}" has no max_bytes limit, but tenant "{tenant}" '
-                    f"has a byte quota of {_format_size(max_bytes)} ({key}.max_bytes)",
+                    f"has a byte quota of {format_size(max_bytes)} ({key}.max_bytes)",
                     code="quota",
                 )
             )
@@ -671,8 +523,8 @@ def _byte_quota(
         problems.append(
             Diagnostic(
                 _at(first_over, ("spec", "max_bytes")),
-                f'tenant "{tenant}" streams reserve {_format_size(total)} (max_bytes x '
-                f"num_replicas), over its quota of {_format_size(max_bytes)} ({key}.max_bytes)",
+                f'tenant "{tenant}" streams reserve {format_size(total)} (max_bytes x '
+                f"num_replicas), over its quota of {format_size(max_bytes)} ({key}.max_bytes)",
                 code="quota",
             )
         )
@@ -793,72 +645,3 @@ def check_policy(
     problems += check_required(resources, config)
     problems += check_replicas(resources, config, env)
     return sorted(problems, key=Diagnostic.sort_key)
-
-
-# --------------------------------------------------------------------------- jsops.yaml
-
-
-def _config_location(doc: Document | None, path: Path, value: bool = True) -> Location:
-    if doc is None:
-        return Location("jsops.yaml")
-    return doc.locate_value(path) if value and isinstance(path[-1], str) else doc.locate(path)
-
-
-def check_required_names(names: Sequence[str], doc: Document | None = None) -> list[Diagnostic]:
-    """``policy.require`` may only name StreamSpec fields (with a "did you mean" hint)."""
-    fields = list(StreamSpec.model_fields)
-    return [
-        Diagnostic(
-            _config_location(doc, ("policy", "require", i)),
-            f'policy.require.{i}: unknown stream field "{name}"',
-            code="unknown_field",
-            hint=_did_you_mean(name, fields),
-        )
-        for i, name in enumerate(names)
-        if name not in StreamSpec.model_fields
-    ]
-
-
-def check_project_config(config: ProjectConfig, doc: Document | None = None) -> list[Diagnostic]:
-    """Rules of ``jsops.yaml`` beyond its model: ``policy.require`` names stream fields,
-    tenants' prefixes are valid subjects and never nested in one another.
-
-    ``doc`` is the parsed project file, for locations (``load_project`` passes it).
-    """
-    problems = check_required_names(config.policy.require, doc)
-    seen: list[tuple[str, str]] = []
-    for tenant, tconf in config.tenants.items():
-        prefix = config.tenant_prefix(tenant)
-        path: Path = ("tenants", tenant, "prefix") if tconf.prefix else ("tenants", tenant)
-        where = _config_location(doc, path, value=bool(tconf.prefix))
-        if not tconf.prefix:
-            problem = check_subject(prefix, wildcards=False)
-            if problem:
-                problems.append(
-                    Diagnostic(
-                        where,
-                        f'tenants.{tenant}: the default prefix "{prefix}" is not a valid '
-                        f"subject ({problem}): set prefix",
-                        code="bad_prefix",
-                    )
-                )
-                continue
-        for other, other_prefix in seen:
-            if prefix == other_prefix:
-                how = "is the same as"
-            elif under_prefix(other_prefix, prefix):
-                how = "is inside"
-            elif under_prefix(prefix, other_prefix):
-                how = "contains"
-            else:
-                continue
-            problems.append(
-                Diagnostic(
-                    where,
-                    f'tenants.{tenant}: prefix "{prefix}" {how} the prefix "{other_prefix}" '
-                    f'of tenant "{other}"',
-                    code="tenant_prefix_overlap",
-                )
-            )
-        seen.append((tenant, prefix))
-    return problems

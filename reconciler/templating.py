@@ -9,18 +9,17 @@ otherwise messages say "(line in rendered template)").
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jinja2
 import jinja2.lexer
 
+from reconciler.diagnostics import did_you_mean, one_line
 from reconciler.errors import Diagnostic, Location
-from reconciler.load import SourceFile, _one_line
 
 _MARK = "\x00"
 _MARKER = re.compile(r"\x00(\d+)\x00")
@@ -137,29 +136,28 @@ def _undefined_diagnostic(
         found = _find_in_tags(source_line, r"\S")
         location = Location(path, line, found[1] if found else 1 if line else 0)
         return Diagnostic(
-            location, f"template error: {_one_line(message)}", code="template_undefined"
+            location, f"template error: {one_line(message)}", code="template_undefined"
         )
-    close: str | None
+    hint: str | None
     if top:
         name = top.group(1)
         found = _find_in_tags(source_line, rf"(?<![\w.]){re.escape(name)}\b")
-        close = _close_match(name, variables)
+        hint = did_you_mean(name, variables)
     else:
         assert attr is not None
         key = attr.group(1)
         found = _find_in_tags(source_line, _dotted_pattern(key))
         name = _BRACKET_KEY.sub(r".\1", found[0]) if found else key
         values = variables.get("values")
-        close = None
+        hint = None
         if name == f"values.{key}" and isinstance(values, Mapping):
-            close = _close_match(key, values)
-            close = f"values.{close}" if close else None
+            hint = did_you_mean(key, values, prefix="values.")
     col = found[1] if found else 1 if line else 0
     return Diagnostic(
         Location(path, line, col),
         f'undefined template variable "{name}"',
         code="template_undefined",
-        hint=f'did you mean "{close}"?' if close else None,
+        hint=hint,
     )
 
 
@@ -170,11 +168,6 @@ def _dotted_pattern(key: str) -> str:
     """``a.b.KEY`` or ``a["b"]["KEY"]``: an attribute path that ends with ``key``."""
     last = rf"(?:\.{re.escape(key)}\b|\[\s*['\"]{re.escape(key)}['\"]\s*\])"
     return rf"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\]]*\])*?{last}"
-
-
-def _close_match(word: str, choices: Iterable[Any]) -> str | None:
-    close = difflib.get_close_matches(word, [c for c in choices if isinstance(c, str)], n=1)
-    return close[0] if close else None
 
 
 def render(
@@ -189,7 +182,7 @@ def render(
     except jinja2.TemplateSyntaxError as exc:
         return None, Diagnostic(
             Location(path, exc.lineno or 0, 1 if exc.lineno else 0),
-            f"template syntax error: {_one_line(str(exc.message))}",
+            f"template syntax error: {one_line(str(exc.message))}",
             code="template_syntax",
         )
     except jinja2.UndefinedError as exc:
@@ -200,23 +193,23 @@ def render(
         found = _find_in_tags(lines[line - 1], r"\S") if 0 < line <= len(lines) else None
         return None, Diagnostic(
             Location(path, line, found[1] if found else (1 if line else 0)),
-            f"template error: {_one_line(str(exc))}",
+            f"template error: {one_line(str(exc))}",
             code="template_error",
         )
 
 
-def render_source(
+def render_lines(
     shown: str, text: str, variables: Mapping[str, Any]
-) -> tuple[SourceFile | None, list[Diagnostic]]:
-    """Render a template file into a SourceFile with its line map, or its error."""
+) -> tuple[str | None, list[int] | None, Diagnostic | None]:
+    """Render a template file: its rendered text and line map (``SourceFile.line_map``:
+    None when it cannot be established exactly), or its error."""
     if _MARK not in text and not _CAPTURES_TEXT.search(text):
         # Literal text only ever goes straight to the output here, so the marked
         # rendering without its markers *is* the rendering: one pass is enough.
         marked = _render_marked(text, variables)
         if marked is not None:
-            return SourceFile(shown, text, _MARKER.sub("", marked), True, _lines_of(marked)), []
+            return _MARKER.sub("", marked), _lines_of(marked), None
     rendered, problem = render(shown, text, variables)
-    if problem is not None:
-        return None, [problem]
-    assert rendered is not None
-    return SourceFile(shown, text, rendered, True, _line_map(text, rendered, variables)), []
+    if rendered is None:
+        return None, None, problem
+    return rendered, _line_map(text, rendered, variables), None

@@ -35,17 +35,13 @@ Value problems point at the value, unknown fields and cross-field rules at the k
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import re
-import types
-import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, get_args, get_origin
+from dataclasses import replace
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.diagnostics import did_you_mean, dotted, pydantic_diagnostics, short_value
 from reconciler.environments import Project
 from reconciler.errors import Diagnostic, ManifestError
 from reconciler.load import Document, LoadResult, load_manifests
@@ -63,88 +59,6 @@ from reconciler.models import (
 from reconciler.policy import check_policy
 from reconciler.subjects import covers
 
-# Tells tests/test_policy.py that check_policy runs in validate, plan and apply.
-POLICY_WIRED = True
-
-
-@dataclass
-class DesiredState:
-    """Validated resources of one environment, in declaration order."""
-
-    resources: list[Resource]
-
-    def streams(self) -> dict[str, Resource]:
-        return {r.address.name: r for r in self.resources if r.address.kind == "Stream"}
-
-    def consumers(self) -> list[Resource]:
-        return [r for r in self.resources if r.address.kind == "Consumer"]
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f'did you mean "{close[0]}"?' if close else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """The model class inside ``X | None``, ``list[X]``, ``dict[str, X]`` or Annotated."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        elif origin in (list, tuple, set):
-            annotation = get_args(annotation)[0]
-        elif origin is dict:
-            annotation = get_args(annotation)[1]
-        else:
-            return annotation
-
-
-def _model_at(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
-    current: Any = model
-    for key in path:
-        if isinstance(key, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(key)
-        if field is None:
-            return None
-        current = _unwrap(field.annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _dotted(path: Sequence[str | int]) -> str:
-    """``spec.sources.0.name``; a key that is not a plain word is quoted (``metadata."a b"``)."""
-    return ".".join(
-        str(p) if isinstance(p, int) or _PLAIN_KEY.match(p) else json.dumps(p, ensure_ascii=False)
-        for p in path
-    )
-
-
-_PLAIN_KEY = re.compile(r"^[\w/-]+$")
-
-
-def _short(value: Any) -> str:
-    """A value as YAML users read it: strings quoted, ``null``, ``true``, ``[...]``."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):  # e.g. a mapping with non-string keys
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
 
 def _what(value: Any) -> str:
     if value is None:
@@ -158,102 +72,6 @@ def _what(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
-
-
-def _choices(error: dict[str, Any]) -> list[str]:
-    return re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
-
-
-def _message(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    value = error.get("input")
-    ctx = error.get("ctx") or {}
-    if kind in ("bad_duration", "bad_size", "bad_name", "bad_subject", "bad_time", "bad_int"):
-        return str(error["msg"])
-    if kind == "literal_error":
-        return f"invalid value {_short(value)}: expected one of {', '.join(_choices(error))}"
-    if kind in ("int_parsing", "int_type", "int_from_float", "int_parsing_size"):
-        return f"expected an integer, got {_short(value)}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"expected true or false, got {_short(value)}"
-    if kind in ("string_type", "string_unicode"):
-        return f"expected a string, got {_short(value)}"
-    if kind in ("list_type",):
-        return f"expected a list, got {_short(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping, got {_short(value)}"
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return f"expected a number, got {_short(value)}"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}, got {_short(value)}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}, got {_short(value)}"
-    if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt')}, got {_short(value)}"
-    if kind == "too_short" and ctx.get("min_length") == 1:
-        return "must not be empty"
-    if kind == "string_too_long":
-        return f"must be at most {ctx.get('max_length')} characters long"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    msg = str(error["msg"])
-    return msg[0].lower() + msg[1:] if msg else kind
-
-
-def pydantic_diagnostics(
-    exc: ValidationError, doc: Document, model: type[BaseModel], prefix: tuple[str | int, ...] = ()
-) -> list[Diagnostic]:
-    """Turn each pydantic error into a located Diagnostic (with a hint where it helps)."""
-    out: list[Diagnostic] = []
-    for error in exc.errors(include_url=False):
-        raw_loc = tuple(p for p in error["loc"] if isinstance(p, (str, int)))
-        kind = error["type"]
-        if (raw_loc and raw_loc[-1] == "[key]") or kind == "invalid_key":
-            # a non-string key: locate the key as YAML wrote it (pydantic stringifies it)
-            key = error.get("input")
-            parent = prefix + raw_loc[: -2 if raw_loc and raw_loc[-1] == "[key]" else -1]
-            where = doc.locate((*parent, key)) if _hashable(key) else doc.locate(parent)
-            out.append(
-                Diagnostic(
-                    where,
-                    f"{_dotted(parent) or 'document'}: key {_short(key)} must be a string",
-                    code="bad_key",
-                )
-            )
-            continue
-        loc = raw_loc
-        path = prefix + loc
-        if kind == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            choices = parent.model_fields if parent else ()
-            where = _dotted(path[:-1])
-            message = f"unknown field {_short(str(loc[-1]))}" + (f" in {where}" if where else "")
-            out.append(
-                Diagnostic(
-                    doc.locate(path),
-                    message,
-                    code="unknown_field",
-                    hint=_did_you_mean(str(loc[-1]), choices),
-                )
-            )
-            continue
-        if kind == "missing":
-            out.append(
-                Diagnostic(
-                    doc.locate(path[:-1]),
-                    f'missing required field "{_dotted(path)}"',
-                    code="missing_field",
-                )
-            )
-            continue
-        hint = None
-        if kind == "literal_error":
-            hint = _did_you_mean(str(error.get("input")), _choices(error))
-        location = doc.locate_value(path) if path else doc.locate(path)
-        out.append(
-            Diagnostic(location, f"{_dotted(path)}: {_message(error)}", code=kind, hint=hint)
-        )
-    return out
 
 
 def _check_envelope(doc: Document) -> tuple[type[BaseModel] | None, list[Diagnostic]]:
@@ -278,7 +96,7 @@ def _check_envelope(doc: Document) -> tuple[type[BaseModel] | None, list[Diagnos
         problems.append(
             Diagnostic(
                 doc.locate_value(("apiVersion",)),
-                f"unknown apiVersion {_short(api)}",
+                f"unknown apiVersion {short_value(api)}",
                 code="unknown_api_version",
                 hint=f'expected "{API_VERSION}"',
             )
@@ -290,11 +108,11 @@ def _check_envelope(doc: Document) -> tuple[type[BaseModel] | None, list[Diagnos
         )
         return None, problems
     if not isinstance(kind, str) or kind not in KINDS:
-        hint = _did_you_mean(str(kind), KINDS) if isinstance(kind, str) else None
+        hint = did_you_mean(str(kind), KINDS) if isinstance(kind, str) else None
         problems.append(
             Diagnostic(
                 doc.locate_value(("kind",)),
-                f"unknown kind {_short(kind)}",
+                f"unknown kind {short_value(kind)}",
                 code="unknown_kind",
                 hint=hint or f"known kinds: {', '.join(KINDS)}",
             )
@@ -317,7 +135,7 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
         return None, problems + pydantic_diagnostics(exc, doc, model)
     spec: StreamSpec | ConsumerSpec = manifest.spec  # type: ignore[attr-defined]
     for path, message in spec.problems():
-        where = f"{_dotted(('spec', *path[:-1]))}: " if len(path) > 1 else ""
+        where = f"{dotted(('spec', *path[:-1]))}: " if len(path) > 1 else ""
         problems.append(Diagnostic(doc.locate(("spec", *path)), where + message, code="conflict"))
     if problems:
         return None, problems
@@ -340,7 +158,7 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
     seen: dict[Address, list[Resource]] = {}
     for res in resources:
         earlier = seen.setdefault(res.address, [])
-        clash = next((o for o in earlier if _envs_intersect(o, res)), None)
+        clash = next((o for o in earlier if o.shares_environment(res)), None)
         if clash is not None:
             problems.append(
                 Diagnostic(
@@ -379,7 +197,7 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
                     where,
                     f'consumer "{name}": stream "{stream}" is not declared in any manifest',
                     code="unknown_stream",
-                    hint=_did_you_mean(stream, [k[1] for k in streams]),
+                    hint=did_you_mean(stream, [k[1] for k in streams]),
                 )
             )
             continue
@@ -444,11 +262,6 @@ def _env_overlap(stream: Resource, envs: list[str] | None) -> bool:
     if envs is None:
         return False
     return set(envs) <= set(senvs)
-
-
-def _envs_intersect(a: Resource, b: Resource) -> bool:
-    ea, eb = a.metadata.environments, b.metadata.environments
-    return ea is None or eb is None or bool(set(ea) & set(eb))
 
 
 def _check_filters(consumer: Resource, stream: Resource) -> list[Diagnostic]:
@@ -532,9 +345,9 @@ def _check_environment_names(
             problems.append(
                 Diagnostic(
                     doc.locate(("metadata", "environments", i)) if doc else res.location,
-                    f"unknown environment {_short(name)}",
+                    f"unknown environment {short_value(name)}",
                     code="unknown_environment",
-                    hint=_did_you_mean(name, known_envs)
+                    hint=did_you_mean(name, known_envs)
                     or f"environments of the project: {', '.join(known_envs)}",
                 )
             )

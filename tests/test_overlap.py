@@ -1,4 +1,4 @@
-"""The overlap finder (reconciler.policy.SubjectTrie) against a brute-force matcher.
+"""The overlap finder (reconciler.subjects.SubjectTrie) against a brute-force matcher.
 
 Patterns are built from the tokens a, b, c, ``*`` and a final ``>``, at most MAX_LEN
 tokens. Two patterns overlap iff some literal subject matches both; the literal
@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from reconciler.environments import ProjectConfig
 from reconciler.errors import Location
 from reconciler.models import Address, Resource, StreamManifest
-from reconciler.policy import SubjectTrie, check_overlap, check_policy, overlapping_pairs
+from reconciler.policy import check_overlap, check_policy
+from reconciler.subjects import SubjectTrie, overlapping_pairs
 
 MAX_LEN = 4
 UNIVERSE = universe(MAX_LEN)

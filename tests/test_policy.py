@@ -1,8 +1,8 @@
 """Project policy (reconciler.policy): tenants, overlap, quotas, required fields, environments.
 
 Unit tests call the policy functions on validated resources directly. The group at
-the end goes through ``jsops validate`` / ``plan`` / ``apply`` and turns on by itself
-once validate.py sets ``POLICY_WIRED = True`` (the policy is called from the pipeline).
+the end goes through ``jsops validate`` / ``plan`` / ``apply`` (the policy runs in the
+pipeline).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-import reconciler.validate
-from reconciler.environments import Project, ProjectConfig, load_project
+from reconciler.environments import Project, ProjectConfig, check_project_config, load_project
 from reconciler.errors import Diagnostic, Location, ManifestError
 from reconciler.load import load_manifests, load_text, parse
 from reconciler.models import Address, Resource
@@ -26,16 +25,14 @@ from reconciler.policy import (
     check_live_overlap,
     check_overlap,
     check_policy,
-    check_project_config,
     destroy_allowed,
     destroy_refusals,
-    under_prefix,
 )
+from reconciler.subjects import under_prefix
 from reconciler.validate import validate_document
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data" / "policy"
-WIRED = hasattr(reconciler.validate, "POLICY_WIRED")
 
 TENANTS = """
 tenants:
@@ -793,9 +790,7 @@ def test_the_example_repository_passes_with_the_proposed_policy(
     assert lines(check_policy(env_resources, project, env)) == []
 
 
-# -- end to end: turns on once validate.py sets POLICY_WIRED ---------------------------------
-
-wired = pytest.mark.skipif(not WIRED, reason="policy not wired into validate/plan yet")
+# -- end to end ------------------------------------------------------------------------------
 
 
 def copy_repo(name: str, tmp_path: Path) -> Path:
@@ -804,7 +799,6 @@ def copy_repo(name: str, tmp_path: Path) -> Path:
     return root
 
 
-@wired
 def test_e2e_validate_reports_every_violation(tmp_path: Path) -> None:
     from harness.project import run_cli
 
@@ -818,7 +812,6 @@ def test_e2e_validate_reports_every_violation(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
-@wired
 def test_e2e_validate_clean_repository(tmp_path: Path) -> None:
     from harness.project import run_cli
 
@@ -826,7 +819,6 @@ def test_e2e_validate_clean_repository(tmp_path: Path) -> None:
     assert run_cli(["validate"], cwd=root) == (0, "", "manifests are valid\n")
 
 
-@wired
 def test_e2e_plan_refuses_overlap_with_an_undeclared_live_stream(
     tmp_path: Path, nats_server: Any
 ) -> None:
@@ -853,7 +845,6 @@ def test_e2e_plan_refuses_overlap_with_an_undeclared_live_stream(
     ) in err
 
 
-@wired
 def test_e2e_plan_and_apply_send_nothing_on_a_violation(tmp_path: Path, nats_server: Any) -> None:
     from harness.project import make_project
     from harness.servers import JsWriteCounter, unique_name
@@ -873,7 +864,6 @@ def test_e2e_plan_and_apply_send_nothing_on_a_violation(tmp_path: Path, nats_ser
     assert apply_code == 1 and line in apply_err
 
 
-@wired
 def test_e2e_apply_refuses_deletes_where_allow_delete_is_false(
     tmp_path: Path, nats_server: Any
 ) -> None:

@@ -125,3 +125,8 @@ class Resource:
     def in_environment(self, env: str) -> bool:
         envs = self.manifest.metadata.environments
         return envs is None or env in envs
+
+    def shares_environment(self, other: Resource) -> bool:
+        """True when some environment has both resources (no ``environments``: all)."""
+        mine, theirs = self.manifest.metadata.environments, other.manifest.metadata.environments
+        return mine is None or theirs is None or bool(set(mine) & set(theirs))

@@ -145,11 +145,13 @@ def parse_size(value: int | str) -> int:
 
 
 def format_size(n: int) -> str:
-    """The largest unit that is exact: 10 * 1024**3 -> ``"10GiB"``; -1 stays ``"-1"``."""
+    """The shortest exact unit, binary or decimal (a tie goes to binary): 10 * 1024**3 ->
+    ``"10GiB"``, 10**10 -> ``"10GB"``, 1536 -> ``"1536B"``; -1 and 0 stay ``"-1"``, ``"0"``."""
     if n <= 0:
         return str(n)
+    best = f"{n}B"
     for key in ("pib", "tib", "gib", "mib", "kib", "pb", "tb", "gb", "mb", "kb"):
         step = SIZE_UNITS[key]
-        if n >= step and n % step == 0:
-            return f"{n // step}{_SIZE_NAMES[key]}"
-    return f"{n}B"
+        if n % step == 0 and len(text := f"{n // step}{_SIZE_NAMES[key]}") < len(best):
+            best = text
+    return best
