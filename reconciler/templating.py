@@ -5,6 +5,12 @@ Jinja2. Positions refer to the file as written: each rendered line is mapped to 
 source line by rendering once more with line markers in the template's literal text
 (the map is trusted only if removing the markers gives exactly the plain rendering;
 otherwise messages say "(line in rendered template)").
+
+Manifests come from pull requests, so templates are untrusted input: they render in
+Jinja2's ``ImmutableSandboxedEnvironment`` with no globals (only ``env`` and ``values``
+are in scope), only the filters in :data:`FILTERS`, and ``*``/``**`` results bounded
+(:data:`MAX_PRODUCT`). Touching an unsafe attribute (``__class__``, ``__globals__``...)
+is a located ``template error``, never a side effect.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 import jinja2
 import jinja2.lexer
+import jinja2.sandbox
 
 from reconciler.diagnostics import did_you_mean, one_line
 from reconciler.errors import Diagnostic, Location
@@ -27,13 +34,93 @@ _LINE_START_MARKER = re.compile(r"[ \t]*\x00(\d+)\x00")
 _CAPTURES_TEXT = re.compile(r"{%[-+]?\s*(?:set|filter|macro|call)\b")
 
 
+# The filters a manifest may use (documented in the README's manifest reference).
+FILTERS = (
+    "abs", "capitalize", "d", "default", "first", "float", "int", "join", "last", "length",
+    "list", "lower", "max", "min", "replace", "round", "sort", "string", "title", "tojson",
+    "trim", "unique", "upper",
+)  # fmt: skip
+# The methods a template may call (``values.name.lower()``, ``values.get("x", 1)``).
+METHODS: dict[type, frozenset[str]] = {
+    str: frozenset((
+        "capitalize", "count", "endswith", "find", "isdigit", "lower", "lstrip", "removeprefix",
+        "removesuffix", "rsplit", "rstrip", "split", "startswith", "strip", "title", "upper",
+    )),
+    dict: frozenset(("get", "items", "keys", "values")),
+}  # fmt: skip
+MAX_PRODUCT = 1_000_000  # largest string/list a ``*`` may build, largest ``**`` result digits
+
+
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """No globals (``range``, ``lipsum``, ``cycler``... are gone), a fixed set of filters,
+    and ``*``/``**`` that cannot build a huge value from a small template."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def __init__(self) -> None:
+        super().__init__(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        self.globals.clear()
+        self.tests.clear()
+        self.tests.update({name: test for name, test in _TESTS.items()})
+        self.filters = {name: self.filters[name] for name in FILTERS}
+        self.filters["replace"] = _bounded_replace
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if not __self.is_safe_callable(__obj):
+            name = getattr(__obj, "__qualname__", None) or type(__obj).__name__
+            raise jinja2.sandbox.SecurityError(f"calling {name}() is not allowed in a template")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def is_safe_callable(self, obj: Any) -> bool:
+        """Only the read-only ``str`` and ``dict`` methods of :data:`METHODS`."""
+        if isinstance(obj, jinja2.Undefined):
+            return True  # calling it raises the usual "is undefined" error
+        owner = getattr(obj, "__self__", None)
+        name = getattr(obj, "__name__", "")
+        return isinstance(owner, (str, dict)) and name in METHODS.get(type(owner), ())
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if _too_large(operator, left, right):
+            raise jinja2.sandbox.SecurityError(f"the result of {operator} is too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_WIDTH = re.compile(r"%[-#0 +]*(\d+)|%[-#0 +]*\d*\.(\d+)")
+
+
+def _bounded_replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+    text = str(value)
+    times = text.count(old) if old else len(text) + 1
+    if len(text) + times * max(len(new) - len(old), 0) > MAX_PRODUCT:
+        raise jinja2.sandbox.SecurityError("the result of replace is too large")
+    return text.replace(old, new) if count is None else text.replace(old, new, count)
+
+
+def _too_large(operator: str, left: Any, right: Any) -> bool:
+    if operator == "%":
+        widths = (int(w or p) for w, p in _WIDTH.findall(left)) if isinstance(left, str) else ()
+        return any(width > MAX_PRODUCT for width in widths)
+    if operator == "*":
+        return any(
+            isinstance(seq, (str, list, tuple))
+            and isinstance(times, int)
+            and len(seq) * times > MAX_PRODUCT
+            for seq, times in ((left, right), (right, left))
+        )
+    ints = isinstance(left, int) and isinstance(right, int)
+    return ints and right > 0 and abs(left) > 1 and right * abs(left).bit_length() > 4 * MAX_PRODUCT
+
+
+_TESTS = {
+    name: jinja2.defaults.DEFAULT_TESTS[name]
+    for name in ("defined", "undefined", "none", "number", "string", "mapping", "sequence",
+                 "true", "false", "eq", "ne", "lt", "le", "gt", "ge", "in")
+}  # fmt: skip
+
+
 @functools.cache
 def _jinja_env() -> jinja2.Environment:
-    return jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return _Sandbox()
 
 
 class _LineMarkingLexer(jinja2.lexer.Lexer):
@@ -55,7 +142,7 @@ class _LineMarkingLexer(jinja2.lexer.Lexer):
             yield lineno, token, value
 
 
-class _LineMarkingEnvironment(jinja2.Environment):
+class _LineMarkingEnvironment(_Sandbox):
     @functools.cached_property
     def lexer(self) -> jinja2.lexer.Lexer:  # type: ignore[override]
         return _LineMarkingLexer(self)
@@ -63,9 +150,7 @@ class _LineMarkingEnvironment(jinja2.Environment):
 
 @functools.cache
 def _marking_env() -> jinja2.Environment:
-    return _LineMarkingEnvironment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
+    return _LineMarkingEnvironment()
 
 
 def _render_marked(text: str, variables: Mapping[str, Any]) -> str | None:
