@@ -83,7 +83,7 @@ def test_documented_filters_and_methods_render(tmp_path: Path, nats_server: Sing
           subjects: ["{{ values.team.strip().lower() | replace('-', '') }}.>"]
           num_replicas: {{ values.get('replicas', 1) }}
           max_msgs: {{ values.n * 1000 }}
-          description: "{{ '%s-%03d' % (values.team | trim, values.n) }} {{ [3, 1]|sort|join(',') }}"
+          description: "{{ '%s-%03d' % (values.team|trim, values.n) }} {{ [3, 1]|sort|join(',') }}"
         """,
     )
     code, out, err = proj.cli("plan", "--format", "json")
