@@ -29,7 +29,9 @@ OWNER_KEY = "jsops.owner"
 # Written on resources declared with prevent_destroy, so that a prune after the
 # manifest is gone still refuses to delete them.
 PROTECT_KEY = "jsops.prevent_destroy"
-JSOPS_KEYS = (OWNER_KEY, PROTECT_KEY)
+# A digest of the config as jsops last wrote it (reconciler.drift): never compared.
+DIGEST_KEY = "jsops.digest"
+JSOPS_KEYS = (OWNER_KEY, PROTECT_KEY, DIGEST_KEY)
 RESERVED_METADATA_PREFIX = "_nats."
 TWO_MINUTES = 120 * 10**9
 
@@ -172,9 +174,14 @@ def paused_until(value: str | None) -> str | None:
 
 
 def user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
-    """Metadata without the keys the server reserves (``_nats.*``); always a mapping, so
-    a diff names the keys that changed (``metadata.jsops.owner``)."""
-    kept = {k: v for k, v in (metadata or {}).items() if not k.startswith(RESERVED_METADATA_PREFIX)}
+    """Metadata without the keys the server reserves (``_nats.*``) and without jsops'
+    digest (it describes the config, it is not part of it); always a mapping, so a diff
+    names the keys that changed (``metadata.jsops.owner``)."""
+    kept = {
+        k: v
+        for k, v in (metadata or {}).items()
+        if not k.startswith(RESERVED_METADATA_PREFIX) and k != DIGEST_KEY
+    }
     return dict(sorted(kept.items()))
 
 

@@ -6,6 +6,8 @@ the live state, so most plan behaviour is testable without a server.
 A :class:`Change` is an address, an action, the field diffs, and what apply needs
 (the exact config to send and a fingerprint of the live config it was planned
 against). ``reason`` is for people only; apply decides from ``action`` alone.
+``drift`` says whether the live config moved since jsops last wrote it
+(``reconciler.drift``); every config a change sends carries its own digest.
 
 ==========  ===============================  =================================
 action      before (live)                    after (desired)
@@ -27,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.diff import FieldDiff, diff_config
+from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, ManifestError, UsageError
 from reconciler.live import LiveState
 from reconciler.models import Address, Resource, StreamSpec
@@ -86,6 +89,7 @@ class Change:
     loss: dict[str, int] | None = None
     location: str | None = None
     live_digest: str | None = None
+    drift: bool = False
     send: dict[str, Any] | None = None
     prevent_destroy: bool = False
     depends_on: list[str] = field(default_factory=list)
@@ -301,6 +305,7 @@ def build_plan(
         if info is None:
             change.action, change.reason = Action.CREATE, Reason.NEW
             change.diff = diff_config({}, _shown(send))
+            stamp("Stream", send)
             change.send = send
         else:
             live_canon = canonical_stream(info["config"])
@@ -333,7 +338,9 @@ def build_plan(
                 change.loss = _consumer_loss(info)
                 live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
                 change.live_digest = live_fingerprint("Consumer", info["config"])
+                change.drift = drifted("Consumer", info["config"])
                 change.diff = diff_config(live_canon, canon)
+            stamp("Consumer", send)
             change.send = send
         else:
             live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
@@ -420,6 +427,7 @@ def _compare(
     if live_canon == canon:
         return  # a noop needs no fingerprint: saved plans check only what they change
     change.live_digest = live_fingerprint(kind, live_config)
+    change.drift = drifted(kind, live_config)
     change.diff = diff_config(live_canon, canon)
     reasons = replace_reasons(
         kind, live_canon, canon, api_level=live.api_level, version=live.server_version
@@ -430,6 +438,7 @@ def _compare(
         change.replace_reasons = [r for _, r in reasons]
         change.destructive = True
         change.loss = _LOSS[kind](info)
+        stamp(kind, send)
         change.send = send
         return
     change.action = Action.UPDATE
@@ -438,6 +447,7 @@ def _compare(
         Reason.ADOPT if only_owner and owner_of(live_config) != project else Reason.CHANGED
     )
     change.send = {**_unmodeled(live_config, _DEFAULTS[kind]), **send}
+    stamp(kind, change.send)
 
 
 def _tightens_consumer_limits(change: Change) -> bool:
@@ -496,6 +506,7 @@ def _orphans(
                 destructive=True,
                 loss=_stream_loss(info),
                 live_digest=live_fingerprint("Stream", info["config"]),
+                drift=drifted("Stream", info["config"]),
                 prevent_destroy=protected(info["config"]),
             )
         )
@@ -515,6 +526,7 @@ def _orphans(
             destructive=True,
             loss=_consumer_loss(info),
             live_digest=live_fingerprint("Consumer", info["config"]),
+            drift=drifted("Consumer", info["config"]),
             prevent_destroy=protected(info["config"]),
         )
         consumer_deletes.append(change)

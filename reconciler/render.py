@@ -125,6 +125,10 @@ def _shows_reason(change: Change) -> bool:
     return not (change.reason is Reason.CANNOT_UPDATE and change.replace_reasons)
 
 
+# How a change whose live config moved since jsops wrote it (``Change.drift``) is marked.
+DRIFT_NOTE = "drift: changed outside jsops"
+
+
 def summary_line(plan: Plan) -> str:
     s = plan.summary
     if not plan.has_changes:
@@ -145,7 +149,7 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
         if change.action is Action.NOOP and not show_noop:
             continue
         head = f"{change.action.symbol:>3} {change.address}"
-        notes = []
+        notes = [DRIFT_NOTE] if change.drift else []
         if _shows_reason(change):
             notes.append(change.reason.value.replace("_", " "))  # type: ignore[union-attr]
         if change.replace_reasons:
@@ -204,7 +208,7 @@ def render_markdown(plan: Plan) -> str:
     template = env.get_template("plan.md.j2")
 
     def details(change: Change) -> str:
-        parts = []
+        parts = [f"**{DRIFT_NOTE}**"] if change.drift else []
         if _shows_reason(change):
             parts.append(change.reason.value.replace("_", " "))  # type: ignore[union-attr]
         if change.replace_reasons:

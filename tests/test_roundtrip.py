@@ -13,6 +13,8 @@ import pytest
 from harness.project import make_project
 from harness.servers import JsWriteCounter, js_request_sync, unique_name
 
+from reconciler.drift import drifted
+from reconciler.normalize import DIGEST_KEY
 from reconciler.plan import Action
 
 S = "{S}"  # replaced by the unique stream name
@@ -212,6 +214,16 @@ def test_apply_then_plan_is_noop_and_reapply_writes_nothing(
     again = project.plan()
     assert [(str(c.address), c.action, c.diff) for c in again.changes if c.diff] == []
     assert all(c.action is Action.NOOP for c in again.changes)
+    # what the server stores digests like what jsops sent: no drift seen where none was
+    url = nats_server.url
+    live = [("Stream", js_request_sync(url, f"$JS.API.STREAM.INFO.{stream}")["config"])]
+    live += [
+        ("Consumer", js_request_sync(url, f"$JS.API.CONSUMER.INFO.{stream}.c{i}")["config"])
+        for i in range(len(consumers))
+    ]
+    for kind, config in live:
+        assert DIGEST_KEY in config["metadata"], (kind, config)
+        assert not drifted(kind, config), (kind, config)
 
     with JsWriteCounter(nats_server.url) as counter:
         _plan, result = project.apply()
