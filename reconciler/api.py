@@ -265,3 +265,12 @@ def apply(
         return the_plan, result
 
     return asyncio.run(_with_connections(target, body))
+
+
+def export(target: Target, out_dir: str | Path, schemas: str = "../schemas") -> list[Path]:
+    """Read the live state of ``target`` and write it as manifests into ``out_dir``
+    (adoption: one file per stream, its consumers with it); the paths written."""
+    from reconciler.export import write_export
+
+    live = asyncio.run(_session(target.settings, read_live_state))
+    return write_export(live, out_dir, schemas)

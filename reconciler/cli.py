@@ -243,10 +243,10 @@ def _saved_target(opts: Options, saved: Any) -> Any:
 @click.pass_context
 def export(ctx: click.Context, out: str, schemas: str, **kwargs: Any) -> int:
     """Write the live streams and consumers as manifests (adoption)."""
-    from reconciler.export import export_environment
+    from reconciler import api
 
     opts = _merge(ctx, **kwargs)
-    written = export_environment(_target(opts), out, schemas)
+    written = api.export(_target(opts), out, schemas)
     for path in written:
         click.echo(str(path))
     _err(f"exported {len(written)} stream(s) to {out}")

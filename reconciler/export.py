@@ -48,6 +48,11 @@ def _minimal(
     return kept
 
 
+def humanize_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec in API units with its durations and sizes as people write them (``7d``)."""
+    return {k: _humanize(kind, k, v) for k, v in spec.items()}
+
+
 def _humanize(kind: str, path: str, value: Any) -> Any:
     unit = UNIT_PATHS[kind].get(path)
     if isinstance(value, dict):
@@ -93,7 +98,7 @@ def stream_spec(config: dict[str, Any]) -> dict[str, Any]:
     if "sources" in spec:
         spec["sources"] = [_source(s) for s in spec["sources"]]
     _user_metadata(config, spec)
-    return {k: _humanize("Stream", k, v) for k, v in spec.items()}
+    return humanize_spec("Stream", spec)
 
 
 def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +108,7 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     if paused_until(config.get("pause_until")):
         spec["pause_until"] = config["pause_until"]
     _user_metadata(config, spec)
-    return {k: _humanize("Consumer", k, v) for k, v in spec.items()}
+    return humanize_spec("Consumer", spec)
 
 
 def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
@@ -155,14 +160,3 @@ def write_export(live: LiveState, out_dir: str | Path, schemas: str = "../schema
         path.write_text(dump_documents(docs, schemas), encoding="utf-8")
         written.append(path)
     return written
-
-
-def export_environment(target: Any, out_dir: str | Path, schemas: str = "../schemas") -> list[Path]:
-    """Read the live state of ``target`` (an api.Target) and write its manifests."""
-    import asyncio
-
-    from reconciler.api import _session
-    from reconciler.live import read_live_state
-
-    live = asyncio.run(_session(target.settings, read_live_state))
-    return write_export(live, out_dir, schemas)

@@ -32,7 +32,7 @@ from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, ManifestError, UsageError
 from reconciler.live import LiveState
-from reconciler.models import Address, Resource, StreamSpec
+from reconciler.models import Address, Resource, StreamSource, StreamSpec
 from reconciler.mutability import fields_needing_level, replace_reasons
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
@@ -163,17 +163,13 @@ def _unmodeled(live_config: dict[str, Any], modeled: Iterable[str]) -> dict[str,
     return {k: v for k, v in live_config.items() if k not in skip}
 
 
-def _sources_of(spec: StreamSpec) -> list[Any]:
-    return ([spec.mirror] if spec.mirror else []) + list(spec.sources or [])
+def _sources_of(spec: StreamSpec) -> list[StreamSource]:
+    return [source for _, source in spec.origins()]
 
 
 def stream_origins(spec: StreamSpec) -> list[tuple[str, str | None]]:
     """(stream name, domain or external api) of every mirror/source origin."""
-    out = []
-    for src in ([spec.mirror] if spec.mirror else []) + list(spec.sources or []):
-        where = src.domain or (src.external.api if src.external else None)
-        out.append((src.name, where))
-    return out
+    return [(source.name, source.remote) for _, source in spec.origins()]
 
 
 def _where(where: str) -> str:

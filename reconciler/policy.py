@@ -47,7 +47,7 @@ from typing import Any
 from reconciler.diagnostics import did_you_mean, dotted
 from reconciler.environments import Project, ProjectConfig
 from reconciler.errors import Diagnostic, KeyPath, Location
-from reconciler.models import Address, ConsumerSpec, Resource, StreamSource, StreamSpec
+from reconciler.models import Address, ConsumerSpec, Resource, StreamSpec
 from reconciler.models.units import format_size
 from reconciler.subjects import SubjectTrie, under_prefix
 
@@ -169,21 +169,14 @@ def _tenant_subjects(res: Resource) -> list[tuple[str, KeyPath]]:
         if transform.src:  # absent: every stored subject (already checked)
             out.append((transform.src, ("spec", key, "src")))
         out.append((transform.dest, ("spec", key, "dest")))
-    for base, source in _sources(spec):
+    for path, source in spec.origins():
+        base = ("spec", *path)
         if source.filter_subject:
             out.append((source.filter_subject, (*base, "filter_subject")))
         for j, transform in enumerate(source.subject_transforms or ()):
             out.append((transform.dest, (*base, "subject_transforms", j, "dest")))
         if source.consumer is not None and source.consumer.deliver_subject:
             out.append((source.consumer.deliver_subject, (*base, "consumer", "deliver_subject")))
-    return out
-
-
-def _sources(spec: StreamSpec) -> list[tuple[KeyPath, StreamSource]]:
-    out: list[tuple[KeyPath, StreamSource]] = []
-    if spec.mirror is not None:
-        out.append((("spec", "mirror"), spec.mirror))
-    out += [(("spec", "sources", i), s) for i, s in enumerate(spec.sources or ())]
     return out
 
 
@@ -297,13 +290,13 @@ def _whole_origins(
             )
         return problems
     assert isinstance(spec, StreamSpec)
-    for base, source in _sources(spec):
+    for path, source in spec.origins():
+        base = ("spec", *path)
         if (
             source.filter_subject
             or source.subject_transforms
             or source.consumer is not None
-            or source.domain is not None
-            or source.external is not None
+            or source.remote is not None
         ):
             continue
         origin = _declared_stream(by_name, res, source.name)

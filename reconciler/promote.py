@@ -36,7 +36,7 @@ from ruamel.yaml import YAML
 
 from reconciler.environments import Project
 from reconciler.errors import ManifestError, UsageError
-from reconciler.export import _humanize, dump_documents
+from reconciler.export import dump_documents, humanize_spec
 from reconciler.models import Resource, StreamSpec
 from reconciler.validate import dedupe, load_desired, validate_paths
 
@@ -75,10 +75,6 @@ def _selected(resources: Sequence[Resource], select: Sequence[str]) -> list[Reso
 def _spec(resource: Resource) -> dict[str, Any]:
     spec = resource.spec
     return spec.model_dump(exclude_none=True, mode="json")
-
-
-def _human(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: _humanize(kind, k, v) for k, v in spec.items()}
 
 
 def _meta(name: str, to_env: str, origin: Resource, **extra: Any) -> dict[str, Any]:
@@ -152,7 +148,7 @@ def promote(
                 "apiVersion": "jsops/v1",
                 "kind": "Stream",
                 "metadata": _meta(name, to_env, origin),
-                "spec": _human("Stream", spec),
+                "spec": humanize_spec("Stream", spec),
             }
         ]
     return files
@@ -184,7 +180,7 @@ def _copy(
             "apiVersion": "jsops/v1",
             "kind": "Stream",
             "metadata": _meta(name, to_env, origin),
-            "spec": _human("Stream", spec),
+            "spec": humanize_spec("Stream", spec),
         }
     ]
     consumers = sorted(
@@ -202,7 +198,7 @@ def _copy(
                 "apiVersion": "jsops/v1",
                 "kind": "Consumer",
                 "metadata": _meta(consumer.address.name, to_env, consumer, stream=name),
-                "spec": _human("Consumer", _spec(source)),
+                "spec": humanize_spec("Consumer", _spec(source)),
             }
         )
     return docs

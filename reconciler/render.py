@@ -7,15 +7,13 @@ manifest models themselves, so a new field never needs a second table.
 from __future__ import annotations
 
 import json
-import typing
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import click
-from pydantic import BaseModel
 
 from reconciler import planfile
 from reconciler.models import ConsumerSpec, StreamSpec
-from reconciler.models.types import _duration, _size
+from reconciler.models.types import unit_paths
 from reconciler.models.units import format_duration, format_size
 from reconciler.plan import Action, Change, Plan, Reason
 
@@ -28,39 +26,7 @@ _COLORS = {
 }
 
 
-def _unit_in(metadata: Any) -> str | None:
-    for meta in metadata:
-        func = getattr(meta, "func", None)
-        if func is _duration:
-            return "duration"
-        if func is _size:
-            return "size"
-    return None
-
-
-def _unit_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
-    """Dotted field path (list indexes dropped) -> 'duration' | 'size', from the models."""
-    out: dict[str, str] = {}
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        unit = _unit_in(info.metadata)
-        stack = [info.annotation]
-        while stack:
-            current = stack.pop()
-            origin = get_origin(current)
-            if origin is typing.Annotated:
-                unit = unit or _unit_in(getattr(current, "__metadata__", ()))
-                stack.append(get_args(current)[0])
-            elif origin is not None:
-                stack.extend(get_args(current))
-            elif isinstance(current, type) and issubclass(current, BaseModel):
-                out.update(_unit_paths(current, path + "."))
-        if unit:
-            out[path] = unit
-    return out
-
-
-UNIT_PATHS = {"Stream": _unit_paths(StreamSpec), "Consumer": _unit_paths(ConsumerSpec)}
+UNIT_PATHS = {"Stream": unit_paths(StreamSpec), "Consumer": unit_paths(ConsumerSpec)}
 
 
 def _strip_indexes(path: str) -> str:

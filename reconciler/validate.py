@@ -210,8 +210,7 @@ def _local_origins(res: Resource) -> list[str]:
     """Mirror/source origins in the same domain and account (the ones that can cycle)."""
     spec = res.spec
     assert isinstance(spec, StreamSpec)
-    sources = ([spec.mirror] if spec.mirror else []) + list(spec.sources or [])
-    return [s.name for s in sources if not s.domain and not s.external]
+    return [source.name for _, source in spec.origins() if source.remote is None]
 
 
 def _check_source_cycles(streams: list[Resource]) -> list[Diagnostic]:

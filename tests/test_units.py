@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from reconciler.load import LoadResult, load_text, parse
 from reconciler.models import ConsumerManifest, StreamManifest
-from reconciler.models.types import _duration, _size
+from reconciler.models.types import to_duration, to_size
 from reconciler.models.units import (
     NS_PER,
     SIZE_UNITS,
@@ -136,10 +136,10 @@ def test_duration_errors(value: Any, message: str) -> None:
 
 def test_duration_field_refuses_negative_and_huge_ints() -> None:
     with pytest.raises(ValueError, match="cannot be negative"):
-        _duration(-1)
+        to_duration(-1)
     with pytest.raises(ValueError, match="too large"):
-        _duration(INT64 + 1)
-    assert _duration(INT64) == INT64
+        to_duration(INT64 + 1)
+    assert to_duration(INT64) == INT64
 
 
 # -- sizes -------------------------------------------------------------------------------
@@ -203,11 +203,11 @@ def test_size_errors(value: Any, message: str) -> None:
 
 
 def test_size_field_limits() -> None:
-    assert _size(-1) == -1
+    assert to_size(-1) == -1
     with pytest.raises(ValueError, match=r"-1 \(unlimited\) or at least 0"):
-        _size(-2)
+        to_size(-2)
     with pytest.raises(ValueError, match="too large"):
-        _size(INT64 + 1)
+        to_size(INT64 + 1)
 
 
 # -- garbage in any field never raises and is always located ------------------------------

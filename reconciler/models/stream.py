@@ -63,6 +63,12 @@ class StreamSource(BaseModel):
     external: External | None = None
     consumer: SourceConsumer | None = None
 
+    @property
+    def remote(self) -> str | None:
+        """Where the origin is when not in this stream's domain: the ``domain`` name or
+        the ``external.api`` prefix; None for an origin beside this stream."""
+        return self.domain or (self.external.api if self.external else None)
+
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
         if self.domain is not None and self.external is not None:
@@ -149,6 +155,15 @@ class StreamSpec(BaseModel):
     persist_mode: Literal["default", "async"] | None = None
     allow_batched: bool | None = None
     metadata: dict[str, str] | None = None
+
+    def origins(self) -> list[tuple[tuple[str | int, ...], StreamSource]]:
+        """The mirror, then every source, each with its path in the spec
+        (``("mirror",)``, ``("sources", i)``): the one walk over a stream's origins."""
+        out: list[tuple[tuple[str | int, ...], StreamSource]] = []
+        if self.mirror is not None:
+            out.append((("mirror",), self.mirror))
+        out += [(("sources", i), source) for i, source in enumerate(self.sources or ())]
+        return out
 
     def problems(self) -> list[Problem]:
         """Cross-field rules the server enforces at create time, checked offline."""

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from reconciler.models.units import UnitError, parse_duration, parse_size
@@ -28,7 +36,8 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
 
 
-def _duration(value: Any) -> int:
+def to_duration(value: Any) -> int:
+    """The validator of ``Duration`` fields: int nanoseconds, or a ``bad_duration`` error."""
     try:
         ns = parse_duration(value)
     except UnitError as exc:
@@ -44,7 +53,8 @@ def _duration(value: Any) -> int:
     return ns
 
 
-def _size(value: Any) -> int:
+def to_size(value: Any) -> int:
+    """The validator of ``Size`` fields: int bytes (-1: unlimited), or a ``bad_size`` error."""
     try:
         n = parse_size(value)
     except UnitError as exc:
@@ -176,8 +186,8 @@ _SIZE_SCHEMA = {
     ]
 }
 
-Duration = Annotated[int, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
-Size = Annotated[int, BeforeValidator(_size), WithJsonSchema(_SIZE_SCHEMA)]
+Duration = Annotated[int, BeforeValidator(to_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Size = Annotated[int, BeforeValidator(to_size), WithJsonSchema(_SIZE_SCHEMA)]
 Int = Annotated[int, BeforeValidator(_int), AfterValidator(_int64)]
 Limit = Annotated[int, BeforeValidator(_count), AfterValidator(_int64)]
 Name = Annotated[str, AfterValidator(_name)]
@@ -189,3 +199,37 @@ Timestamp = Annotated[
     PlainSerializer(lambda v: v, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+def _unit_in(metadata: Any) -> str | None:
+    for meta in metadata:
+        func = getattr(meta, "func", None)
+        if func is to_duration:
+            return "duration"
+        if func is to_size:
+            return "size"
+    return None
+
+
+def unit_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Dotted field path (list indexes dropped) -> ``duration`` | ``size``: which fields of
+    ``model`` hold durations and sizes, read from their ``Duration``/``Size`` types, so a
+    new field never needs a second table."""
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        unit = _unit_in(info.metadata)
+        stack = [info.annotation]
+        while stack:
+            current = stack.pop()
+            origin = get_origin(current)
+            if origin is typing.Annotated:
+                unit = unit or _unit_in(getattr(current, "__metadata__", ()))
+                stack.append(get_args(current)[0])
+            elif origin is not None:
+                stack.extend(get_args(current))
+            elif isinstance(current, type) and issubclass(current, BaseModel):
+                out.update(unit_paths(current, path + "."))
+        if unit:
+            out[path] = unit
+    return out
