@@ -14,21 +14,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler.apply import ApplyResult, apply_plan, check_refusals
+from reconciler.apply import ApplyResult, apply_plan
 from reconciler.connection import ConnectSettings, connect, resolve_settings
 from reconciler.environments import EnvironmentConfig, Project, load_project
-from reconciler.errors import ApplyRefused, ManifestError, UsageError
+from reconciler.errors import (
+    ApplyRefused,
+    JsopsError,
+    ManifestError,
+    PlanRefused,
+    StalePlanError,
+    TargetMismatch,
+    UsageError,
+)
 from reconciler.live import (
     Connections,
     JetStreamClient,
     LiveState,
+    ServerIdentity,
     cluster_size_of,
+    read_identity,
     read_live_state,
 )
 from reconciler.models import Resource
-from reconciler.normalize import fingerprint
-from reconciler.plan import Action, Change, Plan, Reason, build_plan, parse_targets
-from reconciler.policy import check_live_overlap, destroy_refusals
+from reconciler.plan import (
+    Action,
+    Change,
+    Plan,
+    account_change,
+    assemble_plan,
+    build_plan,
+    parse_targets,
+)
+from reconciler.policy import check_live_overlap
+from reconciler.refusals import (
+    SAVED_PLAN_CODES,
+    ApplyOptions,
+    Refusal,
+    empty_prune_refusals,
+    refusals,
+)
+from reconciler.render import refusal_text
 from reconciler.validate import load_desired
 
 T = TypeVar("T")
@@ -77,6 +102,24 @@ def _group_by_account(resources: Sequence[Resource]) -> dict[str | None, list[Re
     return groups
 
 
+def check_expected(target: Target, identity: ServerIdentity) -> None:
+    """Refuse to work on servers other than those the environment pins (``expect``)."""
+    expect = target.env.expect
+    if expect is None:
+        return
+    wrong = [
+        f'{key} "{want}" but found {getattr(identity, key) or "none"}'
+        for key, want in expect.model_dump(exclude_none=True).items()
+        if getattr(identity, key) != want
+    ]
+    if wrong:
+        raise TargetMismatch(
+            f'environment "{target.env_name}" expects {"; ".join(wrong)} on '
+            f"{target.settings.describe()}: refusing to run there "
+            f"(environments.{target.env_name}.expect in jsops.yaml)"
+        )
+
+
 async def plan_async(
     target: Target,
     conns: Connections,
@@ -86,7 +129,7 @@ async def plan_async(
     targets: Sequence[str] = (),
 ) -> Plan:
     """Plan every account the manifests touch: Account JWTs first, then each account's
-    streams and consumers (the environment's own account first)."""
+    streams and consumers (the environment's own account first). Reads only."""
     from reconciler.accounts import reconcile as accounts
 
     account_res = [r for r in desired if r.address.kind == "Account"]
@@ -99,7 +142,6 @@ async def plan_async(
         )
         if problems:
             raise ManifestError(problems)
-    changes: list[Change] = []
     account_changes: dict[str, Change] = {}
     cluster_size: int | None = None
     if account_res:
@@ -109,29 +151,17 @@ async def plan_async(
             system, store, [r.address.name for r in account_res]
         )
         for res in account_res:
-            action, diff, send, live_canon = accounts.account_change_parts(
-                res, live_claims[res.address.name], store
+            account_changes[res.address.name] = account_change(
+                res, *accounts.account_change_parts(res, live_claims[res.address.name], store)
             )
-            change = Change(
-                res.address,
-                Action(action),
-                diff=diff,
-                send=send,
-                reason=Reason.NEW
-                if action == "create"
-                else (Reason.CHANGED if action == "update" else None),
-                location=str(res.location),
-                prevent_destroy=res.metadata.prevent_destroy,
-                live_digest=fingerprint(live_canon),
-            )
-            account_changes[res.address.name] = change
-            changes.append(change)
         if prune:
             for res in account_res:
                 groups.setdefault(res.address.name, [])
     if not groups and not account_res:
         groups[None] = []
-    api_level, version, unmanaged = 0, "", []
+    identity: ServerIdentity | None = None
+    api_level, version = 0, ""
+    parts: list[tuple[Plan, LiveState]] = []
     for account in sorted(groups, key=lambda a: (a is not None, a or "")):
         parent = account_changes.get(account or "")
         new_account = account is not None and (
@@ -144,33 +174,38 @@ async def plan_async(
             level = api_level or UNKNOWN_API_LEVEL
             live = LiveState(level, version, None, cluster_size, {}, {}, {})
         else:
-            live = await read_live_state(await conns.client(account))
+            client = await conns.client(account)
+            live = await read_live_state(client)
             api_level, version = live.api_level, live.server_version
+            if identity is None:  # the first account read: the environment's own if any
+                identity = await read_identity(client.nc, live.account_info, client.timeout)
+                check_expected(target, identity)  # before anything else is looked at
             overlap = check_live_overlap(groups[account], live.streams, account=account)
             if overlap:  # the server would refuse these creates: say so before writing
                 raise ManifestError(overlap)
+        requires = parent.key if parent is not None and parent.action is not Action.NOOP else None
         sub = build_plan(
             groups[account],
             live,
             project=target.project.name,
             environment=target.env_name,
             prune=prune,
-            targets=targets,
             account=account,
+            requires=requires,
         )
-        if parent is not None and parent.action is not Action.NOOP:
-            for change in sub.changes:
-                change.depends_on.append(parent.key)
-        changes += sub.changes
-        unmanaged += sub.unmanaged
-    if targets:
-        changes = [
-            c
-            for c in changes
-            if c.address.kind != "Account" or any(t == f"Account/{c.address.name}" for t in targets)
-        ]
-    return Plan(
-        target.env_name, target.project.name, changes, api_level, version, unmanaged=unmanaged
+        parts.append((sub, live))
+    if identity is None:  # operator mode, only accounts this plan creates
+        identity = await read_identity(await conns.system(), {}, target.settings.timeout)
+        check_expected(target, identity)
+    return assemble_plan(
+        target.env_name,
+        target.project.name,
+        list(account_changes.values()),
+        parts,
+        identity=identity,
+        prune=prune,
+        targets=targets,
+        declared=len(desired),
     )
 
 
@@ -191,16 +226,25 @@ def plan(
     paths: Sequence[str] | None = None,
     prune: bool = False,
     targets: Sequence[str] = (),
+    allow_empty_prune: bool = False,
 ) -> Plan:
-    """Validate, read the live state, and return the plan (nothing is written)."""
+    """Validate, read the live state, and return the plan (nothing is written).
+
+    A pruning plan with nothing declared for the environment is refused (it would
+    delete everything this project owns) unless ``allow_empty_prune``.
+    """
     targets = parse_targets(targets)
     desired = load_desired(target.project, target.env_name, paths)
-    return asyncio.run(
+    the_plan = asyncio.run(
         _with_connections(
             target,
             lambda conns: plan_async(target, conns, desired, prune=prune, targets=targets),
         )
     )
+    found = empty_prune_refusals(the_plan, ApplyOptions(allow_empty_prune=allow_empty_prune))
+    if found:
+        raise PlanRefused(refusal_text(found[0]))
+    return the_plan
 
 
 def apply(
@@ -208,17 +252,23 @@ def apply(
     *,
     saved: Plan | None = None,
     paths: Sequence[str] | None = None,
-    prune: bool = False,
-    allow_replace: bool = False,
+    options: ApplyOptions | None = None,
     targets: Sequence[str] = (),
     confirm: Callable[[Plan], bool] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
-    on_event: Callable[[str, object, str], None] | None = None,
+    on_event: Callable[[str, Change, str], None] | None = None,
+    prune: bool = False,
+    allow_replace: bool = False,
 ) -> tuple[Plan, ApplyResult | None]:
-    """Apply a saved plan exactly, or plan now and apply after ``confirm(plan)`` says yes.
+    """Plan now and apply after ``confirm(plan)`` says yes; or, with a ``saved`` plan,
+    plan again from the same manifests and live state and apply that fresh plan only if
+    it is the saved one (a plan file is never executed as written).
 
-    Returns the plan and the result (None when there was nothing to do or confirm said no).
+    Every refusal (``reconciler.refusals``) is checked once, on the plan about to run,
+    before anything is written. Returns the plan and the result (None when there was
+    nothing to do or confirm said no).
     """
+    options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
     targets = parse_targets(targets)
     if saved is not None:
         if targets:
@@ -231,37 +281,28 @@ def apply(
             raise UsageError(
                 f'the plan is for project "{saved.project}", not "{target.project.name}"'
             )
-        desired: list[Resource] = []
-    else:
-        desired = load_desired(target.project, target.env_name, paths)
+    desired = load_desired(target.project, target.env_name, paths)
     # The validated models are only needed to plan: handed over, so that a large apply
     # does not keep them (about a third of its memory) while it writes.
     handover = [desired]
     del desired
+    prune_plan = saved.prune if saved is not None else options.prune
+    plan_targets = list(saved.targets) if saved is not None else targets
 
     async def body(conns: Connections) -> tuple[Plan, ApplyResult | None]:
-        if saved is not None:
-            the_plan = saved
-        else:
-            the_plan = await plan_async(target, conns, handover.pop(), prune=prune, targets=targets)
-            if on_plan:
-                on_plan(the_plan)
+        the_plan = await plan_async(
+            target, conns, handover.pop(), prune=prune_plan, targets=plan_targets
+        )
+        if saved is None and on_plan:
+            on_plan(the_plan)
+        found = refusals(the_plan, target.project, options, saved=saved)
+        if found:  # before asking: never ask to confirm what will be refused
+            raise refused(found)
         if not the_plan.has_changes:
             return the_plan, None
-        refusals = check_refusals(the_plan, allow_replace=allow_replace, prune=prune)
-        refusals += destroy_refusals(the_plan, target.project)
-        if refusals:  # before asking: never ask to confirm what will be refused
-            raise ApplyRefused("apply refused, nothing was changed:\n" + "\n".join(refusals))
         if saved is None and confirm is not None and not confirm(the_plan):
             raise ApplyRefused("apply cancelled, nothing was changed")
-        result = await apply_plan(
-            the_plan,
-            conns,
-            allow_replace=allow_replace,
-            prune=prune,
-            check_stale=saved is not None,
-            on_event=on_event,  # type: ignore[arg-type]
-        )
+        result = await apply_plan(the_plan, conns, on_event=on_event)
         return the_plan, result
 
     return asyncio.run(_with_connections(target, body))
@@ -274,3 +315,15 @@ def export(target: Target, out_dir: str | Path, schemas: str = "../schemas") -> 
 
     live = asyncio.run(_session(target.settings, read_live_state))
     return write_export(live, out_dir, schemas)
+
+
+def refused(found: Sequence[Refusal]) -> JsopsError:
+    """The one error for a refused apply: a stale or edited saved plan, or refusals."""
+    if any(r.code in SAVED_PLAN_CODES for r in found):
+        return StalePlanError(
+            "the plan is stale, nothing was changed (plan again):\n"
+            + "\n".join(refusal_text(r) for r in found if r.code in SAVED_PLAN_CODES)
+        )
+    return ApplyRefused(
+        "apply refused, nothing was changed:\n" + "\n".join(refusal_text(r) for r in found)
+    )

@@ -1,17 +1,13 @@
 """Apply: carry out a plan against the live server.
 
-1. Refusals are checked for the whole plan before the first write: a replace needs
-   ``allow_replace``, a delete needs ``prune``, and ``prevent_destroy`` refuses both.
-   Every refusal is reported, with what would be lost; nothing is written.
-2. A saved plan is re-checked: the live state is read again in bulk and the
-   fingerprint of every resource it changes compared with the one recorded at plan
-   time (a planned create must still be absent); any difference refuses the whole
-   plan, naming each resource.
-3. Deletes run first (consumers before their streams), then the other changes in
+The plan given here has passed the refusal gate (``reconciler.refusals``, run once by
+``api.apply`` on a plan made from a fresh live read); this module only executes it.
+
+1. Deletes run first (consumers before their streams), then the other changes in
    dependency order (streams before their consumers, origins before the streams that
    read them), independent ones concurrently under a bound. A failed change skips
    its dependents; the others go on.
-4. The result says what was done, what failed (with the server's error) and what
+2. The result says what was done, what failed (with the server's error) and what
    was skipped.
 """
 
@@ -22,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import ApiError, ApplyFailed, ApplyRefused, JsopsError, StalePlanError
-from reconciler.live import Connections, LiveState, cluster_size_of, read_live_state
-from reconciler.normalize import fingerprint, live_fingerprint
+from reconciler.errors import ApiError, ApplyFailed, JsopsError
+from reconciler.live import Connections, cluster_size_of
 from reconciler.plan import Action, Change, Plan
-from reconciler.render import loss_text
 
 APPLY_CONCURRENCY = 128
 
@@ -45,97 +39,6 @@ class ApplyResult:
 
     def summary(self) -> str:
         return f"{len(self.done)} done, {len(self.failed)} failed, {len(self.skipped)} skipped"
-
-
-def _loss_text(change: Change) -> str:
-    text = loss_text(change)
-    return f" (would lose {text})" if text else ""
-
-
-def check_refusals(plan: Plan, *, allow_replace: bool, prune: bool) -> list[str]:
-    """Every reason to refuse the plan before writing anything."""
-    problems: list[str] = []
-    for change in plan.pending():
-        where = f"{change.location}: " if change.location else ""
-        if change.action in (Action.REPLACE, Action.DELETE) and change.prevent_destroy:
-            problems.append(
-                f"{where}{change.address}: {change.action.value} refused by prevent_destroy"
-                + _loss_text(change)
-            )
-        elif change.action is Action.REPLACE and not allow_replace:
-            why = "; ".join(change.replace_reasons) or "a stream it belongs to is replaced"
-            problems.append(
-                f"{where}{change.address}: replace needs --allow-replace ({why})"
-                + _loss_text(change)
-            )
-        elif change.action is Action.DELETE and not prune:
-            problems.append(f"{change.address}: delete needs --prune" + _loss_text(change))
-    return problems
-
-
-async def find_stale(plan: Plan, conns: Connections) -> list[str]:
-    """Resources whose live config changed since the plan was made.
-
-    The live state is read again in bulk, per account (``STREAM.LIST``, and
-    ``CONSUMER.LIST`` of the streams whose consumers the plan changes), the way the plan
-    read it; account JWTs are looked up again on the resolver.
-    """
-    pending = plan.pending()
-    problems: list[str] = []
-    by_account: dict[str | None, list[Change]] = {}
-    accounts: list[Change] = []
-    for change in pending:
-        if change.address.kind == "Account":
-            accounts.append(change)
-        else:
-            by_account.setdefault(change.address.account, []).append(change)
-    if accounts:
-        problems += await _stale_accounts(accounts, conns)
-    for account, changes in by_account.items():
-        if account is not None and not conns.store.has_account(account):
-            live = None  # the account is made by this plan: everything in it is new
-        else:
-            streams = {c.address.stream or "" for c in changes if c.address.kind == "Consumer"}
-            live = await read_live_state(await conns.client(account), only_streams=streams)
-        for change in changes:
-            problems += _stale_resource(change, live)
-    return problems
-
-
-def _stale_resource(change: Change, live: LiveState | None) -> list[str]:
-    address = change.address
-    info = None
-    if live is not None and address.kind == "Stream":
-        info = live.streams.get(address.name)
-    elif live is not None:
-        info = live.consumers.get((address.stream or "", address.name))
-    if change.action is Action.CREATE:
-        return [f"{address}: now exists (the plan creates it)"] if info else []
-    if not info:
-        return [f"{address}: no longer exists (the plan {change.action.value}s it)"]
-    if change.live_digest != live_fingerprint(address.kind, info["config"]):
-        return [f"{address}: changed since the plan was made"]
-    return []
-
-
-async def _stale_accounts(changes: list[Change], conns: Connections) -> list[str]:
-    from reconciler.accounts import reconcile
-
-    store = conns.store
-    live = await reconcile.read_account_claims(
-        await conns.system(), store, [c.address.name for c in changes]
-    )
-    problems = []
-    for change in changes:
-        claims = live[change.address.name]
-        canonical = (
-            None
-            if claims is None
-            else reconcile.canonical_account(claims, lambda pub: store.account_name_for(pub) or pub)
-        )
-        if fingerprint(canonical) != change.live_digest:
-            problems.append(f"{change.address}: changed since the plan was made")
-    return problems
 
 
 async def _run_change(conns: Connections, change: Change) -> None:
@@ -187,22 +90,11 @@ async def apply_plan(
     plan: Plan,
     conns: Connections,
     *,
-    allow_replace: bool = False,
-    prune: bool = False,
-    check_stale: bool = True,
     concurrency: int = APPLY_CONCURRENCY,
     on_event: Callable[[str, Change, str], None] | None = None,
 ) -> ApplyResult:
-    """Apply ``plan``; raise ApplyRefused/StalePlanError before writing, ApplyFailed after."""
-    refusals = check_refusals(plan, allow_replace=allow_replace, prune=prune)
-    if refusals:
-        raise ApplyRefused("apply refused, nothing was changed:\n" + "\n".join(refusals))
-    if check_stale:
-        stale = await find_stale(plan, conns)
-        if stale:
-            raise StalePlanError(
-                "the plan is stale, nothing was changed (plan again):\n" + "\n".join(stale)
-            )
+    """Carry out ``plan`` (already past the refusal gate); raise ApplyFailed when some
+    change failed or was skipped."""
     pending = plan.pending()
     result = ApplyResult()
     outcome: dict[str, str] = {}

@@ -122,6 +122,11 @@ def _color(opts: Options) -> bool:
     help="Only this resource (Stream/NAME, Consumer/STREAM/NAME); repeatable.",
 )
 @click.option("--show-noop", is_flag=True, help="List unchanged resources too (text format).")
+@click.option(
+    "--allow-empty-prune",
+    is_flag=True,
+    help="Allow --prune when the manifests declare nothing for the environment.",
+)
 @global_options
 @click.pass_context
 def plan(
@@ -132,13 +137,16 @@ def plan(
     detailed_exitcode: bool,
     targets: tuple[str, ...],
     show_noop: bool,
+    allow_empty_prune: bool,
     **kwargs: Any,
 ) -> int:
     """Show what apply would change (nothing is written)."""
     from reconciler import api, planfile, render
 
     opts = _merge(ctx, **kwargs)
-    the_plan = api.plan(_target(opts), prune=prune, targets=targets)
+    the_plan = api.plan(
+        _target(opts), prune=prune, targets=targets, allow_empty_prune=allow_empty_prune
+    )
     if fmt == "text":
         click.echo(render.render_text(the_plan, color=_color(opts), show_noop=show_noop), nl=False)
     else:
@@ -159,6 +167,16 @@ def plan(
     is_flag=True,
     help="Allow delete-and-recreate of resources the server cannot change in place.",
 )
+@click.option(
+    "--allow-takeover",
+    is_flag=True,
+    help="Allow changing resources whose jsops.owner is another project.",
+)
+@click.option(
+    "--allow-empty-prune",
+    is_flag=True,
+    help="Allow --prune when the manifests declare nothing for the environment.",
+)
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
 @global_options
 @click.pass_context
@@ -168,13 +186,17 @@ def apply(
     auto_approve: bool,
     prune: bool,
     allow_replace: bool,
+    allow_takeover: bool,
+    allow_empty_prune: bool,
     targets: tuple[str, ...],
     **kwargs: Any,
 ) -> int:
-    """Apply the manifests (plan, confirm, apply) or exactly a saved PLANFILE."""
+    """Apply the manifests (plan, confirm, apply), or a saved PLANFILE after planning
+    again and finding exactly that plan."""
     from reconciler import api, render
     from reconciler import planfile as planfiles
     from reconciler.errors import ApplyRefused
+    from reconciler.refusals import ApplyOptions
 
     opts = _merge(ctx, **kwargs)
     color = _color(opts)
@@ -202,8 +224,12 @@ def apply(
     the_plan, result = api.apply(
         target,
         saved=saved,
-        prune=prune,
-        allow_replace=allow_replace,
+        options=ApplyOptions(
+            prune=prune,
+            allow_replace=allow_replace,
+            allow_takeover=allow_takeover,
+            allow_empty_prune=allow_empty_prune,
+        ),
         targets=targets,
         confirm=confirm,
         on_plan=show,

@@ -51,6 +51,17 @@ class TlsConfig(BaseModel):
     key: str | None = None
 
 
+class ExpectConfig(BaseModel):
+    """The identity an environment's servers must report (any field may be left out);
+    plan and apply refuse to run anywhere else, whatever ``--server`` says."""
+
+    model_config = STRICT
+    cluster: str | None = None
+    server_name: str | None = None
+    domain: str | None = None
+    account: str | None = None
+
+
 class EnvironmentConfig(BaseModel):
     """How to reach one environment and the template values it renders manifests with."""
 
@@ -71,6 +82,8 @@ class EnvironmentConfig(BaseModel):
     # here, and whether plans may delete or replace anything in this environment
     max_replicas: Int | None = Field(default=None, ge=1, le=5)
     allow_delete: bool = True
+    # the servers' identity this environment must find (wrong-target interlock)
+    expect: ExpectConfig | None = None
 
     @field_validator("domain")
     @classmethod

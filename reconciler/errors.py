@@ -8,7 +8,9 @@ one line per message on stderr and exit 1 (``cli.main`` is the only place that d
     ├── ManifestError             one or more located Diagnostics (validation)
     ├── ConnectionFailed          server unreachable, bad credentials, no JetStream
     ├── ApiError                  the JetStream API answered with an error
-    ├── StalePlanError            a saved plan no longer matches the live state
+    ├── StalePlanError            a saved plan is not what jsops would plan now
+    ├── TargetMismatch            the servers are not those the environment expects
+    ├── PlanRefused               a plan that must not be made (prune with nothing declared)
     └── ApplyRefused / ApplyFailed  refusals before writing, failures during apply
 """
 
@@ -112,6 +114,14 @@ class ApiError(JsopsError):
 
 class StalePlanError(JsopsError):
     """A saved plan was made against a live state that has changed since."""
+
+
+class TargetMismatch(JsopsError):
+    """The servers reached are not the ones the environment pins (``expect``)."""
+
+
+class PlanRefused(JsopsError):
+    """A plan that is refused outright (its wording says which flag would allow it)."""
 
 
 class ApplyRefused(JsopsError):

@@ -200,6 +200,59 @@ class LiveState:
         return [info for (s, _), info in self.consumers.items() if s == stream]
 
 
+@dataclass(frozen=True)
+class ServerIdentity:
+    """Which JetStream a connection reached: the cluster (or, unclustered, the server)
+    name, the JetStream domain and the account, as the servers report them.
+
+    A saved plan records it and is refused elsewhere; an environment's ``expect`` pins
+    it (``check_expected``). Only the fields both sides know are compared.
+    """
+
+    server_name: str | None = None
+    cluster: str | None = None
+    domain: str | None = None
+    account: str | None = None
+
+    FIELDS = ("cluster", "server_name", "domain", "account")
+
+    def describe(self) -> str:
+        parts = [f"cluster {self.cluster}" if self.cluster else f"server {self.server_name}"]
+        parts.append(f"domain {self.domain}" if self.domain else "no domain")
+        if self.account:
+            parts.append(f"account {self.account}")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, str | None]:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def mismatches(self, other: ServerIdentity) -> list[str]:
+        """Fields where ``other`` differs from this one (a clustered identity is not
+        compared by server name: any node of the cluster is the same target)."""
+        names = [k for k in self.FIELDS if not (k == "server_name" and self.cluster)]
+        return [k for k in names if getattr(self, k) != getattr(other, k)]
+
+
+async def read_identity(
+    nc: NatsClient, account_info: dict[str, Any], timeout: float = 5.0
+) -> ServerIdentity:
+    """The identity of a connection: names from the server's INFO, the domain from
+    ``$JS.API.INFO`` (``account_info``), the account from ``$SYS.REQ.USER.INFO`` (None
+    where the server does not answer it)."""
+    info = server_info(nc)
+    account = None
+    with contextlib.suppress(Exception):
+        msg = await nc.request("$SYS.REQ.USER.INFO", b"", timeout=timeout)
+        data = json.loads(msg.data).get("data") or {}
+        account = data.get("account_name") or data.get("account")
+    return ServerIdentity(
+        server_name=info.get("server_name") or None,
+        cluster=info.get("cluster") or None,
+        domain=account_info.get("domain") or None,
+        account=account,
+    )
+
+
 # What the plan uses of StreamInfo / ConsumerInfo: the config, and the counts a
 # destructive change reports as lost. The rest (cluster, sources state, per-subject
 # detail) is dropped as pages arrive: at 10k streams it is most of the live state's memory.

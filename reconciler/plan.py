@@ -28,10 +28,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from reconciler.diagnostics import did_you_mean
 from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, ManifestError, UsageError
-from reconciler.live import LiveState
+from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Resource, StreamSource, StreamSpec
 from reconciler.mutability import fields_needing_level, replace_reasons
 from reconciler.normalize import (
@@ -40,13 +41,12 @@ from reconciler.normalize import (
     canonical_consumer,
     canonical_stream,
     consumer_api_config,
+    fingerprint,
     live_fingerprint,
     owner_of,
     protected,
     stream_api_config,
 )
-
-FORMAT_VERSION = 1
 
 
 class Action(StrEnum):
@@ -70,21 +70,27 @@ class Reason(StrEnum):
     CHANGED = "changed"
     CANNOT_UPDATE = "cannot_update"
     STREAM_REPLACED = "stream_replaced"
-    ADOPT = "adopt_owner_tag"
+    ADOPT = "adopt_owner_tag"  # no jsops.owner yet: the first apply adds this project's
+    TAKEOVER = "owned_by_another_project"  # refused unless --allow-takeover
     NOT_IN_MANIFESTS = "not_in_manifests"
     STREAM_DELETED = "stream_deleted"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Change:
-    """One planned change to one resource (see the module docstring for before/after)."""
+    """One planned change to one resource (see the module docstring for before/after).
+
+    Built once, never changed afterwards. ``owner`` is the live ``jsops.owner`` when it
+    names another project (the change is a takeover, refused by default);
+    ``prevent_destroy`` is true when the manifest or the live metadata protects it.
+    """
 
     address: Address
     action: Action
-    diff: list[FieldDiff] = field(default_factory=list)
+    diff: tuple[FieldDiff, ...] = ()
     reason: Reason | None = None
-    replace_paths: list[str] = field(default_factory=list)
-    replace_reasons: list[str] = field(default_factory=list)
+    replace_paths: tuple[str, ...] = ()
+    replace_reasons: tuple[str, ...] = ()
     destructive: bool = False
     loss: dict[str, int] | None = None
     location: str | None = None
@@ -92,28 +98,52 @@ class Change:
     drift: bool = False
     send: dict[str, Any] | None = None
     prevent_destroy: bool = False
-    depends_on: list[str] = field(default_factory=list)
-    external_refs: list[str] = field(default_factory=list)
+    depends_on: tuple[str, ...] = ()
+    external_refs: tuple[str, ...] = ()
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in _SEQUENCES:  # lists given by a caller become tuples: never mutated
+            value = getattr(self, name)
+            if type(value) is not tuple:
+                object.__setattr__(self, name, tuple(value))
 
     @property
     def key(self) -> str:
         return str(self.address)
 
 
-@dataclass
+_SEQUENCES = ("diff", "replace_paths", "replace_reasons", "depends_on", "external_refs")
+
+
+@dataclass(frozen=True)
 class Plan:
-    """A versioned plan for one environment. ``changes`` are in apply order."""
+    """A plan for one environment, built once. ``changes`` are in apply order.
+
+    ``identity`` is the server or cluster the live state was read from; ``prune``,
+    ``targets`` and ``declared`` (how many resources the manifests declare here) are
+    what it was made with, so that a saved plan can be made again and compared.
+    """
 
     environment: str
     project: str
-    changes: list[Change]
+    changes: tuple[Change, ...]
     api_level: int = 0
     server_version: str = ""
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).replace(microsecond=0).isoformat()
     )
-    unmanaged: list[str] = field(default_factory=list)
-    format_version: int = FORMAT_VERSION
+    unmanaged: tuple[str, ...] = ()
+    identity: ServerIdentity | None = None
+    prune: bool = False
+    targets: tuple[str, ...] = ()
+    declared: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("changes", "unmanaged", "targets"):
+            value = getattr(self, name)
+            if type(value) is not tuple:
+                object.__setattr__(self, name, tuple(value))
 
     @property
     def summary(self) -> dict[str, int]:
@@ -257,22 +287,30 @@ def build_plan(
     project: str,
     environment: str,
     prune: bool = False,
-    targets: Sequence[str] = (),
     account: str | None = None,
+    requires: str | None = None,
 ) -> Plan:
     """Compare desired resources with the live state of one account (``account`` is
-    None for the environment's own); raise ManifestError on plan errors."""
+    None for the environment's own); raise ManifestError on plan errors.
+
+    ``requires`` is the key of a change every change here waits for (the account's
+    own change, in operator mode). Target filtering is :func:`assemble_plan`'s.
+    """
     errors: list[Diagnostic] = []
-    changes: list[Change] = []
     streams = _order_streams([r for r in desired if r.address.kind == "Stream"])
     consumers = [r for r in desired if r.address.kind == "Consumer"]
-    stream_changes: dict[str, Change] = {}
+    after = (requires,) if requires else ()
+    # Stream changes stay drafts until their consumers are planned: a consumer whose
+    # limits come down first adds itself to its stream's depends_on.
+    drafts: dict[str, dict[str, Any]] = {}
     declared_streams = {r.address.name for r in streams}
     declared_consumers = {(r.address.stream, r.address.name) for r in consumers}
     desired_canon: dict[str, dict[str, Any]] = {}
 
     for res in streams:
         name = res.address.name
+        spec = res.spec
+        assert isinstance(spec, StreamSpec)
         send = stream_api_config(res, project)
         _inherit_mirror_direct(send, res, desired_canon, live)
         errors += _level_errors(res, "Stream", send, live.api_level)
@@ -280,89 +318,204 @@ def build_plan(
         canon = canonical_stream(send)
         desired_canon[name] = canon
         info = live.streams.get(name)
-        change = Change(
-            res.address,
-            Action.NOOP,
-            location=str(res.location),
-            prevent_destroy=res.metadata.prevent_destroy,
-        )
-        for origin, where in stream_origins(res.spec):  # type: ignore[arg-type]
+        depends: list[str] = list(after)
+        refs: list[str] = []
+        for origin, where in stream_origins(spec):
             if where is None and origin in declared_streams:
-                change.depends_on.append(str(Address("Stream", origin, account=account)))
+                depends.append(str(Address("Stream", origin, account=account)))
             elif where is None:
-                change.external_refs.append(f"Stream {origin} (not declared here)")
+                refs.append(f"Stream {origin} (not declared here)")
             else:
-                change.external_refs.append(f"Stream {origin} ({_where(where)})")
-        for src in _sources_of(res.spec):  # type: ignore[arg-type]
+                refs.append(f"Stream {origin} ({_where(where)})")
+        for src in _sources_of(spec):
             # a durable sourcing consumer (ADR-60) must exist before the stream reads it
             if src.consumer and (src.name, src.consumer.name) in declared_consumers:
                 consumer = Address("Consumer", src.consumer.name, stream=src.name, account=account)
-                change.depends_on.append(str(consumer))
+                depends.append(str(consumer))
+        draft: dict[str, Any] = {
+            "address": res.address,
+            "location": str(res.location),
+            "prevent_destroy": res.metadata.prevent_destroy,
+            "external_refs": tuple(refs),
+        }
         if info is None:
-            change.action, change.reason = Action.CREATE, Reason.NEW
-            change.diff = diff_config({}, _shown(send))
+            shown = tuple(diff_config({}, _shown(send)))
             stamp("Stream", send)
-            change.send = send
+            draft.update(action=Action.CREATE, reason=Reason.NEW, diff=shown, send=send)
         else:
             live_canon = canonical_stream(info["config"])
-            _compare(change, info, live_canon, canon, send, live, project)
-        stream_changes[name] = change
-        changes.append(change)
+            draft.update(_compare("Stream", info, live_canon, canon, send, live, project))
+        draft["depends_on"] = depends
+        drafts[name] = draft
 
+    consumer_changes: list[Change] = []
     for res in consumers:
         stream_name = res.address.stream or ""
         send = consumer_api_config(res, project, desired_canon.get(stream_name))
         errors += _level_errors(res, "Consumer", send, live.api_level)
         canon = canonical_consumer(send, desired_canon.get(stream_name))
         info = live.consumers.get((stream_name, res.address.name))
-        parent = stream_changes.get(stream_name)
-        change = Change(
-            res.address,
-            Action.NOOP,
-            location=str(res.location),
-            prevent_destroy=res.metadata.prevent_destroy,
-        )
-        if parent is not None and parent.action in (Action.CREATE, Action.REPLACE):
-            change.depends_on = [parent.key]
-        if info is None or (parent is not None and parent.action is Action.REPLACE):
-            if info is None:
-                change.action, change.reason = Action.CREATE, Reason.NEW
-                change.diff = diff_config({}, _shown(send))
-            else:
-                change.action, change.reason = Action.REPLACE, Reason.STREAM_REPLACED
-                change.destructive = True
-                change.loss = _consumer_loss(info)
-                live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
-                change.live_digest = live_fingerprint("Consumer", info["config"])
-                change.drift = drifted("Consumer", info["config"])
-                change.diff = diff_config(live_canon, canon)
+        parent = drafts.get(stream_name)
+        parent_action = parent["action"] if parent is not None else None
+        parent_key = str(parent["address"]) if parent is not None else ""
+        fields: dict[str, Any]
+        depends = list(after)
+        if parent_action in (Action.CREATE, Action.REPLACE):
+            depends.append(parent_key)
+        if info is None:
+            shown = tuple(diff_config({}, _shown(send)))
             stamp("Consumer", send)
-            change.send = send
+            fields = {"action": Action.CREATE, "reason": Reason.NEW, "diff": shown, "send": send}
+        elif parent_action is Action.REPLACE:
+            live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
+            stamp("Consumer", send)
+            fields = {
+                "action": Action.REPLACE,
+                "reason": Reason.STREAM_REPLACED,
+                "destructive": True,
+                "loss": _consumer_loss(info),
+                "live_digest": live_fingerprint("Consumer", info["config"]),
+                "drift": drifted("Consumer", info["config"]),
+                "diff": tuple(diff_config(live_canon, canon)),
+                "send": send,
+                **_live_facts(info["config"], project),
+            }
         else:
             live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
-            _compare(change, info, live_canon, canon, send, live, project)
-            updating = parent is not None and parent.action is Action.UPDATE
-            if change.action is Action.UPDATE and parent is not None and updating:
-                if _tightens_consumer_limits(parent):
+            fields = _compare("Consumer", info, live_canon, canon, send, live, project)
+            if fields["action"] is Action.UPDATE and parent_action is Action.UPDATE:
+                assert parent is not None
+                if _tightens_consumer_limits(parent["diff"]):
                     # The server refuses limits below a consumer's (10069): the
                     # consumers come down first, then the stream.
-                    parent.depends_on.append(change.key)
+                    parent["depends_on"].append(str(res.address))
                 else:
-                    change.depends_on = [parent.key]
-        changes.append(change)
+                    depends.append(parent_key)
+        protect = fields.pop("live_protected", False) or res.metadata.prevent_destroy
+        consumer_changes.append(
+            Change(
+                res.address,
+                location=str(res.location),
+                prevent_destroy=protect,
+                depends_on=tuple(depends),
+                **fields,
+            )
+        )
 
     if errors:
         raise ManifestError(errors)
 
+    changes = [_freeze(d) for d in drafts.values()] + consumer_changes
     declared = {c.address for c in changes}
-    deletes, unmanaged = _orphans(live, declared, project, prune, account)
-    changes = changes + deletes
+    deletes, unmanaged = _orphans(live, declared, project, prune, account, after)
+    return Plan(
+        environment,
+        project,
+        tuple(changes + deletes),
+        live.api_level,
+        live.server_version,
+        unmanaged=tuple(unmanaged),
+        prune=prune,
+        declared=len(desired),
+    )
+
+
+def _freeze(draft: dict[str, Any]) -> Change:
+    """A stream's draft as its Change (manifest or live metadata protects it)."""
+    protect = draft.pop("prevent_destroy") or draft.pop("live_protected", False)
+    draft.pop("live_protected", None)
+    return Change(prevent_destroy=protect, **{**draft, "depends_on": tuple(draft["depends_on"])})
+
+
+def _live_facts(config: dict[str, Any], project: str) -> dict[str, Any]:
+    """What the live metadata says about a resource jsops is about to write: its owner,
+    when another project's, and whether it is protected."""
+    owner = owner_of(config)
+    facts: dict[str, Any] = {"live_protected": protected(config)}
+    if owner is not None and owner != project:
+        facts["owner"] = owner
+    return facts
+
+
+def account_change(
+    res: Resource,
+    action: Action,
+    diff: Sequence[FieldDiff],
+    send: dict[str, Any],
+    live_canonical: dict[str, Any] | None,
+) -> Change:
+    """The change of one Account manifest (from ``accounts.reconcile``'s comparison)."""
+    reason = {Action.CREATE: Reason.NEW, Action.UPDATE: Reason.CHANGED}.get(action)
+    return Change(
+        res.address,
+        action,
+        diff=tuple(diff),
+        send=send,
+        reason=reason,
+        location=str(res.location),
+        prevent_destroy=res.metadata.prevent_destroy,
+        live_digest=fingerprint(live_canonical),
+    )
+
+
+def assemble_plan(
+    environment: str,
+    project: str,
+    accounts: Sequence[Change],
+    parts: Sequence[tuple[Plan, LiveState]],
+    *,
+    identity: ServerIdentity | None,
+    prune: bool = False,
+    targets: Sequence[str] = (),
+    declared: int = 0,
+) -> Plan:
+    """One plan from the account changes and each account's plan (in that order),
+    filtered to ``targets``; a target that matches nothing declared or live is an error."""
+    changes: list[Change] = list(accounts)
+    unmanaged: list[str] = []
+    api_level, version = 0, ""
+    for sub, live in parts:
+        changes += sub.changes
+        unmanaged += sub.unmanaged
+        if live.server_version:
+            api_level, version = live.api_level, live.server_version
     if targets:
+        _check_targets(targets, changes, [live for _, live in parts])
         changes = [c for c in changes if _matches_target(c.address, targets)]
         unmanaged = [u for u in unmanaged if any(_unmanaged_matches(u, t) for t in targets)]
     return Plan(
-        environment, project, changes, live.api_level, live.server_version, unmanaged=unmanaged
+        environment,
+        project,
+        tuple(changes),
+        api_level,
+        version,
+        unmanaged=tuple(unmanaged),
+        identity=identity,
+        prune=prune,
+        targets=tuple(targets),
+        declared=declared,
     )
+
+
+def _check_targets(
+    targets: Sequence[str], changes: Sequence[Change], lives: Sequence[LiveState]
+) -> None:
+    """Every ``--target`` names something declared or live, else a did-you-mean."""
+    known = {c.address.target for c in changes}
+    for live in lives:
+        known.update(f"Stream/{name}" for name in live.streams)
+        known.update(f"Consumer/{stream}/{name}" for stream, name in live.consumers)
+    problems = []
+    for target in targets:
+        if target in known:
+            continue
+        hint = did_you_mean(target, known)
+        problems.append(
+            f"--target {target}: no resource by that name is declared or live"
+            + (f" ({hint})" if hint else "")
+        )
+    if problems:
+        raise UsageError("\n".join(problems))
 
 
 def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> list[Diagnostic]:
@@ -408,47 +561,54 @@ _LOSS = {"Stream": _stream_loss, "Consumer": _consumer_loss}
 
 
 def _compare(
-    change: Change,
+    kind: str,
     info: dict[str, Any],
     live_canon: dict[str, Any],
     canon: dict[str, Any],
     send: dict[str, Any],
     live: LiveState,
     project: str,
-) -> None:
-    """Fill ``change`` for a resource that exists: noop, update (with the live fields
+) -> dict[str, Any]:
+    """The change fields for a resource that exists: noop, update (with the live fields
     jsops does not model sent back unchanged) or replace (per the mutability table)."""
-    kind = change.address.kind
     live_config = info["config"]
     if live_canon == canon:
-        return  # a noop needs no fingerprint: saved plans check only what they change
-    change.live_digest = live_fingerprint(kind, live_config)
-    change.drift = drifted(kind, live_config)
-    change.diff = diff_config(live_canon, canon)
+        return {"action": Action.NOOP}  # a noop needs no fingerprint
+    fields: dict[str, Any] = {
+        "live_digest": live_fingerprint(kind, live_config),
+        "drift": drifted(kind, live_config),
+        "diff": tuple(diff_config(live_canon, canon)),
+        **_live_facts(live_config, project),
+    }
     reasons = replace_reasons(
         kind, live_canon, canon, api_level=live.api_level, version=live.server_version
     )
     if reasons:
-        change.action, change.reason = Action.REPLACE, Reason.CANNOT_UPDATE
-        change.replace_paths = [f for f, _ in reasons]
-        change.replace_reasons = [r for _, r in reasons]
-        change.destructive = True
-        change.loss = _LOSS[kind](info)
         stamp(kind, send)
-        change.send = send
-        return
-    change.action = Action.UPDATE
-    only_owner = all(d.path.startswith("metadata") for d in change.diff)
-    change.reason = (
-        Reason.ADOPT if only_owner and owner_of(live_config) != project else Reason.CHANGED
-    )
-    change.send = {**_unmodeled(live_config, _DEFAULTS[kind]), **send}
-    stamp(kind, change.send)
+        return {
+            **fields,
+            "action": Action.REPLACE,
+            "reason": Reason.TAKEOVER if "owner" in fields else Reason.CANNOT_UPDATE,
+            "replace_paths": tuple(f for f, _ in reasons),
+            "replace_reasons": tuple(r for _, r in reasons),
+            "destructive": True,
+            "loss": _LOSS[kind](info),
+            "send": send,
+        }
+    owner = owner_of(live_config)
+    reason = Reason.CHANGED
+    if "owner" in fields:
+        reason = Reason.TAKEOVER
+    elif owner is None:
+        reason = Reason.ADOPT
+    update = {**_unmodeled(live_config, _DEFAULTS[kind]), **send}
+    stamp(kind, update)
+    return {**fields, "action": Action.UPDATE, "reason": reason, "send": update}
 
 
-def _tightens_consumer_limits(change: Change) -> bool:
+def _tightens_consumer_limits(diff: Sequence[FieldDiff]) -> bool:
     """Whether a stream update sets or lowers a ``consumer_limits`` value."""
-    for d in change.diff:
+    for d in diff:
         if not d.path.startswith("consumer_limits"):
             continue
         before, after = d.before, d.after
@@ -477,35 +637,27 @@ def _shown(send: dict[str, Any]) -> dict[str, Any]:
 
 
 def _orphans(
-    live: LiveState, declared: set[Address], project: str, prune: bool, account: str | None
+    live: LiveState,
+    declared: set[Address],
+    project: str,
+    prune: bool,
+    account: str | None,
+    after: tuple[str, ...] = (),
 ) -> tuple[list[Change], list[str]]:
     """Owned live resources no manifest declares: deletes (with prune) or a note."""
-    deletes: list[Change] = []
     unmanaged: list[str] = []
-    deleted_streams: set[str] = set()
+    deleted_streams: dict[str, list[str]] = {}
+    stream_deletes: list[tuple[Address, dict[str, Any]]] = []
     for name in sorted(live.streams):
         info = live.streams[name]
         address = Address("Stream", name, account=account)
-        if address in declared:
-            continue
-        if owner_of(info["config"]) != project:
+        if address in declared or owner_of(info["config"]) != project:
             continue
         if not prune:
             unmanaged.append(str(address))
             continue
-        deleted_streams.add(name)
-        deletes.append(
-            Change(
-                address,
-                Action.DELETE,
-                reason=Reason.NOT_IN_MANIFESTS,
-                destructive=True,
-                loss=_stream_loss(info),
-                live_digest=live_fingerprint("Stream", info["config"]),
-                drift=drifted("Stream", info["config"]),
-                prevent_destroy=protected(info["config"]),
-            )
-        )
+        deleted_streams[name] = []
+        stream_deletes.append((address, info))
     consumer_deletes: list[Change] = []
     for stream, name in sorted(live.consumers):
         info = live.consumers[(stream, name)]
@@ -515,20 +667,36 @@ def _orphans(
         if not prune:
             unmanaged.append(str(address))
             continue
-        change = Change(
+        if stream in deleted_streams:
+            deleted_streams[stream].append(str(address))
+        consumer_deletes.append(
+            Change(
+                address,
+                Action.DELETE,
+                reason=Reason.STREAM_DELETED
+                if stream in deleted_streams
+                else Reason.NOT_IN_MANIFESTS,
+                destructive=True,
+                loss=_consumer_loss(info),
+                live_digest=live_fingerprint("Consumer", info["config"]),
+                drift=drifted("Consumer", info["config"]),
+                prevent_destroy=protected(info["config"]),
+                depends_on=after,
+            )
+        )
+    # Deletes run in reverse dependency order: consumers, then their streams.
+    deletes = [
+        Change(
             address,
             Action.DELETE,
-            reason=Reason.STREAM_DELETED if stream in deleted_streams else Reason.NOT_IN_MANIFESTS,
+            reason=Reason.NOT_IN_MANIFESTS,
             destructive=True,
-            loss=_consumer_loss(info),
-            live_digest=live_fingerprint("Consumer", info["config"]),
-            drift=drifted("Consumer", info["config"]),
+            loss=_stream_loss(info),
+            live_digest=live_fingerprint("Stream", info["config"]),
+            drift=drifted("Stream", info["config"]),
             prevent_destroy=protected(info["config"]),
+            depends_on=(*after, *deleted_streams[address.name]),
         )
-        consumer_deletes.append(change)
-    # Deletes run in reverse dependency order: consumers, then their streams.
-    for change in deletes:
-        change.depends_on = [
-            c.key for c in consumer_deletes if c.address.stream == change.address.name
-        ]
+        for address, info in stream_deletes
+    ]
     return consumer_deletes + deletes, unmanaged

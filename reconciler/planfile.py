@@ -10,13 +10,18 @@ refused with a sentence naming the supported one.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from reconciler.diff import FieldDiff
 from reconciler.errors import JsopsError
+from reconciler.live import ServerIdentity
 from reconciler.models import Address
-from reconciler.plan import FORMAT_VERSION, Action, Change, Plan, Reason
+from reconciler.plan import Action, Change, Plan, Reason
+from reconciler.refusals import ApplyOptions, change_refusals
+
+FORMAT_VERSION = 1
 
 
 def change_to_json(change: Change) -> dict[str, Any]:
@@ -38,6 +43,11 @@ def change_to_json(change: Change) -> dict[str, Any]:
         "prevent_destroy": change.prevent_destroy,
         "depends_on": list(change.depends_on),
         "external_refs": list(change.external_refs),
+        "owner": change.owner,
+        "refused": [
+            {"code": r.code.value, "detail": r.detail or None, "override": r.override}
+            for r in change_refusals(change, ApplyOptions(prune=True, allow_replace=True))
+        ],
         "live_digest": change.live_digest,
         "send": change.send,
     }
@@ -45,12 +55,16 @@ def change_to_json(change: Change) -> dict[str, Any]:
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     return {
-        "format_version": plan.format_version,
+        "format_version": FORMAT_VERSION,
         "environment": plan.environment,
         "project": plan.project,
         "api_level": plan.api_level,
         "server_version": plan.server_version,
         "created_at": plan.created_at,
+        "identity": plan.identity.to_json() if plan.identity else None,
+        "prune": plan.prune,
+        "targets": list(plan.targets),
+        "declared": plan.declared,
         "changes": [change_to_json(c) for c in plan.changes if c.action is not Action.NOOP],
         "summary": plan.summary,
         "unchanged": [change_to_json(c) for c in plan.changes if c.action is Action.NOOP],
@@ -75,10 +89,12 @@ def change_from_json(data: dict[str, Any]) -> Change:
     return Change(
         address=address,
         action=_enum(Action, data["action"], "action"),
-        diff=[FieldDiff(d["path"], d.get("before"), d.get("after")) for d in data.get("diff", [])],
+        diff=tuple(
+            FieldDiff(d["path"], d.get("before"), d.get("after")) for d in data.get("diff", [])
+        ),
         reason=_enum(Reason, reason, "reason") if reason else None,
-        replace_paths=list(data.get("replace_paths") or []),
-        replace_reasons=list(data.get("replace_reasons") or []),
+        replace_paths=tuple(data.get("replace_paths") or ()),
+        replace_reasons=tuple(data.get("replace_reasons") or ()),
         destructive=bool(data.get("destructive")),
         loss=data.get("loss"),
         location=data.get("location"),
@@ -86,8 +102,9 @@ def change_from_json(data: dict[str, Any]) -> Change:
         drift=bool(data.get("drift")),
         send=data.get("send"),
         prevent_destroy=bool(data.get("prevent_destroy")),
-        depends_on=list(data.get("depends_on") or []),
-        external_refs=list(data.get("external_refs") or []),
+        depends_on=tuple(data.get("depends_on") or ()),
+        external_refs=tuple(data.get("external_refs") or ()),
+        owner=data.get("owner"),
     )
 
 
@@ -101,24 +118,35 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
             f"{FORMAT_VERSION} (make the plan again with this version)"
         )
     try:
+        identity = data.get("identity")
         return Plan(
             environment=data["environment"],
             project=data.get("project", ""),
-            changes=[
+            changes=tuple(
                 change_from_json(c) for c in [*data["changes"], *(data.get("unchanged") or [])]
-            ],
+            ),
             api_level=int(data.get("api_level", 0)),
             server_version=data.get("server_version", ""),
             created_at=data.get("created_at", ""),
-            unmanaged=list(data.get("unmanaged") or []),
+            unmanaged=tuple(data.get("unmanaged") or ()),
+            identity=ServerIdentity(**{k: identity.get(k) for k in ServerIdentity.FIELDS})
+            if isinstance(identity, dict)
+            else None,
+            prune=bool(data.get("prune")),
+            targets=tuple(data.get("targets") or ()),
+            declared=int(data.get("declared", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise JsopsError(f"plan file is malformed: {exc}") from None
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:
+    """Write the plan file, readable by its owner only (0600, also when it existed)."""
     try:
-        Path(path).write_text(dumps(plan), encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(dumps(plan))
     except OSError as exc:
         raise JsopsError(f"{path}: cannot write the plan file ({exc.strerror or exc})") from None
 

@@ -59,8 +59,6 @@ __all__ = [
     "check_replicas",
     "check_required",
     "check_tenancy",
-    "destroy_allowed",
-    "destroy_refusals",
     "stream_subjects",
     "subject_path",
 ]
@@ -582,36 +580,6 @@ def check_replicas(
         if problem:
             problems.append(problem)
     return problems
-
-
-def destroy_allowed(project: ProjectConfig | Project | None, env_name: str) -> bool:
-    """False when ``environments.<env_name>.allow_delete`` is false: no delete, no replace."""
-    env_cfg = _config(project).environments.get(env_name)
-    return env_cfg is None or env_cfg.allow_delete
-
-
-def destroy_refusals(
-    plan: Any, project: ProjectConfig | Project | None, env_name: str | None = None
-) -> list[str]:
-    """Refusal lines (as ``apply.check_refusals`` writes them) for a plan's deletes and
-    replaces in an environment with ``allow_delete: false``; empty when allowed.
-
-    ``plan`` is a ``reconciler.plan.Plan``; ``env_name`` defaults to its environment.
-    """
-    env = env_name or plan.environment
-    if destroy_allowed(project, env):
-        return []
-    lines = []
-    for change in plan.pending():
-        action = change.action.value
-        if action not in ("delete", "replace"):
-            continue
-        where = f"{change.location}: " if change.location else ""
-        lines.append(
-            f'{where}{change.address}: {action} refused: environment "{env}" does not allow '
-            "deletes or replaces (allow_delete: false in jsops.yaml)"
-        )
-    return lines
 
 
 # --------------------------------------------------------------------------- all of it

@@ -16,6 +16,7 @@ from reconciler.models import ConsumerSpec, StreamSpec
 from reconciler.models.types import unit_paths
 from reconciler.models.units import format_duration, format_size
 from reconciler.plan import Action, Change, Plan, Reason
+from reconciler.refusals import ApplyOptions, Code, Refusal, change_refusals
 
 _COLORS = {
     Action.CREATE: "green",
@@ -85,14 +86,69 @@ def loss_text(change: Change) -> str:
 
 
 def _shows_reason(change: Change) -> bool:
-    """Reasons that tell more than the action symbol already does."""
-    if change.reason is None or change.reason in (Reason.NEW, Reason.CHANGED):
+    """Reasons that tell more than the action symbol already does (a takeover is told
+    by its refusal)."""
+    if change.reason is None or change.reason in (Reason.NEW, Reason.CHANGED, Reason.TAKEOVER):
         return False
     return not (change.reason is Reason.CANNOT_UPDATE and change.replace_reasons)
 
 
 # How a change whose live config moved since jsops wrote it (``Change.drift``) is marked.
 DRIFT_NOTE = "drift: changed outside jsops"
+
+
+# What each refusal says; ``{detail}`` is Refusal.detail, ``{env}`` the environment.
+_REFUSALS = {
+    Code.PREVENT_DESTROY: "{action} refused by prevent_destroy",
+    Code.NO_DESTROY_HERE: (
+        '{action} refused: environment "{detail}" does not allow deletes or replaces '
+        "(allow_delete: false in jsops.yaml)"
+    ),
+    Code.TAKEOVER: (
+        '{action} refused: owned by project "{detail}" (jsops.owner); '
+        "--allow-takeover takes it over"
+    ),
+    Code.REPLACE: "replace needs --allow-replace ({detail})",
+    Code.DELETE: "delete needs --prune",
+    Code.EMPTY_PRUNE: (
+        'prune refused: the manifests declare nothing for environment "{detail}", so every '
+        "owned resource would be deleted (--allow-empty-prune to do that)"
+    ),
+    Code.SAVED_IDENTITY: "the plan is for another target: {detail}",
+    Code.SAVED_STALE: "{detail}",
+    Code.SAVED_DIFFERS: "{detail}",
+}
+
+
+def refusal_text(refusal: Refusal) -> str:
+    """One line for a refusal: ``FILE:L:C: Stream X: replace refused by prevent_destroy
+    (would lose 3 messages (1KiB))``."""
+    change = refusal.change
+    action = change.action.value if change else ""
+    text = _REFUSALS[refusal.code].format(action=action, detail=refusal.detail)
+    if refusal.address is not None:
+        text = f"{refusal.address}: {text}"
+    if change is not None and change.location and refusal.code is not Code.DELETE:
+        text = f"{change.location}: {text}"
+    loss = loss_text(change) if change is not None and refusal.code in _SAYS_LOSS else ""
+    return text + (f" (would lose {loss})" if loss else "")
+
+
+_SAYS_LOSS = (Code.PREVENT_DESTROY, Code.REPLACE, Code.DELETE, Code.NO_DESTROY_HERE)
+# Refusals a plan shows on its changes: those no destructive-action flag lifts.
+_PLAN_OPTIONS = ApplyOptions(prune=True, allow_replace=True)
+
+
+def _plan_refusals(change: Change) -> list[str]:
+    """Short notes for a plan line: ``refused: prevent_destroy``, ``refused: owned by
+    project "billing" (--allow-takeover)``."""
+    notes = []
+    for refusal in change_refusals(change, _PLAN_OPTIONS):
+        if refusal.code is Code.TAKEOVER:
+            notes.append(f'refused: owned by project "{refusal.detail}" (--allow-takeover)')
+        elif refusal.shown:
+            notes.append(f"refused: {refusal.code.value}")
+    return notes
 
 
 def summary_line(plan: Plan) -> str:
@@ -123,8 +179,7 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
         loss = loss_text(change)
         if loss:
             notes.append(f"loses {loss}")
-        if change.prevent_destroy and change.action in (Action.REPLACE, Action.DELETE):
-            notes.append("refused: prevent_destroy")
+        notes += _plan_refusals(change)
         if notes:
             head += f"  ({'; '.join(notes)})"
         if color and _COLORS[change.action]:
@@ -181,8 +236,7 @@ def render_markdown(plan: Plan) -> str:
             parts.append("; ".join(change.replace_reasons))
         if loss_text(change):
             parts.append(f"loses {loss_text(change)}")
-        if change.prevent_destroy and change.action in (Action.REPLACE, Action.DELETE):
-            parts.append("refused: `prevent_destroy`")
+        parts += _plan_refusals(change)
         return _md_escape("; ".join(parts))
 
     def fmt(change: Change, path: str, value: Any) -> str:
@@ -196,9 +250,7 @@ def render_markdown(plan: Plan) -> str:
         details=details,
         fmt=fmt,
         destructive=[c for c in pending if c.destructive],
-        refused=[
-            c for c in pending if c.prevent_destroy and c.action in (Action.REPLACE, Action.DELETE)
-        ],
+        refused=[c for c in pending if _plan_refusals(c)],
     )
 
 

@@ -202,8 +202,7 @@ def test_saved_plan_with_deletes_needs_prune(
     name = unique_name("PRUNED")
     project.write("s.yaml", stream_doc(name))
     apply_ok(project)
-    project.remove("s.yaml")
-    project.write("empty.yaml", "")
+    project.write("s.yaml", stream_doc(unique_name("KEPT")))  # something stays declared
     code, _, err = project.cli("plan", "--prune", "--out", "plan.json")
     assert code == 0, err
 
@@ -312,9 +311,21 @@ def test_saved_plan_applies_exactly_what_it_holds(
     saved = json.loads((project.root / "plan.json").read_text())
     assert saved["summary"] == {"create": 2, "update": 1, "replace": 0, "delete": 0, "noop": 0}
 
-    # the manifests move on after the plan; apply PLANFILE ignores them
+    # the manifests move on after the plan: apply PLANFILE plans again, finds another
+    # plan, and refuses it without writing
     project.write("later.yaml", stream_doc(later))
     project.write("a.yaml", stream_doc(a, max_age="30d"))
+    with JsWriteCounter(url) as counter:
+        code, _, err = project.cli("apply", "plan.json")
+    assert code == 1
+    assert "the plan is stale, nothing was changed" in err
+    assert f"Stream {a}: differs from a plan made now (diff, send)" in err
+    assert f"Stream {later}: missing from the plan file" in err
+    assert counter.writes == []
+
+    # back to the manifests the plan was made from: it applies, exactly
+    project.remove("later.yaml")
+    project.write("a.yaml", stream_doc(a, max_age="14d"))
     with JsWriteCounter(url) as counter:
         code, _, err = project.cli("apply", "plan.json")
     assert code == 0, err

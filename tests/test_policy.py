@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.environments import Project, ProjectConfig, check_project_config, load_project
+from reconciler.environments import ProjectConfig, check_project_config, load_project
 from reconciler.errors import Diagnostic, Location, ManifestError
 from reconciler.load import load_manifests, load_text, parse
-from reconciler.models import Address, Resource
-from reconciler.plan import Action, Change, Plan
+from reconciler.models import Resource
 from reconciler.policy import (
     check_live_overlap,
     check_overlap,
     check_policy,
-    destroy_allowed,
-    destroy_refusals,
 )
 from reconciler.subjects import under_prefix
 from reconciler.validate import validate_document
@@ -602,27 +599,6 @@ def test_environment_max_replicas() -> None:
     assert {p.code for p in dev} == {"max_replicas"}
     assert check_policy(resources(text, env="prod", replicas=3), config(cfg), "prod") == []
     assert check_policy(resources(text, replicas=3), config(cfg), None) == []  # no environment
-
-
-def test_destroy_allowed_and_refusals() -> None:
-    cfg = config("environments: {dev: {}, prod: {allow_delete: false}}")
-    assert destroy_allowed(cfg, "dev") and not destroy_allowed(cfg, "prod")
-    assert destroy_allowed(ProjectConfig(), "default")
-    assert destroy_allowed(Project(cfg, Path("."), None), "dev")
-    changes = [
-        Change(Address("Stream", "A"), Action.DELETE),
-        Change(Address("Stream", "B"), Action.REPLACE, location="m.yaml:3:9"),
-        Change(Address("Stream", "C"), Action.UPDATE),
-        Change(Address("Consumer", "c", stream="C"), Action.CREATE),
-    ]
-    plan = Plan("prod", "p", changes)
-    why = 'environment "prod" does not allow deletes or replaces (allow_delete: false in '
-    why += "jsops.yaml)"
-    assert destroy_refusals(plan, cfg) == [
-        f"Stream A: delete refused: {why}",
-        f"m.yaml:3:9: Stream B: replace refused: {why}",
-    ]
-    assert destroy_refusals(Plan("dev", "p", changes), cfg) == []
 
 
 def test_account_resources_are_left_alone() -> None:

@@ -25,6 +25,7 @@ from reconciler.accounts.store import AuthStore
 from reconciler.diff import diff_config
 from reconciler.errors import ApiError, Diagnostic, JsopsError
 from reconciler.models import AccountSpec, Resource
+from reconciler.plan import Action
 
 _CONNECTION_LIMITS = ("conn", "subs", "data", "payload", "leaf")
 VERIFY_TIMEOUT = 5.0
@@ -166,17 +167,17 @@ async def read_account_claims(
 
 def account_change_parts(
     res: Resource, live_claims: dict[str, Any] | None, store: AuthStore
-) -> tuple[str, list[Any], dict[str, Any], dict[str, Any] | None]:
+) -> tuple[Action, list[Any], dict[str, Any], dict[str, Any] | None]:
     """(action, diff, send, live canonical) for one Account manifest."""
     desired = desired_canonical(res)
     send = {"name": res.address.name, "spec": _spec_dict(res.spec)}  # type: ignore[arg-type]
     if live_claims is None:
         shown = {k: v for k, v in desired.items() if v is not None}
-        return "create", diff_config({}, shown), send, None
+        return Action.CREATE, diff_config({}, shown), send, None
     live = canonical_account(live_claims, _name_of(store))
     if live == desired:
-        return "noop", [], send, live
-    return "update", diff_config(live, desired), send, live
+        return Action.NOOP, [], send, live
+    return Action.UPDATE, diff_config(live, desired), send, live
 
 
 async def apply_account(connections: Any, send: dict[str, Any], servers: int) -> None:

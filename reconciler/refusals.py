@@ -1,0 +1,213 @@
+"""The refusal gate: every reason apply will not start, checked once, before any write.
+
+``refusals(plan, project, options, saved=...)`` is run once per apply by ``api.apply``
+on the plan it is about to carry out, which is always a plan made just now from the
+manifests and a fresh bulk read of the live state (a saved plan is only compared with
+it, never executed). So ownership and protection are judged from the live metadata
+read right before the writes, whatever a plan file says. ``plan`` shows the refusals
+that no destructive-action flag lifts (``Refusal.shown``) the same way.
+
+The wording of each refusal is in ``render.refusal_text``; this module only decides.
+
+=====================  ==========================================  =====================
+code                   when                                        overridden by
+=====================  ==========================================  =====================
+prevent_destroy        replace/delete of a protected resource      nothing
+                       (manifest ``prevent_destroy`` or the live
+                       ``jsops.prevent_destroy`` tag)
+no_destroy_here        replace/delete where the environment says   nothing
+                       ``allow_delete: false``
+takeover               any write to a resource whose live          ``--allow-takeover``
+                       ``jsops.owner`` is another project
+replace                a replace (the server cannot update it)     ``--allow-replace``
+delete                 a delete (owned, declared nowhere)          ``--prune``
+empty_prune            a pruning plan where the manifests declare  ``--allow-empty-prune``
+                       nothing for the environment
+saved_identity         a saved plan made against another server,   nothing (plan again)
+                       cluster, domain or account
+saved_stale            a saved plan whose resource changed live    nothing (plan again)
+saved_differs          a saved plan that is not what jsops plans   nothing (plan again)
+                       now from the manifests and live state
+=====================  ==========================================  =====================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.environments import Project, ProjectConfig
+from reconciler.models import Address
+from reconciler.plan import Action, Change, Plan
+
+
+class Code(StrEnum):
+    PREVENT_DESTROY = "prevent_destroy"
+    NO_DESTROY_HERE = "no_destroy_here"
+    TAKEOVER = "takeover"
+    REPLACE = "replace"
+    DELETE = "delete"
+    EMPTY_PRUNE = "empty_prune"
+    SAVED_IDENTITY = "saved_identity"
+    SAVED_STALE = "saved_stale"
+    SAVED_DIFFERS = "saved_differs"
+
+
+# code -> (the flag that overrides it, or None; shown in plans)
+RULES: dict[Code, tuple[str | None, bool]] = {
+    Code.PREVENT_DESTROY: (None, True),
+    Code.NO_DESTROY_HERE: (None, True),
+    Code.TAKEOVER: ("--allow-takeover", True),
+    Code.REPLACE: ("--allow-replace", False),
+    Code.DELETE: ("--prune", False),
+    Code.EMPTY_PRUNE: ("--allow-empty-prune", True),
+    Code.SAVED_IDENTITY: (None, False),
+    Code.SAVED_STALE: (None, False),
+    Code.SAVED_DIFFERS: (None, False),
+}
+SAVED_PLAN_CODES = (Code.SAVED_IDENTITY, Code.SAVED_STALE, Code.SAVED_DIFFERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One reason not to apply. ``address`` is None for a refusal of the whole plan;
+    ``detail`` is what the wording needs (an owner, replace reasons, field paths)."""
+
+    code: Code
+    address: Address | None = None
+    detail: str = ""
+    change: Change | None = None
+
+    @property
+    def override(self) -> str | None:
+        return RULES[self.code][0]
+
+    @property
+    def shown(self) -> bool:
+        return RULES[self.code][1]
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """The flags that lift refusals (see the table in the module docstring)."""
+
+    prune: bool = False
+    allow_replace: bool = False
+    allow_takeover: bool = False
+    allow_empty_prune: bool = False
+
+
+def change_refusals(change: Change, options: ApplyOptions) -> list[Refusal]:
+    """The refusals of one change, from its facts (the live owner and protection)."""
+    out: list[Refusal] = []
+    address = change.address
+    destroys = change.action in (Action.REPLACE, Action.DELETE)
+    if change.owner is not None and not options.allow_takeover:
+        out.append(Refusal(Code.TAKEOVER, address, change.owner, change))
+    if destroys and change.prevent_destroy:
+        out.append(Refusal(Code.PREVENT_DESTROY, address, change=change))
+    elif change.action is Action.REPLACE and not options.allow_replace:
+        why = "; ".join(change.replace_reasons) or "a stream it belongs to is replaced"
+        out.append(Refusal(Code.REPLACE, address, why, change))
+    elif change.action is Action.DELETE and not options.prune:
+        out.append(Refusal(Code.DELETE, address, change=change))
+    return out
+
+
+def refusals(
+    plan: Plan,
+    project: Project | ProjectConfig | None,
+    options: ApplyOptions,
+    *,
+    saved: Plan | None = None,
+) -> list[Refusal]:
+    """Every reason to refuse ``plan`` (made just now) before writing anything.
+
+    ``project`` brings the environment's ``allow_delete``; ``saved`` is the plan file
+    being applied, which must be what ``plan`` is (:func:`saved_plan_refusals`).
+    """
+    out: list[Refusal] = saved_plan_refusals(saved, plan) if saved is not None else []
+    out += empty_prune_refusals(plan, options)
+    config = project.config if isinstance(project, Project) else project
+    env_cfg = config.environments.get(plan.environment) if config else None
+    for change in plan.pending():
+        out += change_refusals(change, options)
+        if (
+            env_cfg is not None
+            and not env_cfg.allow_delete
+            and change.action in (Action.REPLACE, Action.DELETE)
+        ):
+            out.append(Refusal(Code.NO_DESTROY_HERE, change.address, plan.environment, change))
+    return out
+
+
+def empty_prune_refusals(plan: Plan, options: ApplyOptions) -> list[Refusal]:
+    """A pruning plan that deletes while nothing is declared for its environment (an
+    emptied or mistyped manifests folder would delete every owned resource)."""
+    if plan.prune and plan.declared == 0 and plan.has_changes and not options.allow_empty_prune:
+        return [Refusal(Code.EMPTY_PRUNE, None, plan.environment)]
+    return []
+
+
+# A saved plan is compared with a fresh one on what apply would do; the loss counts and
+# manifest locations move on their own (messages arrive, lines shift) and are not.
+_NOT_COMPARED = ("loss", "location")
+
+
+def _comparable(change: Change) -> tuple[object, ...]:
+    return tuple(getattr(change, name) for name in Change.__slots__ if name not in _NOT_COMPARED)
+
+
+def saved_plan_refusals(saved: Plan, fresh: Plan) -> list[Refusal]:
+    """Where a saved plan is not what jsops plans now (same manifests, live state,
+    options): another target, resources changed live since, or a plan that differs."""
+    if saved.identity is None or fresh.identity is None:
+        return [Refusal(Code.SAVED_IDENTITY, None, "the plan file records no server identity")]
+    wrong = saved.identity.mismatches(fresh.identity)
+    if wrong:
+        return [
+            Refusal(
+                Code.SAVED_IDENTITY,
+                None,
+                f"it was made against {saved.identity.describe()}; "
+                f"this is {fresh.identity.describe()}",
+            )
+        ]
+    out: list[Refusal] = []
+    before = {c.key: c for c in saved.changes}
+    now = {c.key: c for c in fresh.changes}
+    for key, old in before.items():
+        new = now.get(key)
+        if new is None:
+            out.append(Refusal(Code.SAVED_DIFFERS, old.address, "not in a plan made now"))
+        elif old.action is Action.CREATE and new.action is not Action.CREATE:
+            out.append(Refusal(Code.SAVED_STALE, old.address, "now exists (the plan creates it)"))
+        elif old.action is not Action.CREATE and new.action is Action.CREATE:
+            out.append(
+                Refusal(
+                    Code.SAVED_STALE,
+                    old.address,
+                    f"no longer exists (the plan {old.action.value}s it)",
+                )
+            )
+        elif old.live_digest != new.live_digest:
+            out.append(Refusal(Code.SAVED_STALE, old.address, "changed since the plan was made"))
+        elif _comparable(old) != _comparable(new):
+            fields = [
+                name
+                for name in Change.__slots__
+                if name not in _NOT_COMPARED and getattr(old, name) != getattr(new, name)
+            ]
+            out.append(
+                Refusal(
+                    Code.SAVED_DIFFERS,
+                    old.address,
+                    "differs from a plan made now (" + ", ".join(fields) + ")",
+                )
+            )
+    for key, new in now.items():
+        if key not in before:
+            out.append(Refusal(Code.SAVED_DIFFERS, new.address, "missing from the plan file"))
+    if (saved.prune, saved.targets) != (fresh.prune, fresh.targets):
+        out.append(Refusal(Code.SAVED_DIFFERS, None, "made with other --prune/--target options"))
+    return out

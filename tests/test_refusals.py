@@ -1,0 +1,109 @@
+"""The refusal gate (reconciler.refusals), table-driven, no server: which plan is
+refused for what, which flag lifts it, and how each refusal reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import render
+from reconciler.environments import ProjectConfig
+from reconciler.models import Address
+from reconciler.plan import Action, Change, Plan
+from reconciler.refusals import ApplyOptions, Code, refusals
+
+STREAM = Address("Stream", "S")
+DEFAULT = ApplyOptions()
+ALL = ApplyOptions(prune=True, allow_replace=True, allow_takeover=True, allow_empty_prune=True)
+
+
+def change(action: Action, **kwargs: object) -> Change:
+    kwargs.setdefault("location", "m.yaml:3:9")
+    return Change(STREAM, action, **kwargs)  # type: ignore[arg-type]
+
+
+CASES = [
+    pytest.param(change(Action.UPDATE), DEFAULT, [], id="update: nothing to refuse"),
+    pytest.param(
+        change(Action.REPLACE, replace_reasons=("storage cannot change",)),
+        DEFAULT,
+        [Code.REPLACE],
+        id="replace needs --allow-replace",
+    ),
+    pytest.param(
+        change(Action.REPLACE), ApplyOptions(allow_replace=True), [], id="replace allowed"
+    ),
+    pytest.param(change(Action.DELETE), DEFAULT, [Code.DELETE], id="delete needs --prune"),
+    pytest.param(change(Action.DELETE), ApplyOptions(prune=True), [], id="delete with prune"),
+    pytest.param(
+        change(Action.REPLACE, prevent_destroy=True), ALL, [Code.PREVENT_DESTROY], id="protected"
+    ),
+    pytest.param(
+        change(Action.DELETE, prevent_destroy=True), ALL, [Code.PREVENT_DESTROY], id="protected del"
+    ),
+    pytest.param(change(Action.UPDATE, owner="billing"), DEFAULT, [Code.TAKEOVER], id="takeover"),
+    pytest.param(
+        change(Action.UPDATE, owner="billing"),
+        ApplyOptions(allow_takeover=True),
+        [],
+        id="takeover allowed",
+    ),
+    pytest.param(
+        change(Action.REPLACE, owner="billing"),
+        ApplyOptions(allow_replace=True),
+        [Code.TAKEOVER],
+        id="a takeover replace needs both flags",
+    ),
+]
+
+
+@pytest.mark.parametrize(("the_change", "options", "codes"), CASES)
+def test_gate(the_change: Change, options: ApplyOptions, codes: list[Code]) -> None:
+    plan = Plan("dev", "p", [the_change], declared=1)
+    assert [r.code for r in refusals(plan, None, options)] == codes
+
+
+def test_environment_without_deletes_refuses_replace_and_delete_whatever_the_flags() -> None:
+    cfg = ProjectConfig.model_validate(
+        {"project": "p", "environments": {"dev": {}, "prod": {"allow_delete": False}}}
+    )
+    changes = [
+        Change(Address("Stream", "A"), Action.DELETE),
+        Change(Address("Stream", "B"), Action.REPLACE, location="m.yaml:3:9"),
+        Change(Address("Stream", "C"), Action.UPDATE),
+        Change(Address("Consumer", "c", stream="C"), Action.CREATE),
+    ]
+    found = refusals(Plan("prod", "p", changes, declared=3), cfg, ALL)
+    why = 'environment "prod" does not allow deletes or replaces (allow_delete: false in '
+    why += "jsops.yaml)"
+    assert [render.refusal_text(r) for r in found] == [
+        f"Stream A: delete refused: {why}",
+        f"m.yaml:3:9: Stream B: replace refused: {why}",
+    ]
+    assert refusals(Plan("dev", "p", changes, declared=3), cfg, ALL) == []
+
+
+def test_prune_with_nothing_declared_is_refused_unless_allowed() -> None:
+    plan = Plan("dev", "p", [change(Action.DELETE)], prune=True, declared=0)
+    found = refusals(plan, None, ApplyOptions(prune=True))
+    assert [r.code for r in found] == [Code.EMPTY_PRUNE]
+    assert "--allow-empty-prune" in render.refusal_text(found[0])
+    assert refusals(plan, None, ApplyOptions(prune=True, allow_empty_prune=True)) == []
+
+
+def test_wording_names_the_flag_and_the_loss() -> None:
+    replace = change(
+        Action.REPLACE,
+        replace_reasons=("storage cannot change",),
+        loss={"messages": 3, "bytes": 1024, "consumers": 0},
+    )
+    takeover = change(Action.UPDATE, owner="billing")
+    lines = [
+        render.refusal_text(r)
+        for r in refusals(Plan("dev", "p", [replace, takeover], declared=1), None, DEFAULT)
+    ]
+    assert lines == [
+        "m.yaml:3:9: Stream S: replace needs --allow-replace (storage cannot change) "
+        "(would lose 3 messages (1KiB))",
+        'm.yaml:3:9: Stream S: update refused: owned by project "billing" (jsops.owner); '
+        "--allow-takeover takes it over",
+    ]
