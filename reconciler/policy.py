@@ -8,9 +8,10 @@ Diagnostics; nothing here talks to a server.
   ``validate.check_resources``), i.e. :func:`check_tenancy`, :func:`check_overlap`,
   :func:`check_quotas`, :func:`check_required` and :func:`check_replicas`;
 - :func:`check_live_overlap`: declared streams against live streams no manifest
-  declares (plan time, after the live state is read, before the plan is built);
-- :func:`destroy_allowed` / :func:`destroy_refusals`: ``allow_delete: false`` of an
-  environment (plan/apply refuse deletes and replaces there).
+  declares (plan time, after the live state is read, before the plan is built).
+
+``allow_delete: false`` of an environment is one of the refusals of
+``reconciler.refusals`` (apply's one gate).
 
 ``jsops.yaml``'s own rules are ``environments.check_project_config``. Overlap is found
 with ``subjects.SubjectTrie`` (near-linear in the number of subjects).
