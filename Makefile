@@ -31,6 +31,7 @@ test-matrix: install
 lint: install
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/mypy
 
 schema: install
 	$(BIN)/jsops schema --out schemas

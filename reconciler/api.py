@@ -148,11 +148,11 @@ async def plan_async(
         system = await conns.system()
         cluster_size = cluster_size_of(system)
         live_claims = await accounts.read_account_claims(
-            system, store, [r.address.name for r in account_res]
+            system, conns.store, [r.address.name for r in account_res]
         )
         for res in account_res:
             account_changes[res.address.name] = account_change(
-                res, *accounts.account_change_parts(res, live_claims[res.address.name], store)
+                res, *accounts.account_change_parts(res, live_claims[res.address.name], conns.store)
             )
         if prune:
             for res in account_res:

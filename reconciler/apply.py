@@ -222,6 +222,4 @@ def _failure(plan: Plan, result: ApplyResult) -> ApplyFailed:
     done = sorted(result.done, key=lambda c: order[c.key])
     lines.append(f"done: {', '.join(f'{c.action.value} {c.address}' for c in done) or 'nothing'}")
     lines.append(f"apply incomplete: {result.summary()}")
-    error = ApplyFailed("\n".join(lines))
-    error.result = result  # type: ignore[attr-defined]
-    return error
+    return ApplyFailed("\n".join(lines))

@@ -68,7 +68,7 @@ def global_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @global_options
 @click.version_option(package_name="jsops", prog_name="jsops")
 @click.pass_context
-def cli(ctx: click.Context, **kwargs: Any) -> None:
+def cli(ctx: click.Context, /, **kwargs: Any) -> None:
     """jsops: declarative GitOps for NATS JetStream (validate, plan, apply)."""
     _merge(ctx, **kwargs)
 
@@ -77,7 +77,7 @@ def cli(ctx: click.Context, **kwargs: Any) -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 @global_options
 @click.pass_context
-def validate(ctx: click.Context, paths: tuple[str, ...], **kwargs: Any) -> int:
+def validate(ctx: click.Context, /, paths: tuple[str, ...], **kwargs: Any) -> int:
     """Validate manifests offline (no server needed). Exit 0 when valid, 1 otherwise."""
     from reconciler.environments import load_project
     from reconciler.validate import validate_project
@@ -131,6 +131,7 @@ def _color(opts: Options) -> bool:
 @click.pass_context
 def plan(
     ctx: click.Context,
+    /,
     fmt: str,
     out: str | None,
     prune: bool,
@@ -182,6 +183,7 @@ def plan(
 @click.pass_context
 def apply(
     ctx: click.Context,
+    /,
     planfile: str | None,
     auto_approve: bool,
     prune: bool,
@@ -267,7 +269,7 @@ def _saved_target(opts: Options, saved: Any) -> Any:
 )
 @global_options
 @click.pass_context
-def export(ctx: click.Context, out: str, schemas: str, **kwargs: Any) -> int:
+def export(ctx: click.Context, /, out: str, schemas: str, **kwargs: Any) -> int:
     """Write the live streams and consumers as manifests (adoption)."""
     from reconciler import api
 
@@ -312,6 +314,7 @@ def export(ctx: click.Context, out: str, schemas: str, **kwargs: Any) -> int:
 @click.pass_context
 def promote(
     ctx: click.Context,
+    /,
     from_env: str,
     to_env: str,
     mode: str,
@@ -377,7 +380,7 @@ def _auth_dir(opts: Options, directory: str | None) -> Any:
 @click.option("--dir", "directory", metavar="DIR", help="The auth store (.data/nats-auth).")
 @global_options
 @click.pass_context
-def auth_init(ctx: click.Context, directory: str | None, **kwargs: Any) -> int:
+def auth_init(ctx: click.Context, /, directory: str | None, **kwargs: Any) -> int:
     """Create the operator, its signing key, the SYS account and its admin user, once."""
     from reconciler.accounts import init_auth_store
 
@@ -403,6 +406,7 @@ def auth_init(ctx: click.Context, directory: str | None, **kwargs: Any) -> int:
 @click.pass_context
 def auth_creds(
     ctx: click.Context,
+    /,
     account: str,
     user: str,
     directory: str | None,
@@ -468,7 +472,7 @@ def auth_creds(
 @click.option("--out", "out", default="schemas", show_default=True, metavar="DIR")
 @global_options
 @click.pass_context
-def schema(ctx: click.Context, out: str, **kwargs: Any) -> int:
+def schema(ctx: click.Context, /, out: str, **kwargs: Any) -> int:
     """Write the JSON Schema of every manifest kind into DIR."""
     from reconciler.schemas import write_schemas
 
@@ -491,7 +495,9 @@ def schema(ctx: click.Context, out: str, **kwargs: Any) -> int:
 )
 @global_options
 @click.pass_context
-def server(ctx: click.Context, port: int, http_port: int, data: str | None, **kwargs: Any) -> int:
+def server(
+    ctx: click.Context, /, port: int, http_port: int, data: str | None, **kwargs: Any
+) -> int:
     """Run the bundled nats-server with JetStream for local work (Ctrl-C stops it)."""
     from reconciler.server import run_embedded_server
 

@@ -75,7 +75,8 @@ def read_context(name: str) -> dict[str, Any]:
     """A nats CLI context (``~/.config/nats/context/NAME.json``)."""
     path = _context_file(name)
     try:
-        return json.loads(path.read_text())
+        context: dict[str, Any] = json.loads(path.read_text())
+        return context
     except FileNotFoundError:
         raise UsageError(f'nats context "{name}" not found ({path})') from None
     except (OSError, ValueError) as exc:

@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
@@ -25,6 +25,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect, redact, server_info, strip_userinfo
 from reconciler.errors import ApiError, ConnectionFailed
+
+if TYPE_CHECKING:
+    from reconciler.accounts import AuthStore
 
 LIST_CONCURRENCY = 64
 
@@ -66,7 +69,7 @@ class JetStreamClient:
                 f"connection to {self.settings.describe()} failed: {reason}"
             ) from None
         try:
-            reply = json.loads(msg.data)
+            reply: dict[str, Any] = json.loads(msg.data)
         except ValueError:
             raise ApiError(f"invalid reply to {full}", subject=full) from None
         error = reply.get("error")
@@ -345,12 +348,12 @@ class Connections:
         self.auth_dir = auth_dir
         self._clients: dict[str | None, JetStreamClient] = {}
         self._system: NatsClient | None = None
-        self._store: Any = None
+        self._store: AuthStore | None = None
         self._lock = asyncio.Lock()
 
     @property
-    def store(self) -> Any:
-        """The auth store (reconciler.accounts.AuthStore), opened on first use."""
+    def store(self) -> AuthStore:
+        """The auth store, opened on first use."""
         if self._store is None:
             from reconciler.accounts import AuthStore, resolve_auth_dir
 

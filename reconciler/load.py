@@ -53,14 +53,14 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def _located_construct(base: type) -> type:
+def _located_construct(base: type[SafeConstructor]) -> type[SafeConstructor]:
     """A constructor that keeps timestamps as strings and locates bad scalar values.
 
     A value error inside YAML construction (``!!int x``) becomes a located
     ConstructorError instead of escaping as a bare ValueError.
     """
 
-    class Constructor(base):  # type: ignore[misc, valid-type]
+    class Constructor(base):  # type: ignore[misc, valid-type]  # safe or round-trip: a run-time base
         def construct_object(self, node: Any, deep: bool = False) -> Any:
             try:
                 return super().construct_object(node, deep)
@@ -94,7 +94,7 @@ class _CachedResolver(VersionedResolver):
     @property
     def versioned_resolver(self) -> Any:
         if self._cached_resolver is None:
-            self._cached_resolver = VersionedResolver.versioned_resolver.fget(self)  # type: ignore[attr-defined]
+            self._cached_resolver = super().versioned_resolver
         return self._cached_resolver
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:

@@ -20,7 +20,7 @@ Check = Callable[[Any, Any], bool]
 
 
 def changed(before: Any, after: Any) -> bool:
-    return before != after
+    return bool(before != after)
 
 
 def turned_off(before: Any, after: Any) -> bool:

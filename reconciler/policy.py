@@ -49,6 +49,7 @@ from reconciler.diagnostics import did_you_mean, dotted
 from reconciler.environments import Project, ProjectConfig
 from reconciler.errors import Diagnostic, KeyPath, Location
 from reconciler.models import Address, ConsumerSpec, Resource, StreamSpec
+from reconciler.models.envelope import ResourceMetadata
 from reconciler.models.units import format_size
 from reconciler.subjects import SubjectTrie, under_prefix
 
@@ -202,7 +203,7 @@ def check_tenancy(
     by_name = _index(_streams(resources))
     known = sorted(config.tenants)
     for res in _jetstream(resources):
-        tenant = res.metadata.tenant
+        tenant = res.tenant
         if tenant is None:
             continue
         if tenant not in config.tenants:
@@ -233,7 +234,8 @@ def check_tenancy(
                     )
                 )
         problems += _whole_origins(res, tenant, prefix, by_name)
-        account = res.metadata.account
+        meta = res.metadata
+        account = meta.account if isinstance(meta, ResourceMetadata) else None
         if tconf.account is not None and account is not None and account != tconf.account:
             problems.append(
                 Diagnostic(
@@ -273,7 +275,7 @@ def _whole_origins(
         if spec.filters or not res.address.stream:
             return []
         stream = _declared_stream(by_name, res, res.address.stream)
-        if stream is None or stream.metadata.tenant == tenant:
+        if stream is None or stream.tenant == tenant:
             return []  # unknown stream: validate reports it; same tenant: already checked
         outside = _outside(prefix, stream_subjects(stream))
         if outside:
@@ -299,7 +301,7 @@ def _whole_origins(
         ):
             continue
         origin = _declared_stream(by_name, res, source.name)
-        if origin is None or origin.metadata.tenant == tenant:
+        if origin is None or origin.tenant == tenant:
             continue
         outside = _outside(prefix, stream_subjects(origin))
         if outside:
@@ -412,10 +414,10 @@ def check_live_overlap(
 
 
 def _consumer_tenant(res: Resource, by_name: dict[tuple[str | None, str], list[Resource]]) -> str:
-    if res.metadata.tenant is not None:
-        return res.metadata.tenant
+    if res.tenant is not None:
+        return res.tenant
     stream = _declared_stream(by_name, res, res.address.stream or "")
-    return (stream.metadata.tenant if stream else None) or ""
+    return (stream.tenant if stream else None) or ""
 
 
 def _by_tenant(resources: Iterable[tuple[str, Resource]]) -> dict[str, list[Resource]]:
@@ -445,7 +447,7 @@ def check_quotas(
         return problems
     streams = _streams(resources)
     by_name = _index(streams)
-    streams_of = _by_tenant((s.metadata.tenant, s) for s in streams if s.metadata.tenant)
+    streams_of = _by_tenant((s.tenant, s) for s in streams if s.tenant)
     consumers_of = _by_tenant(
         (_consumer_tenant(r, by_name), r) for r in resources if r.address.kind == "Consumer"
     )
@@ -524,7 +526,8 @@ def _byte_quota(
 
 
 def _replica_problem(res: Resource, limit: int, what: str, key: str) -> Diagnostic | None:
-    replicas = res.spec.num_replicas
+    spec = res.spec
+    replicas = spec.num_replicas if isinstance(spec, (StreamSpec, ConsumerSpec)) else None
     if replicas is None or replicas <= limit:
         return None
     return Diagnostic(

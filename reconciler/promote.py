@@ -79,8 +79,8 @@ def _spec(resource: Resource) -> dict[str, Any]:
 
 def _meta(name: str, to_env: str, origin: Resource, **extra: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, **extra}
-    if origin.metadata.tenant:
-        meta["tenant"] = origin.metadata.tenant
+    if origin.tenant:
+        meta["tenant"] = origin.tenant
     meta["environments"] = [to_env]
     return meta
 

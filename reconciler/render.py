@@ -85,12 +85,15 @@ def loss_text(change: Change) -> str:
     return ", ".join(parts)
 
 
-def _shows_reason(change: Change) -> bool:
-    """Reasons that tell more than the action symbol already does (a takeover is told
-    by its refusal)."""
-    if change.reason is None or change.reason in (Reason.NEW, Reason.CHANGED, Reason.TAKEOVER):
-        return False
-    return not (change.reason is Reason.CANNOT_UPDATE and change.replace_reasons)
+def _reason_note(change: Change) -> str | None:
+    """The reason in words, when it tells more than the action symbol already does (a
+    takeover is told by its refusal)."""
+    reason = change.reason
+    if reason is None or reason in (Reason.NEW, Reason.CHANGED, Reason.TAKEOVER):
+        return None
+    if reason is Reason.CANNOT_UPDATE and change.replace_reasons:
+        return None
+    return reason.value.replace("_", " ")
 
 
 # How a change whose live config moved since jsops wrote it (``Change.drift``) is marked.
@@ -172,8 +175,8 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
             continue
         head = f"{change.action.symbol:>3} {change.address}"
         notes = [DRIFT_NOTE] if change.drift else []
-        if _shows_reason(change):
-            notes.append(change.reason.value.replace("_", " "))  # type: ignore[union-attr]
+        if reason := _reason_note(change):
+            notes.append(reason)
         if change.replace_reasons:
             notes.append("; ".join(change.replace_reasons))
         loss = loss_text(change)
@@ -230,8 +233,8 @@ def render_markdown(plan: Plan) -> str:
 
     def details(change: Change) -> str:
         parts = [f"**{DRIFT_NOTE}**"] if change.drift else []
-        if _shows_reason(change):
-            parts.append(change.reason.value.replace("_", " "))  # type: ignore[union-attr]
+        if reason := _reason_note(change):
+            parts.append(reason)
         if change.replace_reasons:
             parts.append("; ".join(change.replace_reasons))
         if loss_text(change):

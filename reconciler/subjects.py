@@ -160,7 +160,7 @@ class SubjectTrie(Generic[T]):
 def overlapping_pairs(subjects: Sequence[str]) -> list[tuple[int, int]]:
     """Every pair ``(i, j)``, ``i < j``, of indexes whose subjects overlap (sorted)."""
     trie: SubjectTrie[int] = SubjectTrie()
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for j, subject in enumerate(subjects):
         pairs.extend((i, j) for _, i in trie.overlapping(subject))
         trie.insert(subject, j)

@@ -24,6 +24,8 @@ from typing import Any
 import jinja2
 import jinja2.lexer
 import jinja2.sandbox
+from jinja2.exceptions import SecurityError
+from jinja2.tests import TESTS
 
 from reconciler.diagnostics import did_you_mean, one_line
 from reconciler.errors import Diagnostic, Location
@@ -68,7 +70,7 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if not __self.is_safe_callable(__obj):
             name = getattr(__obj, "__qualname__", None) or type(__obj).__name__
-            raise jinja2.sandbox.SecurityError(f"calling {name}() is not allowed in a template")
+            raise SecurityError(f"calling {name}() is not allowed in a template")
         return super().call(__context, __obj, *args, **kwargs)
 
     def is_safe_callable(self, obj: Any) -> bool:
@@ -81,7 +83,7 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if _too_large(operator, left, right):
-            raise jinja2.sandbox.SecurityError(f"the result of {operator} is too large")
+            raise SecurityError(f"the result of {operator} is too large")
         return super().call_binop(context, operator, left, right)
 
 
@@ -92,7 +94,7 @@ def _bounded_replace(value: Any, old: str, new: str, count: int | None = None) -
     text = str(value)
     times = text.count(old) if old else len(text) + 1
     if len(text) + times * max(len(new) - len(old), 0) > MAX_PRODUCT:
-        raise jinja2.sandbox.SecurityError("the result of replace is too large")
+        raise SecurityError("the result of replace is too large")
     return text.replace(old, new) if count is None else text.replace(old, new, count)
 
 
@@ -112,7 +114,7 @@ def _too_large(operator: str, left: Any, right: Any) -> bool:
 
 
 _TESTS = {
-    name: jinja2.defaults.DEFAULT_TESTS[name]
+    name: TESTS[name]
     for name in ("defined", "undefined", "none", "number", "string", "mapping", "sequence",
                  "true", "false", "eq", "ne", "lt", "le", "gt", "ge", "in")
 }  # fmt: skip
@@ -144,7 +146,7 @@ class _LineMarkingLexer(jinja2.lexer.Lexer):
 
 class _LineMarkingEnvironment(_Sandbox):
     @functools.cached_property
-    def lexer(self) -> jinja2.lexer.Lexer:  # type: ignore[override]
+    def lexer(self) -> jinja2.lexer.Lexer:
         return _LineMarkingLexer(self)
 
 

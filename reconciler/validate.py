@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from reconciler.diagnostics import did_you_mean, dotted, pydantic_diagnostics, short_value
 from reconciler.environments import Project
@@ -52,8 +52,8 @@ from reconciler.models import (
     Address,
     ConsumerManifest,
     ConsumerSpec,
+    Manifest,
     Resource,
-    StreamManifest,
     StreamSpec,
 )
 from reconciler.policy import check_policy
@@ -74,7 +74,7 @@ def _what(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_envelope(doc: Document) -> tuple[type[BaseModel] | None, list[Diagnostic]]:
+def _check_envelope(doc: Document) -> tuple[type[Manifest] | None, list[Diagnostic]]:
     """The model of the document's kind (None if unknown) and the envelope's problems."""
     data = doc.data
     if not isinstance(data, dict):
@@ -133,21 +133,19 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
         manifest = model.model_validate(data)
     except ValidationError as exc:
         return None, problems + pydantic_diagnostics(exc, doc, model)
-    spec: StreamSpec | ConsumerSpec = manifest.spec  # type: ignore[attr-defined]
-    for path, message in spec.problems():
+    for path, message in manifest.spec.problems():
         where = f"{dotted(('spec', *path[:-1]))}: " if len(path) > 1 else ""
         problems.append(Diagnostic(doc.locate(("spec", *path)), where + message, code="conflict"))
     if problems:
         return None, problems
-    meta = manifest.metadata  # type: ignore[attr-defined]
     address: Address
     if isinstance(manifest, ConsumerManifest):
+        meta = manifest.metadata
         address = Address("Consumer", meta.name, stream=meta.stream, account=meta.account)
     elif isinstance(manifest, AccountManifest):
-        address = Address("Account", meta.name)
+        address = Address("Account", manifest.metadata.name)
     else:
-        assert isinstance(manifest, StreamManifest)
-        address = Address("Stream", meta.name, account=meta.account)
+        address = Address("Stream", manifest.metadata.name, account=manifest.metadata.account)
     location = doc.name_location or doc.locate(("metadata", "name"))
     return Resource(address, manifest, location, doc), []
 
@@ -403,8 +401,7 @@ def inherit_tenant_accounts(resources: list[Resource], project: Project) -> list
     own ``metadata.account`` says otherwise."""
     tenants = project.config.tenants
     for res in resources:
-        meta = res.metadata
-        tenant = getattr(meta, "tenant", None)
+        tenant = res.tenant
         if res.address.kind == "Account" or res.address.account or tenant not in tenants:
             continue
         account = tenants[tenant].account

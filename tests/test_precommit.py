@@ -1,4 +1,4 @@
-"""The pre-commit config runs ruff and `jsops validate` on manifests/."""
+"""The pre-commit config runs ruff, mypy and `jsops validate` on manifests/."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_precommit_runs_jsops_validate_on_manifests() -> None:
     config = YAML(typ="safe").load((ROOT / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
-    assert {"ruff", "ruff-format", "jsops-validate"} <= set(hooks)
+    assert {"ruff", "ruff-format", "mypy", "jsops-validate"} <= set(hooks)
     assert hooks["jsops-validate"]["entry"] == "jsops validate"
     assert "manifests/" in hooks["jsops-validate"]["files"]

@@ -364,7 +364,7 @@ async def lookup_account_jwt(nc: Any, pubkey: str, *, timeout: float = 2.0) -> s
         raise AuthError(f"nobody answers {subject}: connect as a system-account user") from None
     except NatsTimeoutError:
         raise AuthError(f"no reply to {subject} within {timeout:g}s") from None
-    text = msg.data.decode(errors="replace").strip()
+    text: str = msg.data.decode(errors="replace").strip()
     if not text:
         return None
     if text.startswith("{"):

@@ -203,7 +203,7 @@ def _seed_checksum_ok(seed: bytes) -> bool:
         return False
     if len(data) != 36:  # 2 prefix bytes, 32 seed bytes, 2 checksum bytes
         return False
-    return nkeys.crc16(bytearray(data[:-2])) == int.from_bytes(data[-2:], "little")
+    return bool(nkeys.crc16(bytearray(data[:-2])) == int.from_bytes(data[-2:], "little"))
 
 
 def verify_signature(public_key: str, data: bytes, signature: bytes) -> bool:
@@ -365,7 +365,7 @@ def jwt_problems(token: str, *, now: float | None = None) -> list[str]:
         problems.append(f"unsupported JWT algorithm {header.get('alg')!r}")
     issuer = claims.get("iss")
     issuer_kind = key_kind(issuer) if isinstance(issuer, str) else None
-    if issuer_kind is None:
+    if issuer_kind is None or not isinstance(issuer, str):
         problems.append("the issuer (iss) is not a valid public nkey")
     else:
         head, payload, sig = token.strip().split(".")

@@ -31,7 +31,10 @@ _CONNECTION_LIMITS = ("conn", "subs", "data", "payload", "leaf")
 VERIFY_TIMEOUT = 5.0
 
 
-def _spec_dict(spec: AccountSpec) -> dict[str, Any]:
+def _spec_dict(res: Resource) -> dict[str, Any]:
+    """An Account resource's spec as plain data."""
+    spec = res.spec
+    assert isinstance(spec, AccountSpec), res.address
     return spec.model_dump(exclude_none=True, mode="json")
 
 
@@ -83,7 +86,7 @@ def canonical_account(claims: dict[str, Any], name_of: Callable[[str], str]) -> 
 
 def desired_canonical(res: Resource) -> dict[str, Any]:
     """The canonical form of an Account manifest (imports keep account names)."""
-    spec = _spec_dict(res.spec)  # type: ignore[arg-type]
+    spec = _spec_dict(res)
     kwargs = claims_kwargs({k: v for k, v in spec.items() if k != "imports"}, str)
     claims = account_claims(res.address.name, _placeholder_key(), **kwargs)
     canonical = canonical_account(claims, str)
@@ -170,7 +173,7 @@ def account_change_parts(
 ) -> tuple[Action, list[Any], dict[str, Any], dict[str, Any] | None]:
     """(action, diff, send, live canonical) for one Account manifest."""
     desired = desired_canonical(res)
-    send = {"name": res.address.name, "spec": _spec_dict(res.spec)}  # type: ignore[arg-type]
+    send = {"name": res.address.name, "spec": _spec_dict(res)}
     if live_claims is None:
         shown = {k: v for k, v in desired.items() if v is not None}
         return Action.CREATE, diff_config({}, shown), send, None

@@ -72,7 +72,7 @@ class AccountManifest(BaseModel):
 Manifest = StreamManifest | ConsumerManifest | AccountManifest
 
 # kind -> model; one JSON Schema per kind is generated from this table.
-KINDS: dict[str, type[BaseModel]] = {
+KINDS: dict[str, type[Manifest]] = {
     "Stream": StreamManifest,
     "Consumer": ConsumerManifest,
     "Account": AccountManifest,
@@ -115,12 +115,18 @@ class Resource:
     document: Document | None = field(default=None, repr=False, compare=False)
 
     @property
-    def spec(self) -> StreamSpec | ConsumerSpec:
+    def spec(self) -> StreamSpec | ConsumerSpec | AccountSpec:
         return self.manifest.spec
 
     @property
-    def metadata(self) -> ResourceMetadata:
+    def metadata(self) -> ResourceMetadata | AccountMetadata:
         return self.manifest.metadata
+
+    @property
+    def tenant(self) -> str | None:
+        """``metadata.tenant`` (an Account has none)."""
+        meta = self.manifest.metadata
+        return meta.tenant if isinstance(meta, ResourceMetadata) else None
 
     def in_environment(self, env: str) -> bool:
         envs = self.manifest.metadata.environments
