@@ -1,0 +1,242 @@
+"""Saved plans are verified, never executed as written (issue 9 item 2).
+
+``apply PLANFILE`` plans again from the same manifests and live state and applies
+that fresh plan only when it equals the saved one; a plan recorded against another
+server, cluster or environment is refused. Every edit below is one an attacker (or a
+careless merge) could make to a plan file between review and apply: each is refused
+with exit 1 and zero JetStream write requests, counted on the server.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from harness.project import make_project
+from harness.servers import (
+    JsWriteCounter,
+    SingleServer,
+    js_request_sync,
+    start_single,
+    unique_name,
+)
+
+if TYPE_CHECKING:
+    from harness.project import TestProject
+
+DAY = 86_400 * 10**9
+Edit = Callable[[dict[str, Any], "Case"], None]
+
+
+def stream_doc(name: str, **spec: Any) -> str:
+    spec.setdefault("subjects", [f"{name.lower()}.>"])
+    head = f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
+    return head + f"spec: {json.dumps(spec)}\n"
+
+
+def stream_info(url: str, name: str) -> dict[str, Any] | None:
+    reply = js_request_sync(url, f"$JS.API.STREAM.INFO.{name}")
+    return None if "error" in reply else reply
+
+
+def raw_create(url: str, name: str, owner: str | None = None) -> None:
+    config: dict[str, Any] = {"name": name, "subjects": [f"{name.lower()}.>"]}
+    if owner:
+        config["metadata"] = {"jsops.owner": owner}
+    reply = js_request_sync(url, f"$JS.API.STREAM.CREATE.{name}", config)
+    assert "error" not in reply, reply
+
+
+@pytest.fixture(scope="module")
+def prod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleServer]:
+    """A second server, "prod1": the production of these tests."""
+    handle = start_single(tmp_path_factory.mktemp("prod"), name="prod1")
+    yield handle
+    handle.stop()
+
+
+class Case:
+    """A project with a protected stream, an updated stream, and other streams around."""
+
+    def __init__(self, tmp_path: Path, dev: SingleServer, prod: SingleServer) -> None:
+        self.dev, self.prod = dev, prod
+        self.project: TestProject = make_project(
+            tmp_path,
+            dev.url,
+            envs={
+                "dev": {"servers": [dev.url], "values": {"age": "7d"}},
+                "prod": {"servers": [prod.url], "values": {"age": "30d"}},
+            },
+        )
+        self.orders, self.safe = unique_name("ORDERS"), unique_name("SAFE")
+        self.unowned, self.billing = unique_name("HAND"), unique_name("BILLING")
+        self.write(age="{{ values.age }}", storage="file")
+        code, _, err = self.project.cli("apply", "-e", "dev", "--auto-approve")
+        assert code == 0, err
+        raw_create(dev.url, self.unowned)
+        raw_create(dev.url, self.billing, owner="billing")
+        self.write(age="14d", storage="memory")  # an update, and a refused replace
+        code, _, err = self.project.cli("plan", "-e", "dev", "--out", "plan.json")
+        assert code == 0, err
+        self.path = self.project.root / "plan.json"
+
+    def write(self, *, age: str, storage: str) -> None:
+        self.project.write(
+            "s.yaml",
+            stream_doc(self.orders, max_age=age) + "---\n" + f"apiVersion: jsops/v1\nkind: Stream\n"
+            f"metadata: {{name: {self.safe}, prevent_destroy: true}}\n"
+            f"spec: {json.dumps({'subjects': [f'{self.safe.lower()}.>'], 'storage': storage})}\n",
+        )
+
+    def edit(self, change: Callable[[dict[str, Any]], None]) -> None:
+        data = json.loads(self.path.read_text())
+        change(data)
+        self.path.write_text(json.dumps(data))
+
+    def change(self, data: dict[str, Any], name: str) -> dict[str, Any]:
+        return next(c for c in data["changes"] if c["name"] == name)
+
+
+def _max_age(data: dict[str, Any], case: Case) -> None:
+    change = case.change(data, case.orders)
+    change["send"]["max_age"] = 60 * 10**9
+    change["diff"] = [{"path": "max_age", "before": 7 * DAY, "after": 60 * 10**9}]
+
+
+def _owner(data: dict[str, Any], case: Case) -> None:
+    case.change(data, case.orders)["send"]["metadata"]["jsops.owner"] = "someone-else"
+
+
+def _delete(name_of: Callable[[Case], str]) -> Edit:
+    def edit(data: dict[str, Any], case: Case) -> None:
+        name = name_of(case)
+        data["changes"].append(
+            {"action": "delete", "kind": "Stream", "name": name, "stream": None, "account": None}
+        )
+
+    return edit
+
+
+def _unprotect(data: dict[str, Any], case: Case) -> None:
+    # drop the refused replace's protection, as if it were safe to replace
+    change = case.change(data, case.safe)
+    change["prevent_destroy"] = False
+    change["refused"] = []
+
+
+def _environment(data: dict[str, Any], case: Case) -> None:
+    data["environment"] = "prod"
+
+
+def _action(data: dict[str, Any], case: Case) -> None:
+    case.change(data, case.orders)["action"] = "replace"
+
+
+def _digest(data: dict[str, Any], case: Case) -> None:
+    # a recomputed fingerprint does not help: the plan is compared whole
+    change = case.change(data, case.orders)
+    change["send"]["max_age"] = 60 * 10**9
+    change["live_digest"] = "0" * 16
+
+
+EDITS = [
+    pytest.param(_max_age, "differs from a plan made now (diff, send)", id="max_age changed"),
+    pytest.param(_owner, "differs from a plan made now (send)", id="owner tag edited"),
+    pytest.param(_delete(lambda c: c.unowned), "not in a plan made now", id="delete unowned"),
+    pytest.param(
+        _delete(lambda c: c.billing), "not in a plan made now", id="delete other project's"
+    ),
+    pytest.param(_unprotect, "prevent_destroy", id="prevent_destroy set false"),
+    pytest.param(_environment, "the plan is for another target", id="environment edited"),
+    pytest.param(_action, "differs from a plan made now (action)", id="action edited"),
+    pytest.param(_digest, "changed since the plan was made", id="live digest edited"),
+]
+
+
+@pytest.mark.parametrize(("edit", "says"), EDITS)
+def test_an_edited_plan_file_is_refused_with_zero_writes(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer, edit: Edit, says: str
+) -> None:
+    case = Case(tmp_path, nats_server, prod_server)
+    case.edit(lambda data: edit(data, case))
+    before = {n: stream_info(nats_server.url, n) for n in (case.orders, case.safe)}
+    with (
+        JsWriteCounter(nats_server.url) as dev_counter,
+        JsWriteCounter(prod_server.url) as prod_counter,
+    ):
+        code, _, err = case.project.cli("apply", "plan.json", "--allow-replace")
+    assert code == 1, err
+    assert says in err
+    assert "nothing was changed" in err
+    assert "Traceback" not in err
+    assert dev_counter.writes == [] and prod_counter.writes == []
+    for name in (case.unowned, case.billing):
+        assert stream_info(nats_server.url, name) is not None
+    after = {n: stream_info(nats_server.url, n) for n in (case.orders, case.safe)}
+    assert {n: i["config"] for n, i in after.items() if i} == {  # type: ignore[index]
+        n: i["config"] for n, i in before.items() if i
+    }
+    assert stream_info(prod_server.url, case.orders) is None
+
+
+def test_a_dev_plan_pointed_at_prod_servers_is_refused(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
+) -> None:
+    """--server sends the dev plan to prod's server: the recorded identity differs."""
+    case = Case(tmp_path, nats_server, prod_server)
+    with JsWriteCounter(prod_server.url) as counter:
+        code, _, err = case.project.cli("apply", "plan.json", "--server", prod_server.url)
+    assert code == 1
+    assert "the plan is for another target: it was made against server s1" in err
+    assert "this is server prod1" in err
+    assert counter.writes == []
+    code, _, err = case.project.cli("apply", "plan.json", "-e", "prod")
+    assert code == 1
+    assert err.strip() == 'the plan is for environment "dev", not "prod"'
+
+
+def test_an_unedited_plan_applies_the_fresh_plan_and_is_private(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
+) -> None:
+    case = Case(tmp_path, nats_server, prod_server)
+    assert stat.S_IMODE(case.path.stat().st_mode) == 0o600
+    saved = json.loads(case.path.read_text())
+    assert saved["identity"] == {
+        "cluster": None,
+        "server_name": "s1",
+        "domain": None,
+        "account": "$G",
+    }
+    # the protected stream's replace is refused whatever the flags: plan without it
+    case.write(age="14d", storage="file")
+    code, _, err = case.project.cli("plan", "-e", "dev", "--out", "plan.json")
+    assert code == 0, err
+    case.path.chmod(0o644)  # an existing file is made private again when rewritten
+    code, _, err = case.project.cli("plan", "-e", "dev", "--out", "plan.json")
+    assert code == 0, err
+    assert stat.S_IMODE(case.path.stat().st_mode) == 0o600
+    with JsWriteCounter(nats_server.url) as counter:
+        code, _, err = case.project.cli("apply", "plan.json")
+    assert code == 0, err
+    assert counter.writes == [f"$JS.API.STREAM.UPDATE.{case.orders}"]
+    info = stream_info(nats_server.url, case.orders)
+    assert info is not None and info["config"]["max_age"] == 14 * DAY
+
+
+def test_live_protection_is_checked_even_when_the_manifest_drops_it(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
+) -> None:
+    """The live jsops.prevent_destroy tag refuses a replace even when the manifest no
+    longer asks for protection: unprotect first (an update), replace afterwards."""
+    case = Case(tmp_path, nats_server, prod_server)
+    doc = stream_doc(case.safe, storage="memory")
+    case.project.write("s.yaml", stream_doc(case.orders, max_age="7d") + "---\n" + doc)
+    with JsWriteCounter(nats_server.url) as counter:
+        code, _, err = case.project.cli("apply", "-e", "dev", "--allow-replace", "--auto-approve")
+    assert code == 1
+    assert f"Stream {case.safe}: replace refused by prevent_destroy" in err
+    assert counter.writes == []
