@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from reconciler.apply import ApplyResult, apply_plan
+from reconciler.apply import ApplyResult, OnEvent, apply_plan
 from reconciler.connection import ConnectSettings, connect, resolve_settings
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import (
@@ -256,7 +256,7 @@ def apply(
     targets: Sequence[str] = (),
     confirm: Callable[[Plan], bool] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
-    on_event: Callable[[str, Change, str], None] | None = None,
+    on_event: OnEvent | None = None,
     prune: bool = False,
     allow_replace: bool = False,
 ) -> tuple[Plan, ApplyResult | None]:

@@ -16,13 +16,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from reconciler.errors import ApiError, ApplyFailed, JsopsError
+from reconciler.errors import ApiError, ApplyFailed, ErrCode, JsopsError
 from reconciler.live import Connections, cluster_size_of
 from reconciler.plan import Action, Change, Plan
 
 APPLY_CONCURRENCY = 128
+
+
+class ApplyStatus(StrEnum):
+    """How one change of an apply ended (``on_event``'s first argument)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a change it depends on failed or was skipped
+
+
+OnEvent = Callable[[ApplyStatus, Change, str], None]
+_UNFINISHED = (ApplyStatus.FAILED, ApplyStatus.SKIPPED)
 
 
 @dataclass
@@ -82,7 +95,7 @@ async def _ignore_missing(request: Any) -> None:
     try:
         await request
     except ApiError as exc:
-        if exc.err_code not in (10059, 10014):
+        if exc.err_code not in (ErrCode.STREAM_NOT_FOUND, ErrCode.CONSUMER_NOT_FOUND):
             raise
 
 
@@ -91,13 +104,13 @@ async def apply_plan(
     conns: Connections,
     *,
     concurrency: int = APPLY_CONCURRENCY,
-    on_event: Callable[[str, Change, str], None] | None = None,
+    on_event: OnEvent | None = None,
 ) -> ApplyResult:
     """Carry out ``plan`` (already past the refusal gate); raise ApplyFailed when some
     change failed or was skipped."""
     pending = plan.pending()
     result = ApplyResult()
-    outcome: dict[str, str] = {}
+    outcome: dict[str, ApplyStatus] = {}
     # Deletes first (consumers before their streams, through depends_on), so that a
     # stream renamed in the manifests frees its subjects before its successor is created.
     deletes = [c for c in pending if c.action is Action.DELETE]
@@ -114,9 +127,9 @@ async def _run_phase(
     phase: list[Change],
     conns: Connections,
     result: ApplyResult,
-    outcome: dict[str, str],
+    outcome: dict[str, ApplyStatus],
     concurrency: int,
-    on_event: Callable[[str, Change, str], None] | None,
+    on_event: OnEvent | None,
 ) -> None:
     """Run changes as soon as what they depend on is done, ``concurrency`` at a time.
 
@@ -131,12 +144,12 @@ async def _run_phase(
     all_settled = asyncio.Event()
     settled = 0
 
-    def settle(change: Change, status: str, why: str = "") -> None:
+    def settle(change: Change, status: ApplyStatus, why: str = "") -> None:
         nonlocal settled
         outcome[change.key] = status
-        if status == "done":
+        if status is ApplyStatus.DONE:
             result.done.append(change)
-        elif status == "failed":
+        elif status is ApplyStatus.FAILED:
             result.failed.append((change, why))
         else:
             result.skipped.append((change, why))
@@ -151,9 +164,9 @@ async def _run_phase(
                 release(child)
 
     def release(change: Change) -> None:
-        blocked = [d for d in change.depends_on if outcome.get(d) in ("failed", "skipped")]
+        blocked = [d for d in change.depends_on if outcome.get(d) in _UNFINISHED]
         if blocked:
-            settle(change, "skipped", f"{', '.join(blocked)} did not complete")
+            settle(change, ApplyStatus.SKIPPED, f"{', '.join(blocked)} did not complete")
         else:
             queue.put_nowait(change)
 
@@ -168,7 +181,7 @@ async def _run_phase(
             release(change)
     for change in stuck:  # never expected; without this a cycle would hang the run
         if change.key not in outcome:
-            settle(change, "skipped", "its dependencies form a cycle")
+            settle(change, ApplyStatus.SKIPPED, "its dependencies form a cycle")
 
     async def worker() -> None:
         while True:
@@ -176,9 +189,9 @@ async def _run_phase(
             try:
                 await _run_change(conns, change)
             except JsopsError as exc:
-                settle(change, "failed", str(exc))
+                settle(change, ApplyStatus.FAILED, str(exc))
             else:
-                settle(change, "done")
+                settle(change, ApplyStatus.DONE)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(phase)))]
     try:

@@ -197,6 +197,7 @@ def apply(
     again and finding exactly that plan."""
     from reconciler import api, render
     from reconciler import planfile as planfiles
+    from reconciler.apply import ApplyStatus
     from reconciler.errors import ApplyRefused
     from reconciler.refusals import ApplyOptions
 
@@ -219,8 +220,8 @@ def apply(
             )
         return click.confirm("Apply these changes?", default=False, err=True)
 
-    def event(kind: str, change: Any, why: str) -> None:
-        if kind == "done":
+    def event(status: ApplyStatus, change: Any, why: str) -> None:
+        if status is ApplyStatus.DONE:
             _err(f"{change.action.value}: {change.address} ... done")
 
     the_plan, result = api.apply(

@@ -17,6 +17,7 @@ one line per message on stderr and exit 1 (``cli.main`` is the only place that d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 KeyPath = tuple[str | int, ...]
 """Where a value is inside a document: mapping keys and list indexes (``spec.sources.0``)."""
@@ -97,6 +98,27 @@ class ManifestError(JsopsError):
 
 class ConnectionFailed(JsopsError):
     """The server could not be reached, refused our credentials, or has no JetStream."""
+
+
+class ErrCode(IntEnum):
+    """JetStream API ``err_code`` values jsops acts on or expects, as nats-server's
+    ``server/errors.json`` names them (``JSStreamNotFoundErr`` and so on). The HTTP-like
+    ``code`` of each is in the comment; ``reference/jetstream-api.md`` section 3.2 lists
+    more. Compare ``ApiError.err_code`` with these, never with bare numbers."""
+
+    JETSTREAM_UNAVAILABLE = 10008  # 503 JSClusterNotAvailErr: no meta leader (yet)
+    CONSUMER_CREATE = 10012  # 500 JSConsumerCreateErrF: free text (consumer update refusals)
+    CONSUMER_NOT_FOUND = 10014  # 404 JSConsumerNotFoundErr
+    NOT_ENABLED_FOR_ACCOUNT = 10039  # 503 JSNotEnabledForAccountErr
+    STREAM_INVALID_CONFIG = 10052  # 500 JSStreamInvalidConfigF: nearly every config refusal
+    MIRROR_NOT_UPDATABLE = 10055  # 400 JSStreamMirrorNotUpdatableErr
+    STREAM_NAME_IN_USE = 10058  # 400 JSStreamNameExistErr: same name, different config
+    STREAM_NOT_FOUND = 10059  # 404 JSStreamNotFoundErr
+    SUBJECT_OVERLAP = 10065  # 400 JSStreamSubjectOverlapErr
+    STREAM_UPDATE = 10069  # 500 JSStreamUpdateErrF: free text
+    NOT_ENABLED = 10076  # 503 JSNotEnabledErr
+    CONSUMER_ALREADY_EXISTS = 10148  # 400 JSConsumerAlreadyExists (action: create)
+    CONSUMER_DOES_NOT_EXIST = 10149  # 400 JSConsumerDoesNotExist (action: update)
 
 
 class ApiError(JsopsError):

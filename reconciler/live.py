@@ -24,7 +24,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect, redact, server_info, strip_userinfo
-from reconciler.errors import ApiError, ConnectionFailed
+from reconciler.errors import ApiError, ConnectionFailed, ErrCode
 
 if TYPE_CHECKING:
     from reconciler.accounts import AuthStore
@@ -86,7 +86,7 @@ class JetStreamClient:
         try:
             return await self.request("INFO")
         except ApiError as exc:
-            if exc.err_code in (10039, 10076):
+            if exc.err_code in (ErrCode.NOT_ENABLED_FOR_ACCOUNT, ErrCode.NOT_ENABLED):
                 raise ConnectionFailed(
                     f"JetStream is not enabled for this account on {self.settings.describe()}"
                 ) from None
@@ -146,7 +146,7 @@ class JetStreamClient:
         try:
             return await self.request(f"STREAM.INFO.{stream}")
         except ApiError as exc:
-            if exc.err_code == 10059:
+            if exc.err_code == ErrCode.STREAM_NOT_FOUND:
                 return None
             raise
 
@@ -154,7 +154,7 @@ class JetStreamClient:
         try:
             return await self.request(f"CONSUMER.INFO.{stream}.{name}")
         except ApiError as exc:
-            if exc.err_code in (10014, 10059):
+            if exc.err_code in (ErrCode.CONSUMER_NOT_FOUND, ErrCode.STREAM_NOT_FOUND):
                 return None
             raise
 

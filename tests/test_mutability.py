@@ -32,7 +32,7 @@ from harness.project import make_project
 from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
 
 from reconciler.connection import server_info
-from reconciler.errors import ApplyRefused
+from reconciler.errors import ApplyRefused, ErrCode
 from reconciler.mutability import (
     CONSUMER_REPLACE_RULES,
     STREAM_REPLACE_RULES,
@@ -495,7 +495,7 @@ STREAM_REFUSED = [
             "storage",
             lambda n: _base(n, storage="file"),
             lambda n: _base(n, storage="memory"),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change storage type",
         ),
         id="storage-file-to-memory",
@@ -505,7 +505,7 @@ STREAM_REFUSED = [
             "storage",
             lambda n: _base(n, storage="memory"),
             lambda n: _base(n, storage="file"),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change storage type",
         ),
         id="storage-memory-to-file",
@@ -515,7 +515,7 @@ STREAM_REFUSED = [
             "retention",
             lambda n: _base(n, retention="limits"),
             lambda n: _base(n, retention="workqueue"),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change retention policy to/from workqueue",
         ),
         id="retention-limits-to-workqueue",
@@ -525,7 +525,7 @@ STREAM_REFUSED = [
             "retention",
             lambda n: _base(n, retention="workqueue"),
             lambda n: _base(n, retention="interest"),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change retention policy to/from workqueue",
         ),
         id="retention-workqueue-to-interest",
@@ -535,7 +535,7 @@ STREAM_REFUSED = [
             "sealed",
             lambda n: _base(n, sealed=True),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not unseal a sealed stream",
             initial=lambda n: _base(n),
         ),
@@ -546,7 +546,7 @@ STREAM_REFUSED = [
             "deny_delete",
             lambda n: _base(n, deny_delete=True),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not cancel deny message deletes",
         ),
         id="deny_delete-true-to-false",
@@ -556,7 +556,7 @@ STREAM_REFUSED = [
             "deny_purge",
             lambda n: _base(n, deny_purge=True),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not cancel deny purge",
         ),
         id="deny_purge-true-to-false",
@@ -566,7 +566,7 @@ STREAM_REFUSED = [
             "mirror",
             lambda n: _base(n),
             lambda n: {"mirror": {"name": n.origin_a}},
-            10055,
+            ErrCode.MIRROR_NOT_UPDATABLE,
             "stream mirror configuration can not be updated",
         ),
         id="mirror-added",
@@ -576,7 +576,7 @@ STREAM_REFUSED = [
             "mirror",
             lambda n: {"mirror": {"name": n.origin_a}},
             lambda n: {"mirror": {"name": n.origin_b}},
-            10055,
+            ErrCode.MIRROR_NOT_UPDATABLE,
             "stream mirror configuration can not be updated",
             mirror=True,
         ),
@@ -587,7 +587,7 @@ STREAM_REFUSED = [
             "mirror",
             lambda n: {"mirror": {"name": n.origin_a}},
             lambda n: {"mirror": {"name": n.origin_a, "filter_subject": f"{n.origin_a.lower()}.x"}},
-            10055,
+            ErrCode.MIRROR_NOT_UPDATABLE,
             "stream mirror configuration can not be updated",
             mirror=True,
         ),
@@ -598,7 +598,7 @@ STREAM_REFUSED = [
             "allow_msg_ttl",
             lambda n: _base(n, allow_msg_ttl=True),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "message TTL status can not be disabled",
         ),
         id="allow_msg_ttl-true-to-false",
@@ -608,7 +608,7 @@ STREAM_REFUSED = [
             "allow_msg_counter",
             lambda n: _base(n),
             lambda n: _base(n, allow_msg_counter=True),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change message counter setting",
         ),
         id="allow_msg_counter-false-to-true",
@@ -618,7 +618,7 @@ STREAM_REFUSED = [
             "allow_msg_counter",
             lambda n: _base(n, allow_msg_counter=True),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change message counter setting",
             counter=True,
         ),
@@ -629,7 +629,7 @@ STREAM_REFUSED = [
             "allow_msg_schedules",
             lambda n: _base(n, allow_msg_schedules=True),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "message schedules can not be disabled",
         ),
         id="allow_msg_schedules-true-to-false",
@@ -639,7 +639,7 @@ STREAM_REFUSED = [
             "persist_mode",
             lambda n: _base(n, persist_mode="async"),
             lambda n: _base(n),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change persist mode",
         ),
         id="persist_mode-async-to-default",
@@ -649,7 +649,7 @@ STREAM_REFUSED = [
             "persist_mode",
             lambda n: _base(n),
             lambda n: _base(n, persist_mode="async"),
-            10052,
+            ErrCode.STREAM_INVALID_CONFIG,
             "can not change persist mode",
         ),
         id="persist_mode-default-to-async",
@@ -760,7 +760,7 @@ class ConsumerCase:
     old: Spec
     new: Spec
     message: str
-    err_code: int = 10012
+    err_code: int = ErrCode.CONSUMER_CREATE
     raw_extra: dict[str, Any] = field(default_factory=dict)  # also sent in the raw update
 
 

@@ -41,7 +41,6 @@ from reconciler.connection import server_info
 from reconciler.server import ServerProcess, free_port, start_server, stop_all
 
 HOST = "127.0.0.1"
-JS_UNAVAILABLE = 10008  # no meta leader yet
 
 # JetStream API operations that change state (matched on the subject after ``API.``).
 WRITE_OPS: tuple[str, ...] = (
