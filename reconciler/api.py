@@ -35,7 +35,7 @@ from reconciler.live import (
     read_identity,
     read_live_state,
 )
-from reconciler.models import Resource
+from reconciler.models import Kind, Resource
 from reconciler.plan import (
     Action,
     Change,
@@ -97,7 +97,7 @@ async def _session(settings: ConnectSettings, body: Callable[[JetStreamClient], 
 def _group_by_account(resources: Sequence[Resource]) -> dict[str | None, list[Resource]]:
     groups: dict[str | None, list[Resource]] = {}
     for res in resources:
-        if res.address.kind != "Account":
+        if res.address.kind != Kind.ACCOUNT:
             groups.setdefault(res.address.account, []).append(res)
     return groups
 
@@ -132,13 +132,13 @@ async def plan_async(
     streams and consumers (the environment's own account first). Reads only."""
     from reconciler.accounts import reconcile as accounts
 
-    account_res = [r for r in desired if r.address.kind == "Account"]
+    account_res = [r for r in desired if r.address.kind == Kind.ACCOUNT]
     groups = _group_by_account(desired)
     operator_mode = bool(account_res) or any(name is not None for name in groups)
     store = conns.store if operator_mode else None
     if operator_mode:
         problems = accounts.check_references(
-            account_res, [r for r in desired if r.address.kind != "Account"], store
+            account_res, [r for r in desired if r.address.kind != Kind.ACCOUNT], store
         )
         if problems:
             raise ManifestError(problems)

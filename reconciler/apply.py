@@ -21,6 +21,7 @@ from typing import Any
 
 from reconciler.errors import ApiError, ApplyFailed, ErrCode, JsopsError
 from reconciler.live import Connections, cluster_size_of
+from reconciler.models import Kind
 from reconciler.plan import Action, Change, Plan
 
 APPLY_CONCURRENCY = 128
@@ -57,14 +58,14 @@ class ApplyResult:
 async def _run_change(conns: Connections, change: Change) -> None:
     address = change.address
     send = change.send or {}
-    if address.kind == "Account":
+    if address.kind == Kind.ACCOUNT:
         from reconciler.accounts.reconcile import apply_account
 
         system = await conns.system()
         await apply_account(conns, send, cluster_size_of(system) or 1)
         return
     client = await conns.client(address.account)
-    if address.kind == "Stream":
+    if address.kind == Kind.STREAM:
         if change.action is Action.CREATE:
             await client.create_stream(send)
         elif change.action is Action.UPDATE:

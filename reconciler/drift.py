@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.models import Kind
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
     DIGEST_KEY,
@@ -35,12 +36,12 @@ from reconciler.normalize import (
 )
 
 _LEFT_OUT = ("pause_until",)
-_DEFAULTS = {"Stream": STREAM_DEFAULTS, "Consumer": CONSUMER_DEFAULTS}
+_DEFAULTS = {Kind.STREAM: STREAM_DEFAULTS, Kind.CONSUMER: CONSUMER_DEFAULTS}
 
 
-def config_digest(kind: str, config: dict[str, Any]) -> str:
+def config_digest(kind: Kind, config: dict[str, Any]) -> str:
     """The digest of a stream or consumer config (sent or live), from the config alone."""
-    canonical = canonical_stream(config) if kind == "Stream" else canonical_consumer(config)
+    canonical = canonical_stream(config) if kind == Kind.STREAM else canonical_consumer(config)
     defaults = _DEFAULTS[kind]
     sparse = {
         key: value
@@ -50,7 +51,7 @@ def config_digest(kind: str, config: dict[str, Any]) -> str:
     return fingerprint(sparse) or ""
 
 
-def stamp(kind: str, send: dict[str, Any]) -> None:
+def stamp(kind: Kind, send: dict[str, Any]) -> None:
     """Record in ``send``'s metadata the digest of ``send`` itself (before writing it)."""
     metadata = dict(send.get("metadata") or {})
     metadata.pop(DIGEST_KEY, None)
@@ -58,7 +59,7 @@ def stamp(kind: str, send: dict[str, Any]) -> None:
     metadata[DIGEST_KEY] = config_digest(kind, send)
 
 
-def drifted(kind: str, live_config: dict[str, Any]) -> bool:
+def drifted(kind: Kind, live_config: dict[str, Any]) -> bool:
     """True when the live config is no longer the one jsops last wrote (its digest
     differs from the stored one); False when it is, or when no digest was stored."""
     stored = (live_config.get("metadata") or {}).get(DIGEST_KEY)

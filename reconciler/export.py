@@ -18,6 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from reconciler.live import LiveState
+from reconciler.models import Kind
 from reconciler.models.units import format_duration, format_size
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
@@ -48,12 +49,12 @@ def _minimal(
     return kept
 
 
-def humanize_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+def humanize_spec(kind: Kind, spec: dict[str, Any]) -> dict[str, Any]:
     """A spec in API units with its durations and sizes as people write them (``7d``)."""
     return {k: _humanize(kind, k, v) for k, v in spec.items()}
 
 
-def _humanize(kind: str, path: str, value: Any) -> Any:
+def _humanize(kind: Kind, path: str, value: Any) -> Any:
     unit = UNIT_PATHS[kind].get(path)
     if isinstance(value, dict):
         return {k: _humanize(kind, f"{path}.{k}", v) for k, v in value.items()}
@@ -98,7 +99,7 @@ def stream_spec(config: dict[str, Any]) -> dict[str, Any]:
     if "sources" in spec:
         spec["sources"] = [_source(s) for s in spec["sources"]]
     _user_metadata(config, spec)
-    return humanize_spec("Stream", spec)
+    return humanize_spec(Kind.STREAM, spec)
 
 
 def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +109,7 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     if paused_until(config.get("pause_until")):
         spec["pause_until"] = config["pause_until"]
     _user_metadata(config, spec)
-    return humanize_spec("Consumer", spec)
+    return humanize_spec(Kind.CONSUMER, spec)
 
 
 def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
@@ -119,7 +120,7 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
         docs = [
             {
                 "apiVersion": "jsops/v1",
-                "kind": "Stream",
+                "kind": Kind.STREAM.value,
                 "metadata": {"name": name},
                 "spec": stream_spec(config),
             }
@@ -132,7 +133,7 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
             docs.append(
                 {
                     "apiVersion": "jsops/v1",
-                    "kind": "Consumer",
+                    "kind": Kind.CONSUMER.value,
                     "metadata": {"name": info["name"], "stream": name},
                     "spec": consumer_spec(cconfig, stream_canon),
                 }

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.models import Kind
+
 Check = Callable[[Any, Any], bool]
 
 
@@ -114,11 +116,11 @@ CONSUMER_REPLACE_RULES: tuple[ReplaceRule, ...] = (
     ReplaceRule("mem_storage", changed, "storage type cannot be updated", min_version="2.14.4"),
 )
 
-REPLACE_RULES = {"Stream": STREAM_REPLACE_RULES, "Consumer": CONSUMER_REPLACE_RULES}
+REPLACE_RULES = {Kind.STREAM: STREAM_REPLACE_RULES, Kind.CONSUMER: CONSUMER_REPLACE_RULES}
 
 
 def replace_reasons(
-    kind: str,
+    kind: Kind,
     before: dict[str, Any],
     after: dict[str, Any],
     *,
@@ -142,7 +144,7 @@ def replace_reasons(
 # older server does not know is an error at apply time; jsops makes it a plan error.
 # Keys are dotted API paths; "field=value" rows gate one enum value.
 FIELD_API_LEVELS: dict[str, dict[str, int]] = {
-    "Stream": {
+    Kind.STREAM: {
         "allow_msg_ttl": 1,
         "subject_delete_marker_ttl": 1,
         "allow_msg_counter": 2,
@@ -153,7 +155,7 @@ FIELD_API_LEVELS: dict[str, dict[str, int]] = {
         "mirror.consumer": 4,
         "sources.consumer": 4,
     },
-    "Consumer": {
+    Kind.CONSUMER: {
         "pause_until": 1,
         "priority_groups": 1,
         "priority_policy": 1,
@@ -165,7 +167,7 @@ FIELD_API_LEVELS: dict[str, dict[str, int]] = {
 
 
 def fields_needing_level(
-    kind: str, config: dict[str, Any], api_level: int
+    kind: Kind, config: dict[str, Any], api_level: int
 ) -> list[tuple[str, int]]:
     """(path, level) for every field of a config sent to the server that needs a higher level."""
     out = []

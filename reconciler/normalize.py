@@ -23,7 +23,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.models import ConsumerSpec, Resource, StreamSpec
+from reconciler.models import ConsumerSpec, Kind, Resource, StreamSpec
 
 OWNER_KEY = "jsops.owner"
 # Written on resources declared with prevent_destroy, so that a prune after the
@@ -400,9 +400,9 @@ def fingerprint(config: dict[str, Any] | None) -> str | None:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def live_fingerprint(kind: str, config: dict[str, Any]) -> str:
+def live_fingerprint(kind: Kind, config: dict[str, Any]) -> str:
     """The digest of a live config alone (no inherited values): did it change since?"""
-    canonical = canonical_stream(config) if kind == "Stream" else canonical_consumer(config)
+    canonical = canonical_stream(config) if kind == Kind.STREAM else canonical_consumer(config)
     return fingerprint(canonical) or ""
 
 

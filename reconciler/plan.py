@@ -33,7 +33,7 @@ from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
-from reconciler.models import Address, Resource, StreamSource, StreamSpec
+from reconciler.models import Address, Kind, Resource, StreamSource, StreamSpec
 from reconciler.mutability import fields_needing_level, replace_reasons
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
@@ -238,7 +238,7 @@ def _order_streams(streams: list[Resource]) -> list[Resource]:
 
 
 def _level_errors(
-    res: Resource, kind: str, config: dict[str, Any], api_level: int
+    res: Resource, kind: Kind, config: dict[str, Any], api_level: int
 ) -> list[Diagnostic]:
     out = []
     for path, level in fields_needing_level(kind, config, api_level):
@@ -259,7 +259,7 @@ def _matches_target(address: Address, targets: Sequence[str]) -> bool:
     for target in targets:
         if target == address.target:
             return True
-        if address.kind == "Consumer" and target == f"Stream/{address.stream}":
+        if address.kind == Kind.CONSUMER and target == f"Stream/{address.stream}":
             return True
     return False
 
@@ -269,9 +269,9 @@ def parse_targets(targets: Sequence[str]) -> list[str]:
     for target in targets:
         kind, _, rest = target.partition("/")
         if (
-            kind not in ("Stream", "Consumer", "Account")
+            kind not in (Kind.STREAM, Kind.CONSUMER, Kind.ACCOUNT)
             or not rest
-            or (kind == "Consumer" and rest.count("/") != 1)
+            or (kind == Kind.CONSUMER and rest.count("/") != 1)
         ):
             raise UsageError(
                 f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME or Account/NAME'
@@ -297,8 +297,8 @@ def build_plan(
     own change, in operator mode). Target filtering is :func:`assemble_plan`'s.
     """
     errors: list[Diagnostic] = []
-    streams = _order_streams([r for r in desired if r.address.kind == "Stream"])
-    consumers = [r for r in desired if r.address.kind == "Consumer"]
+    streams = _order_streams([r for r in desired if r.address.kind == Kind.STREAM])
+    consumers = [r for r in desired if r.address.kind == Kind.CONSUMER]
     after = (requires,) if requires else ()
     # Stream changes stay drafts until their consumers are planned: a consumer whose
     # limits come down first adds itself to its stream's depends_on.
@@ -313,7 +313,7 @@ def build_plan(
         assert isinstance(spec, StreamSpec)
         send = stream_api_config(res, project)
         _inherit_mirror_direct(send, res, desired_canon, live)
-        errors += _level_errors(res, "Stream", send, live.api_level)
+        errors += _level_errors(res, Kind.STREAM, send, live.api_level)
         errors += _replica_errors(res, send, live)
         canon = canonical_stream(send)
         desired_canon[name] = canon
@@ -322,7 +322,7 @@ def build_plan(
         refs: list[str] = []
         for origin, where in stream_origins(spec):
             if where is None and origin in declared_streams:
-                depends.append(str(Address("Stream", origin, account=account)))
+                depends.append(str(Address(Kind.STREAM, origin, account=account)))
             elif where is None:
                 refs.append(f"Stream {origin} (not declared here)")
             else:
@@ -330,7 +330,9 @@ def build_plan(
         for src in _sources_of(spec):
             # a durable sourcing consumer (ADR-60) must exist before the stream reads it
             if src.consumer and (src.name, src.consumer.name) in declared_consumers:
-                consumer = Address("Consumer", src.consumer.name, stream=src.name, account=account)
+                consumer = Address(
+                    Kind.CONSUMER, src.consumer.name, stream=src.name, account=account
+                )
                 depends.append(str(consumer))
         draft: dict[str, Any] = {
             "address": res.address,
@@ -340,11 +342,11 @@ def build_plan(
         }
         if info is None:
             shown = tuple(diff_config({}, _shown(send)))
-            stamp("Stream", send)
+            stamp(Kind.STREAM, send)
             draft.update(action=Action.CREATE, reason=Reason.NEW, diff=shown, send=send)
         else:
             live_canon = canonical_stream(info["config"])
-            draft.update(_compare("Stream", info, live_canon, canon, send, live, project))
+            draft.update(_compare(Kind.STREAM, info, live_canon, canon, send, live, project))
         draft["depends_on"] = depends
         drafts[name] = draft
 
@@ -352,7 +354,7 @@ def build_plan(
     for res in consumers:
         stream_name = res.address.stream or ""
         send = consumer_api_config(res, project, desired_canon.get(stream_name))
-        errors += _level_errors(res, "Consumer", send, live.api_level)
+        errors += _level_errors(res, Kind.CONSUMER, send, live.api_level)
         canon = canonical_consumer(send, desired_canon.get(stream_name))
         info = live.consumers.get((stream_name, res.address.name))
         parent = drafts.get(stream_name)
@@ -364,25 +366,25 @@ def build_plan(
             depends.append(parent_key)
         if info is None:
             shown = tuple(diff_config({}, _shown(send)))
-            stamp("Consumer", send)
+            stamp(Kind.CONSUMER, send)
             fields = {"action": Action.CREATE, "reason": Reason.NEW, "diff": shown, "send": send}
         elif parent_action is Action.REPLACE:
             live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
-            stamp("Consumer", send)
+            stamp(Kind.CONSUMER, send)
             fields = {
                 "action": Action.REPLACE,
                 "reason": Reason.STREAM_REPLACED,
                 "destructive": True,
                 "loss": _consumer_loss(info),
-                "live_digest": live_fingerprint("Consumer", info["config"]),
-                "drift": drifted("Consumer", info["config"]),
+                "live_digest": live_fingerprint(Kind.CONSUMER, info["config"]),
+                "drift": drifted(Kind.CONSUMER, info["config"]),
                 "diff": tuple(diff_config(live_canon, canon)),
                 "send": send,
                 **_live_facts(info["config"], project),
             }
         else:
             live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
-            fields = _compare("Consumer", info, live_canon, canon, send, live, project)
+            fields = _compare(Kind.CONSUMER, info, live_canon, canon, send, live, project)
             if fields["action"] is Action.UPDATE and parent_action is Action.UPDATE:
                 assert parent is not None
                 if _tightens_consumer_limits(parent["diff"]):
@@ -556,12 +558,12 @@ def _inherit_mirror_direct(
         send["mirror_direct"] = True
 
 
-_DEFAULTS = {"Stream": STREAM_DEFAULTS, "Consumer": CONSUMER_DEFAULTS}
-_LOSS = {"Stream": _stream_loss, "Consumer": _consumer_loss}
+_DEFAULTS = {Kind.STREAM: STREAM_DEFAULTS, Kind.CONSUMER: CONSUMER_DEFAULTS}
+_LOSS = {Kind.STREAM: _stream_loss, Kind.CONSUMER: _consumer_loss}
 
 
 def _compare(
-    kind: str,
+    kind: Kind,
     info: dict[str, Any],
     live_canon: dict[str, Any],
     canon: dict[str, Any],
@@ -626,7 +628,9 @@ def _tightens_consumer_limits(diff: Sequence[FieldDiff]) -> bool:
 def _unmanaged_matches(text: str, target: str) -> bool:
     kind, _, rest = text.partition(" ")
     return _matches_target(
-        Address(kind, rest.rsplit("/", 1)[-1], rest.split("/", 1)[0] if "/" in rest else None),
+        Address(
+            Kind(kind), rest.rsplit("/", 1)[-1], rest.split("/", 1)[0] if "/" in rest else None
+        ),
         [target],
     )
 
@@ -650,7 +654,7 @@ def _orphans(
     stream_deletes: list[tuple[Address, dict[str, Any]]] = []
     for name in sorted(live.streams):
         info = live.streams[name]
-        address = Address("Stream", name, account=account)
+        address = Address(Kind.STREAM, name, account=account)
         if address in declared or owner_of(info["config"]) != project:
             continue
         if not prune:
@@ -661,7 +665,7 @@ def _orphans(
     consumer_deletes: list[Change] = []
     for stream, name in sorted(live.consumers):
         info = live.consumers[(stream, name)]
-        address = Address("Consumer", name, stream=stream, account=account)
+        address = Address(Kind.CONSUMER, name, stream=stream, account=account)
         if address in declared or owner_of(info["config"]) != project:
             continue
         if not prune:
@@ -678,8 +682,8 @@ def _orphans(
                 else Reason.NOT_IN_MANIFESTS,
                 destructive=True,
                 loss=_consumer_loss(info),
-                live_digest=live_fingerprint("Consumer", info["config"]),
-                drift=drifted("Consumer", info["config"]),
+                live_digest=live_fingerprint(Kind.CONSUMER, info["config"]),
+                drift=drifted(Kind.CONSUMER, info["config"]),
                 prevent_destroy=protected(info["config"]),
                 depends_on=after,
             )
@@ -692,8 +696,8 @@ def _orphans(
             reason=Reason.NOT_IN_MANIFESTS,
             destructive=True,
             loss=_stream_loss(info),
-            live_digest=live_fingerprint("Stream", info["config"]),
-            drift=drifted("Stream", info["config"]),
+            live_digest=live_fingerprint(Kind.STREAM, info["config"]),
+            drift=drifted(Kind.STREAM, info["config"]),
             prevent_destroy=protected(info["config"]),
             depends_on=(*after, *deleted_streams[address.name]),
         )

@@ -17,7 +17,7 @@ from typing import Any
 from reconciler.diff import FieldDiff
 from reconciler.errors import JsopsError
 from reconciler.live import ServerIdentity
-from reconciler.models import Address
+from reconciler.models import Address, Kind
 from reconciler.plan import Action, Change, Plan, Reason
 from reconciler.refusals import ApplyOptions, change_refusals
 
@@ -84,7 +84,7 @@ def _enum(enum: type[Action] | type[Reason], value: Any, what: str) -> Any:
 
 
 def change_from_json(data: dict[str, Any]) -> Change:
-    address = Address(data["kind"], data["name"], data.get("stream"), data.get("account"))
+    address = Address(Kind(data["kind"]), data["name"], data.get("stream"), data.get("account"))
     reason = data.get("reason")
     return Change(
         address=address,

@@ -48,7 +48,7 @@ from typing import Any
 from reconciler.diagnostics import did_you_mean, dotted
 from reconciler.environments import Project, ProjectConfig
 from reconciler.errors import Diagnostic, KeyPath, Location
-from reconciler.models import Address, ConsumerSpec, Resource, StreamSpec
+from reconciler.models import Address, ConsumerSpec, Kind, Resource, StreamSpec
 from reconciler.models.envelope import ResourceMetadata
 from reconciler.models.units import format_size
 from reconciler.subjects import SubjectTrie, under_prefix
@@ -115,12 +115,14 @@ def _at(res: Resource, path: KeyPath | None) -> Location:
 
 
 def _streams(resources: Sequence[Resource]) -> list[Resource]:
-    return [r for r in resources if r.address.kind == "Stream" and isinstance(r.spec, StreamSpec)]
+    return [
+        r for r in resources if r.address.kind == Kind.STREAM and isinstance(r.spec, StreamSpec)
+    ]
 
 
 def _jetstream(resources: Sequence[Resource]) -> list[Resource]:
     """Streams and consumers (Account resources have no tenant, subjects or replicas)."""
-    return [r for r in resources if r.address.kind in ("Stream", "Consumer")]
+    return [r for r in resources if r.address.kind in (Kind.STREAM, Kind.CONSUMER)]
 
 
 def _declared_stream(
@@ -248,7 +250,7 @@ def check_tenancy(
         pattern = tconf.stream_pattern
         if (
             pattern is not None
-            and res.address.kind == "Stream"
+            and res.address.kind == Kind.STREAM
             and re.fullmatch(pattern, res.address.name) is None
         ):
             problems.append(
@@ -449,7 +451,7 @@ def check_quotas(
     by_name = _index(streams)
     streams_of = _by_tenant((s.tenant, s) for s in streams if s.tenant)
     consumers_of = _by_tenant(
-        (_consumer_tenant(r, by_name), r) for r in resources if r.address.kind == "Consumer"
+        (_consumer_tenant(r, by_name), r) for r in resources if r.address.kind == Kind.CONSUMER
     )
     for tenant, tconf in config.tenants.items():
         quota = tconf.quota

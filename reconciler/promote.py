@@ -37,7 +37,7 @@ from ruamel.yaml import YAML
 from reconciler.environments import Project
 from reconciler.errors import ManifestError, UsageError
 from reconciler.export import dump_documents, humanize_spec
-from reconciler.models import Resource, StreamSpec
+from reconciler.models import Kind, Resource, StreamSpec
 from reconciler.validate import dedupe, load_desired, validate_paths
 
 MODES = ("mirror", "source", "copy")
@@ -66,7 +66,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _selected(resources: Sequence[Resource], select: Sequence[str]) -> list[Resource]:
-    streams = [r for r in resources if r.address.kind == "Stream"]
+    streams = [r for r in resources if r.address.kind == Kind.STREAM]
     if not select:
         return streams
     return [r for r in streams if any(fnmatch.fnmatchcase(r.address.name, p) for p in select)]
@@ -146,9 +146,9 @@ def promote(
         files[name] = [
             {
                 "apiVersion": "jsops/v1",
-                "kind": "Stream",
+                "kind": Kind.STREAM.value,
                 "metadata": _meta(name, to_env, origin),
-                "spec": humanize_spec("Stream", spec),
+                "spec": humanize_spec(Kind.STREAM, spec),
             }
         ]
     return files
@@ -178,16 +178,16 @@ def _copy(
     docs = [
         {
             "apiVersion": "jsops/v1",
-            "kind": "Stream",
+            "kind": Kind.STREAM.value,
             "metadata": _meta(name, to_env, origin),
-            "spec": humanize_spec("Stream", spec),
+            "spec": humanize_spec(Kind.STREAM, spec),
         }
     ]
     consumers = sorted(
         (
             r
             for r in desired
-            if r.address.kind == "Consumer" and r.address.stream == origin.address.name
+            if r.address.kind == Kind.CONSUMER and r.address.stream == origin.address.name
         ),
         key=lambda r: r.address.name,
     )
@@ -196,9 +196,9 @@ def _copy(
         docs.append(
             {
                 "apiVersion": "jsops/v1",
-                "kind": "Consumer",
+                "kind": Kind.CONSUMER.value,
                 "metadata": _meta(consumer.address.name, to_env, consumer, stream=name),
-                "spec": humanize_spec("Consumer", _spec(source)),
+                "spec": humanize_spec(Kind.CONSUMER, _spec(source)),
             }
         )
     return docs

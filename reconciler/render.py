@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from reconciler import planfile
-from reconciler.models import ConsumerSpec, StreamSpec
+from reconciler.models import ConsumerSpec, Kind, StreamSpec
 from reconciler.models.types import unit_paths
 from reconciler.models.units import format_duration, format_size
 from reconciler.plan import Action, Change, Plan, Reason
@@ -27,14 +27,14 @@ _COLORS = {
 }
 
 
-UNIT_PATHS = {"Stream": unit_paths(StreamSpec), "Consumer": unit_paths(ConsumerSpec)}
+UNIT_PATHS = {Kind.STREAM: unit_paths(StreamSpec), Kind.CONSUMER: unit_paths(ConsumerSpec)}
 
 
 def _strip_indexes(path: str) -> str:
     return ".".join(p for p in path.split(".") if not p.isdigit())
 
 
-def human(kind: str, path: str, value: Any) -> str:
+def human(kind: Kind, path: str, value: Any) -> str:
     """A value in human units: ``604800000000000`` at ``max_age`` -> ``7d``."""
     if value is None:
         return "(none)"

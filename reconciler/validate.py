@@ -52,6 +52,7 @@ from reconciler.models import (
     Address,
     ConsumerManifest,
     ConsumerSpec,
+    Kind,
     Manifest,
     Resource,
     StreamSpec,
@@ -118,7 +119,7 @@ def _check_envelope(doc: Document) -> tuple[type[Manifest] | None, list[Diagnost
             )
         )
         return None, problems
-    return KINDS[kind], problems
+    return KINDS[Kind(kind)], problems
 
 
 def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]:
@@ -141,11 +142,11 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
     address: Address
     if isinstance(manifest, ConsumerManifest):
         meta = manifest.metadata
-        address = Address("Consumer", meta.name, stream=meta.stream, account=meta.account)
+        address = Address(Kind.CONSUMER, meta.name, stream=meta.stream, account=meta.account)
     elif isinstance(manifest, AccountManifest):
-        address = Address("Account", manifest.metadata.name)
+        address = Address(Kind.ACCOUNT, manifest.metadata.name)
     else:
-        address = Address("Stream", manifest.metadata.name, account=manifest.metadata.account)
+        address = Address(Kind.STREAM, manifest.metadata.name, account=manifest.metadata.account)
     location = doc.name_location or doc.locate(("metadata", "name"))
     return Resource(address, manifest, location, doc), []
 
@@ -169,10 +170,10 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
         earlier.append(res)
     streams: dict[tuple[str | None, str], list[Resource]] = {}
     for res in resources:
-        if res.address.kind == "Stream":
+        if res.address.kind == Kind.STREAM:
             streams.setdefault((res.address.account, res.address.name), []).append(res)
     for res in resources:
-        if res.address.kind != "Consumer":
+        if res.address.kind != Kind.CONSUMER:
             continue
         candidates = streams.get((res.address.account, res.address.stream or ""), [])
         envs = res.metadata.environments
@@ -200,7 +201,7 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
             )
             continue
         problems += _check_filters(res, declared[0])
-    problems += _check_source_cycles([r for r in resources if r.address.kind == "Stream"])
+    problems += _check_source_cycles([r for r in resources if r.address.kind == Kind.STREAM])
     return problems
 
 
@@ -402,7 +403,7 @@ def inherit_tenant_accounts(resources: list[Resource], project: Project) -> list
     tenants = project.config.tenants
     for res in resources:
         tenant = res.tenant
-        if res.address.kind == "Account" or res.address.account or tenant not in tenants:
+        if res.address.kind == Kind.ACCOUNT or res.address.account or tenant not in tenants:
             continue
         account = tenants[tenant].account
         if account:

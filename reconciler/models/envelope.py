@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
@@ -17,6 +18,15 @@ if TYPE_CHECKING:
     from reconciler.load import Document
 
 API_VERSION = "jsops/v1"
+
+
+class Kind(StrEnum):
+    """The kinds of resource jsops manages; the value is the manifest's ``kind:`` and the
+    ``kind`` of a plan's change (so JSON stays the same). Never renamed, only added."""
+
+    STREAM = "Stream"
+    CONSUMER = "Consumer"
+    ACCOUNT = "Account"
 
 
 class ResourceMetadata(BaseModel):
@@ -72,10 +82,10 @@ class AccountManifest(BaseModel):
 Manifest = StreamManifest | ConsumerManifest | AccountManifest
 
 # kind -> model; one JSON Schema per kind is generated from this table.
-KINDS: dict[str, type[Manifest]] = {
-    "Stream": StreamManifest,
-    "Consumer": ConsumerManifest,
-    "Account": AccountManifest,
+KINDS: dict[Kind, type[Manifest]] = {
+    Kind.STREAM: StreamManifest,
+    Kind.CONSUMER: ConsumerManifest,
+    Kind.ACCOUNT: AccountManifest,
 }
 
 
@@ -86,7 +96,7 @@ class Address:
     ``stream`` is set for consumers only; ``account`` is None for the connection's account.
     """
 
-    kind: str
+    kind: Kind
     name: str
     stream: str | None = None
     account: str | None = None
