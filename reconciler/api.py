@@ -32,7 +32,8 @@ from reconciler.live import (
     LiveState,
     ServerIdentity,
     cluster_size_of,
-    read_identity,
+    connection_account,
+    identity_of,
     read_live_state,
 )
 from reconciler.models import Kind, Resource
@@ -175,11 +176,15 @@ async def plan_async(
             live = LiveState(level, version, None, cluster_size, {}, {}, {})
         else:
             client = await conns.client(account)
-            live = await read_live_state(client)
-            api_level, version = live.api_level, live.server_version
             if identity is None:  # the first account read: the environment's own if any
-                identity = await read_identity(client.nc, live.account_info, client.timeout)
-                check_expected(target, identity)  # before anything else is looked at
+                live, who = await asyncio.gather(
+                    read_live_state(client), connection_account(client.nc, client.timeout)
+                )
+                identity = identity_of(client.nc, live.account_info, who)
+                check_expected(target, identity)  # before anything is planned
+            else:
+                live = await read_live_state(client)
+            api_level, version = live.api_level, live.server_version
             overlap = check_live_overlap(groups[account], live.streams, account=account)
             if overlap:  # the server would refuse these creates: say so before writing
                 raise ManifestError(overlap)
@@ -195,7 +200,9 @@ async def plan_async(
         )
         parts.append((sub, live))
     if identity is None:  # operator mode, only accounts this plan creates
-        identity = await read_identity(await conns.system(), {}, target.settings.timeout)
+        system = await conns.system()
+        who = await connection_account(system, target.settings.timeout)
+        identity = identity_of(system, {}, who)
         check_expected(target, identity)
     return assemble_plan(
         target.env_name,

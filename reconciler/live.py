@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from reconciler.accounts import AuthStore
 
 LIST_CONCURRENCY = 64
+USER_INFO_WAIT = 2.0  # seconds: the account name is optional in an identity
 
 
 class JetStreamClient:
@@ -233,21 +234,28 @@ class ServerIdentity:
         """Fields where ``other`` differs from this one (a clustered identity is not
         compared by server name: any node of the cluster is the same target)."""
         names = [k for k in self.FIELDS if not (k == "server_name" and self.cluster)]
+        if self.account is None or other.account is None:  # not told by every server/user
+            names.remove("account")
         return [k for k in names if getattr(self, k) != getattr(other, k)]
 
 
-async def read_identity(
-    nc: NatsClient, account_info: dict[str, Any], timeout: float = 5.0
+async def connection_account(nc: NatsClient, timeout: float = 5.0) -> str | None:
+    """The account of a connection, from ``$SYS.REQ.USER.INFO`` (None where the server
+    does not answer it; a user not allowed to publish there gets no reply, so the wait
+    is short; run it alongside the live reads)."""
+    with contextlib.suppress(Exception):
+        msg = await nc.request("$SYS.REQ.USER.INFO", b"", timeout=min(timeout, USER_INFO_WAIT))
+        data = json.loads(msg.data).get("data") or {}
+        return data.get("account_name") or data.get("account") or None
+    return None
+
+
+def identity_of(
+    nc: NatsClient, account_info: dict[str, Any], account: str | None
 ) -> ServerIdentity:
     """The identity of a connection: names from the server's INFO, the domain from
-    ``$JS.API.INFO`` (``account_info``), the account from ``$SYS.REQ.USER.INFO`` (None
-    where the server does not answer it)."""
+    ``$JS.API.INFO`` (``account_info``), the account from :func:`connection_account`."""
     info = server_info(nc)
-    account = None
-    with contextlib.suppress(Exception):
-        msg = await nc.request("$SYS.REQ.USER.INFO", b"", timeout=timeout)
-        data = json.loads(msg.data).get("data") or {}
-        account = data.get("account_name") or data.get("account")
     return ServerIdentity(
         server_name=info.get("server_name") or None,
         cluster=info.get("cluster") or None,
