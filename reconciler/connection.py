@@ -127,14 +127,85 @@ def _path(value: str | None) -> str | None:
 
 
 def _tls_context(settings: ConnectSettings) -> ssl.SSLContext | None:
-    if not (settings.tls_ca or settings.tls_cert):
-        if any(s.startswith("tls://") for s in settings.servers):
-            return ssl.create_default_context()
+    if not tls_wanted(settings):
         return None
     ctx = ssl.create_default_context(cafile=settings.tls_ca)
     if settings.tls_cert:
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
     return ctx
+
+
+class TlsNotOffered(Exception):
+    """The server did not offer TLS although the settings require it (raised before CONNECT)."""
+
+
+class _GuardedClient(NatsClient):
+    """A nats-py client that refuses to send CONNECT in clear text when TLS is required.
+
+    nats-py upgrades to TLS only when the server's INFO says ``tls_required``; otherwise
+    it sends CONNECT (user/password, token, the signed nonce, the JWT) over plain TCP,
+    whatever the URL scheme or the ``tls`` option say. CONNECT is built right after that
+    decision, in ``_connect_command``: refusing there means no credential ever leaves the
+    process unencrypted. (This and :func:`server_info` are the only places that touch
+    nats-py internals.)
+    """
+
+    tls_wanted = False
+
+    def _connect_command(self) -> bytes:
+        if self.tls_wanted and not server_info(self).get("tls_required"):
+            raise TlsNotOffered()
+        return super()._connect_command()
+
+
+def tls_wanted(settings: ConnectSettings) -> bool:
+    """A ``tls://`` URL or any TLS setting means TLS is required on every server."""
+    return bool(
+        settings.tls_ca
+        or settings.tls_cert
+        or settings.tls_key
+        or any(s.strip().lower().startswith("tls://") for s in settings.servers)
+    )
+
+
+def check_credentials_file(path: str, kind: str) -> None:
+    """Say what is wrong with a ``creds`` (JWT + seed) or ``nkey`` (seed) file, before
+    nats-py reads it (it hangs or fails obscurely on the wrong kind). Never shows content."""
+    import nkeys  # only when a credentials file is used
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConnectionFailed(f"credentials file not found: {path}")
+    try:
+        text = file.read_bytes()[: 1 << 20].decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConnectionFailed(f"{kind} file {path} cannot be read: {reason}") from None
+    seeds = [w for w in text.split() if w.startswith("SU") and len(w) > 50]
+    has_jwt = "BEGIN NATS USER JWT" in text
+    if kind == "creds" and not has_jwt:
+        hint = " (it holds an nkey seed: use `nkey:` for a seed file)" if seeds else ""
+        raise ConnectionFailed(
+            f"creds file {path} is not a NATS credentials file: no BEGIN NATS USER JWT block{hint}"
+        )
+    if kind == "creds":
+        jwt_lines = text.split("BEGIN NATS USER JWT", 1)[1].splitlines()[1:2]
+        if not jwt_lines or jwt_lines[0].count(".") != 2:
+            raise ConnectionFailed(f"creds file {path}: the BEGIN NATS USER JWT block holds no JWT")
+        if "BEGIN USER NKEY SEED" not in text:
+            raise ConnectionFailed(
+                f"creds file {path} is not a NATS credentials file: no BEGIN USER NKEY SEED block"
+            )
+    if kind == "nkey" and has_jwt:
+        raise ConnectionFailed(
+            f"nkey file {path} is a credentials file (JWT and seed): use `creds:` for it"
+        )
+    if not seeds:
+        raise ConnectionFailed(f"{kind} file {path} holds no user nkey seed (a line SU...)")
+    try:
+        nkeys.from_seed(bytearray(seeds[0].encode()))
+    except Exception:  # nkeys raises its own error types; the seed must stay unshown
+        raise ConnectionFailed(f"{kind} file {path}: the user nkey seed is invalid") from None
 
 
 async def connect(settings: ConnectSettings) -> NatsClient:
@@ -143,7 +214,8 @@ async def connect(settings: ConnectSettings) -> NatsClient:
     nats-py's initial connect keeps cycling through the server pool as long as
     ``max_reconnect_attempts`` is 0 (it only drops a server when the count is > 0), so
     each server gets two tries (``max_reconnect_attempts=1``) a short wait apart, and
-    the whole attempt is bounded by a deadline as well.
+    the whole attempt is bounded by a deadline as well. When TLS is wanted
+    (:func:`tls_wanted`), a server that does not offer it is refused before CONNECT.
     """
 
     async def _quiet(_exc: Exception) -> None:  # nats-py would log every error
@@ -159,9 +231,10 @@ async def connect(settings: ConnectSettings) -> NatsClient:
         "error_cb": _quiet,
         "pending_size": 64 * 1024 * 1024,
     }
-    for path in (settings.creds, settings.nkey):
-        if path and not Path(path).is_file():
-            raise ConnectionFailed(f"credentials file not found: {path}")
+    if settings.creds and not settings.creds_text:
+        check_credentials_file(settings.creds, "creds")
+    if settings.nkey:
+        check_credentials_file(settings.nkey, "nkey")
     if settings.creds_text:
         kwargs["user_credentials"] = RawCredentials(settings.creds_text)
     elif settings.creds:
@@ -179,7 +252,8 @@ async def connect(settings: ConnectSettings) -> NatsClient:
         raise ConnectionFailed(f"TLS setup failed: {exc}") from None
     if tls is not None:
         kwargs["tls"] = tls
-    nc = NatsClient()
+    nc = _GuardedClient()
+    nc.tls_wanted = tls_wanted(settings)
     deadline = 2 * len(settings.servers) * (settings.timeout + CONNECT_RETRY_WAIT) + 1
     try:
         await asyncio.wait_for(nc.connect(**kwargs), deadline)
@@ -194,6 +268,11 @@ async def connect(settings: ConnectSettings) -> NatsClient:
 
 
 def _connect_reason(exc: BaseException, settings: ConnectSettings) -> str:
+    if isinstance(exc, TlsNotOffered):
+        return (
+            "the server does not offer TLS, and TLS is required (a tls:// URL or a tls "
+            "setting); nothing was sent"
+        )
     text = str(exc).strip() or type(exc).__name__
     lowered = text.lower()
     if "authorization" in lowered or "authentication" in lowered:
