@@ -169,9 +169,10 @@ def tls_wanted(settings: ConnectSettings) -> bool:
 
 
 def check_credentials_file(path: str, kind: str) -> None:
-    """Say what is wrong with a ``creds`` (JWT + seed) or ``nkey`` (seed) file, before
-    nats-py reads it (it hangs or fails obscurely on the wrong kind). Never shows content."""
-    import nkeys  # only when a credentials file is used
+    """Say what is wrong with a ``creds`` (user JWT + seed) or ``nkey`` (user seed) file
+    before nats-py reads it (on the wrong kind it hangs or fails obscurely). The file's
+    content is never part of a message."""
+    from reconciler.accounts.jwt import AuthError, NKey, parse_creds  # only with such a file
 
     file = Path(path)
     if not file.is_file():
@@ -181,31 +182,21 @@ def check_credentials_file(path: str, kind: str) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConnectionFailed(f"{kind} file {path} cannot be read: {reason}") from None
-    seeds = [w for w in text.split() if w.startswith("SU") and len(w) > 50]
-    has_jwt = "BEGIN NATS USER JWT" in text
-    if kind == "creds" and not has_jwt:
-        hint = " (it holds an nkey seed: use `nkey:` for a seed file)" if seeds else ""
-        raise ConnectionFailed(
-            f"creds file {path} is not a NATS credentials file: no BEGIN NATS USER JWT block{hint}"
-        )
-    if kind == "creds":
-        jwt_lines = text.split("BEGIN NATS USER JWT", 1)[1].splitlines()[1:2]
-        if not jwt_lines or jwt_lines[0].count(".") != 2:
-            raise ConnectionFailed(f"creds file {path}: the BEGIN NATS USER JWT block holds no JWT")
-        if "BEGIN USER NKEY SEED" not in text:
-            raise ConnectionFailed(
-                f"creds file {path} is not a NATS credentials file: no BEGIN USER NKEY SEED block"
-            )
-    if kind == "nkey" and has_jwt:
-        raise ConnectionFailed(
-            f"nkey file {path} is a credentials file (JWT and seed): use `creds:` for it"
-        )
-    if not seeds:
-        raise ConnectionFailed(f"{kind} file {path} holds no user nkey seed (a line SU...)")
+    armored = "BEGIN NATS USER JWT" in text
     try:
-        nkeys.from_seed(bytearray(seeds[0].encode()))
-    except Exception:  # nkeys raises its own error types; the seed must stay unshown
-        raise ConnectionFailed(f"{kind} file {path}: the user nkey seed is invalid") from None
+        if kind == "creds":
+            parse_creds(text)
+        else:
+            key = NKey(text.strip())
+            if key.kind != "user":
+                raise AuthError(f"it holds an {key.kind} seed, not a user seed")
+    except AuthError as exc:
+        hint = ""
+        if kind == "creds" and not armored and text.strip().startswith("SU"):
+            hint = " (it holds a bare nkey seed: use `nkey:` for a seed file)"
+        elif kind == "nkey" and armored:
+            hint = " (it is a creds file: use `creds:` for it)"
+        raise ConnectionFailed(f"{kind} file {path} is not usable: {exc}{hint}") from None
 
 
 async def connect(settings: ConnectSettings) -> NatsClient:

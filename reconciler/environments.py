@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from reconciler.diagnostics import did_you_mean, pydantic_diagnostics
 from reconciler.errors import Diagnostic, KeyPath, Location, ManifestError, UsageError
-from reconciler.load import Document, SourceFile, display_path, parse
+from reconciler.load import Document, SourceFile, display_path, parse, read_source
 from reconciler.models import StreamSpec
 from reconciler.models.types import STRICT, Int, Limit, Size, check_subject
 from reconciler.subjects import under_prefix
@@ -216,7 +216,10 @@ def load_project(config_file: str | Path | None = None) -> Project:
             raise UsageError(f"{path}: project file not found")
         return Project(ProjectConfig(), Path.cwd(), None)
     shown = display_path(path)
-    text = path.read_text(encoding="utf-8")
+    text, unreadable = read_source(path, shown)
+    if text is None:
+        assert unreadable is not None
+        raise ManifestError([unreadable])
     source = SourceFile(shown, text, text, False)
     docs, problems = parse(source)
     if problems:

@@ -17,6 +17,12 @@ that file says so: "(line in rendered template)". A column after an expression
 is mapped back when the rest of the line is literal text; otherwise it is the
 column in the rendered line.
 
+Input is bounded before it can cost much: a file is read as UTF-8 (a bad byte is a
+located error), flow nesting is measured by a linear scan before libyaml sees the text
+(its composer recurses in C, and crashes on very deep input), and each composed document
+is checked for nesting depth (:data:`MAX_DEPTH`), recursive aliases and alias expansion
+(:data:`MAX_ALIAS_NODES`, the "billion laughs") before anything is constructed from it.
+
 YAML timestamps are not constructed: ``2026-01-02T15:04:05Z`` stays a string, so
 the models check it (a bad date is then a located error, not a crash).
 """
@@ -40,6 +46,9 @@ from reconciler.diagnostics import one_line
 from reconciler.errors import Diagnostic, KeyPath, Location
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_DEPTH = 64  # nested collections in one document (manifests need fewer than 10)
+MAX_ALIAS_NODES = 100_000  # nodes that aliases may add to a document by repeating others
+MAX_SCAN_DEPTH = 1_000  # flow nesting the text scan lets through to libyaml
 _TEMPLATE_OPENERS = ("{{", "{%", "{#")
 # Tags whose body text a template can capture and inspect (set blocks, filter
 # blocks, macros, call blocks): there, markers could change the result.
@@ -350,9 +359,143 @@ def _yaml_error(source: SourceFile, exc: YAMLError) -> Diagnostic:
     return Diagnostic(Location(path), f"{label}: {one_line(str(exc))}", code="yaml_syntax")
 
 
-def _compose_and_construct(yaml: YAML, text: str) -> tuple[list[Any], list[Any]]:
+def _compose_and_construct(
+    yaml: YAML, text: str, source: SourceFile
+) -> tuple[list[Any], list[Any]]:
     nodes = list(yaml.compose_all(text))
+    for node in nodes:
+        if node is not None:
+            _check_structure(source, node)
     return nodes, [_construct(yaml, n) if n else None for n in nodes]
+
+
+class _Bounded(Exception):
+    """A document over the bounds (depth, aliases); carries the located diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def _bounded(source: SourceFile, node: Node, message: str, code: str) -> _Bounded:
+    mark = node.start_mark
+    return _Bounded(Diagnostic(source.location(mark.line + 1, mark.column + 1), message, code=code))
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_structure(source: SourceFile, root: Node) -> None:
+    """Depth, recursive aliases and alias expansion of one composed document, without
+    recursion and in time linear in its distinct nodes (an alias is the same node object
+    again, so sizes are counted once per node and reused)."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()  # the ancestors of the node being entered
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if done:
+            entered.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if depth[key] > MAX_DEPTH:
+                raise _bounded(
+                    source, node, f"YAML nesting is deeper than {MAX_DEPTH} levels", "too_deep"
+                )
+            if size[key] > len(size) + MAX_ALIAS_NODES:
+                raise _bounded(
+                    source,
+                    node,
+                    f"YAML aliases expand to over {MAX_ALIAS_NODES:,} repeated nodes "
+                    "(an alias bomb?)",
+                    "alias_bomb",
+                )
+            continue
+        if key in size:
+            continue
+        entered.add(key)
+        stack.append((node, True))
+        for kid in kids:
+            if id(kid) in entered:
+                raise _bounded(
+                    source, node, "a YAML alias refers to a node that contains it", "alias_loop"
+                )
+            if id(kid) not in size:
+                stack.append((kid, False))
+
+
+_COMPACT = re.compile(r"^[ \t]*((?:[-?][ \t]+)+)", re.MULTILINE)
+
+
+def _scan_depth(source: SourceFile) -> Diagnostic | None:
+    """Flow nesting (``[``/``{``) of the text, measured before any parser runs: libyaml's
+    composer recurses per level and crashes past some 100,000. Quoted scalars and
+    comments are skipped; a bracket inside a plain scalar (``a[b``) is not an opener."""
+    text = source.rendered
+    if text.count("- ") + text.count("? ") > MAX_SCAN_DEPTH:  # compact ``- - - x`` nesting
+        for match in _COMPACT.finditer(text):
+            if match.group(1).count("-") + match.group(1).count("?") > MAX_SCAN_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                return Diagnostic(
+                    source.location(line, 1),
+                    f"YAML nesting is deeper than {MAX_DEPTH} levels",
+                    code="too_deep",
+                )
+    if text.count("[") + text.count("{") <= MAX_SCAN_DEPTH:
+        return None
+    level, line, line_start, i, n = 0, 1, 0, 0, len(text)
+    prev = "\n"  # the last significant character
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line, line_start = line + 1, i + 1
+        elif ch in "[{" and prev in "\n:,[{-?":
+            level += 1
+            if level > MAX_SCAN_DEPTH:
+                return Diagnostic(
+                    source.location(line, i - line_start + 1),
+                    f"YAML nesting is deeper than {MAX_DEPTH} levels",
+                    code="too_deep",
+                )
+        elif ch in "]}" and level:
+            level -= 1
+        elif ch in "'\"" and prev in "\n:,[{-?":
+            end = text.find(ch, i + 1) if ch == "'" else _closing_quote(text, i + 1)
+            end = n - 1 if end < 0 else end
+            skipped = text.count("\n", i, end)
+            if skipped:
+                line, line_start = line + skipped, text.rfind("\n", i, end) + 1
+            i = end
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if ch not in " \t":
+            prev = ch
+        i += 1
+    return None
+
+
+def _closing_quote(text: str, start: int) -> int:
+    i = start
+    while True:
+        i = text.find('"', i)
+        if i < 0:
+            return -1
+        j = i
+        while j > start and text[j - 1] == "\\":
+            j -= 1
+        if (i - j) % 2 == 0:
+            return i
+        i += 1
 
 
 class _Unusual(Exception):
@@ -408,16 +551,23 @@ def parse(source: SourceFile) -> tuple[list[Document], list[Diagnostic]]:
     The file is composed once by libyaml; the nodes keep every position, and the
     plain data is constructed from them, so locating a problem costs no second parse.
     """
+    too_deep = _scan_depth(source)
+    if too_deep is not None:
+        return [], [too_deep]
     try:
-        nodes, raw_docs = _compose_and_construct(_safe_yaml(), source.rendered)
+        nodes, raw_docs = _compose_and_construct(_safe_yaml(), source.rendered, source)
+    except _Bounded as bounded:
+        return [], [bounded.diagnostic]
     except YAMLError as exc:
         error = exc
         # libyaml follows YAML 1.1 where the pure parser follows 1.2 and is more lenient
         # (e.g. ``servers: [nats://h:4222]``, a ':' inside a flow sequence): a file the
         # pure parser reads is valid, with positions kept the same way.
         try:
-            nodes, raw_docs = _compose_and_construct(_safe_yaml(pure=True), source.rendered)
-        except YAMLError:
+            nodes, raw_docs = _compose_and_construct(_safe_yaml(pure=True), source.rendered, source)
+        except _Bounded as bounded:
+            return [], [bounded.diagnostic]
+        except (YAMLError, RecursionError):
             nodes = None
     if nodes is None:
         # The round-trip parser usually words its errors better, and marks them the same
@@ -427,6 +577,8 @@ def parse(source: SourceFile) -> tuple[list[Document], list[Diagnostic]]:
         except YAMLError as rt_exc:
             if "<block" not in str(getattr(rt_exc, "problem", "") or ""):
                 error = rt_exc
+        except RecursionError:  # libyaml's error is the one to report
+            pass
         return [], [_yaml_error(source, error)]
     assert raw_docs is not None
     source._positions = nodes
@@ -459,16 +611,35 @@ def load_text(
     return SourceFile(shown, text, rendered, True, line_map), []
 
 
+def read_source(path: Path, shown: str) -> tuple[str | None, Diagnostic | None]:
+    """A file's text (UTF-8), or why it cannot be read; a bad byte is located."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return None, Diagnostic(Location(shown), f"cannot read file: {reason}", code="unreadable")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
+        return None, Diagnostic(
+            Location(shown, line, col),
+            f"invalid UTF-8 (byte 0x{data[exc.start]:02x}): the file must be UTF-8 text",
+            code="bad_encoding",
+        )
+
+
 def load_file(
     path: Path, variables: Mapping[str, Any]
 ) -> tuple[SourceFile | None, list[Diagnostic]]:
     """Read and render one manifest file (not parsed yet)."""
     shown = display_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, [Diagnostic(Location(shown), f"cannot read file: {reason}", code="unreadable")]
+    text, problem = read_source(path, shown)
+    if text is None:
+        assert problem is not None
+        return None, [problem]
     return load_text(shown, text, variables)
 
 

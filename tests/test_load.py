@@ -54,8 +54,8 @@ def test_unreadable_file_is_a_located_problem(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00garbage")
     loaded = load_manifests(["bin.yaml"], VARS)
-    assert [d.location for d in loaded.diagnostics] == [Location("bin.yaml")]
-    assert str(loaded.diagnostics[0]).startswith("bin.yaml: cannot read file: ")
+    assert [d.location for d in loaded.diagnostics] == [Location("bin.yaml", 1, 1)]
+    assert str(loaded.diagnostics[0]).startswith("bin.yaml:1:1: invalid UTF-8 (byte 0xff)")
 
 
 # -- rendering ------------------------------------------------------------------------------
