@@ -14,10 +14,9 @@ The plan given here has passed the refusal gate (``reconciler.refusals``, run on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from reconciler.errors import ApiError, ApplyFailed, ErrCode, JsopsError
 from reconciler.live import Connections, cluster_size_of
@@ -91,7 +90,7 @@ async def _run_change(conns: Connections, change: Change) -> None:
         await _ignore_missing(client.delete_consumer(stream, address.name))
 
 
-async def _ignore_missing(request: Any) -> None:
+async def _ignore_missing(request: Awaitable[object]) -> None:
     """A delete of something already gone (e.g. a consumer of a deleted stream) is done."""
     try:
         await request

@@ -16,11 +16,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.errors import JsopsError, ManifestError
+
+if TYPE_CHECKING:  # the commands import the library lazily, so that --help starts fast
+    from reconciler.api import Target
+    from reconciler.apply import ApplyStatus
+    from reconciler.plan import Change, Plan
 
 
 @dataclass
@@ -91,7 +96,7 @@ def validate(ctx: click.Context, /, paths: tuple[str, ...], **kwargs: Any) -> in
     return 0
 
 
-def _target(opts: Options) -> Any:
+def _target(opts: Options) -> Target:
     from reconciler.api import resolve_target
 
     return resolve_target(
@@ -206,10 +211,10 @@ def apply(
     saved = planfiles.read_plan(planfile) if planfile else None
     target = _target(opts) if saved is None else _saved_target(opts, saved)
 
-    def show(the_plan: Any) -> None:
+    def show(the_plan: Plan) -> None:
         click.echo(render.render_text(the_plan, color=color), nl=False)
 
-    def confirm(the_plan: Any) -> bool:
+    def confirm(the_plan: Plan) -> bool:
         _err(render.summary_line(the_plan))
         if auto_approve:
             return True
@@ -220,7 +225,7 @@ def apply(
             )
         return click.confirm("Apply these changes?", default=False, err=True)
 
-    def event(status: ApplyStatus, change: Any, why: str) -> None:
+    def event(status: ApplyStatus, change: Change, why: str) -> None:
         if status is ApplyStatus.DONE:
             _err(f"{change.action.value}: {change.address} ... done")
 
@@ -245,7 +250,7 @@ def apply(
     return 0
 
 
-def _saved_target(opts: Options, saved: Any) -> Any:
+def _saved_target(opts: Options, saved: Plan) -> Target:
     if opts.env is None:
         opts.env = saved.environment
     return _target(opts)
@@ -357,7 +362,7 @@ def auth() -> None:
     """Operator-mode key material: the auth store and user credentials."""
 
 
-def _auth_dir(opts: Options, directory: str | None) -> Any:
+def _auth_dir(opts: Options, directory: str | None) -> Path:
     """--dir, else $JSOPS_AUTH_DIR, else the environment's auth_dir (relative to the
     project), else $APP_ROOT/nats-auth (.data/nats-auth)."""
     from reconciler.accounts import resolve_auth_dir

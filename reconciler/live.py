@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +120,10 @@ class JetStreamClient:
         )
 
     async def _fetch_missing(
-        self, names: list[str], fetch: Any, attempts: int = 5
+        self,
+        names: list[str],
+        fetch: Callable[[str], Awaitable[dict[str, Any] | None]],
+        attempts: int = 5,
     ) -> list[dict[str, Any]]:
         """INFO for the few assets a LIST page left out, retried briefly."""
         found: list[dict[str, Any]] = []

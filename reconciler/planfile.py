@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.diff import FieldDiff
 from reconciler.errors import JsopsError
@@ -76,7 +77,10 @@ def dumps(plan: Plan) -> str:
     return json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False) + "\n"
 
 
-def _enum(enum: type[Action] | type[Reason], value: Any, what: str) -> Any:
+E = TypeVar("E", bound=StrEnum)
+
+
+def _enum(enum: type[E], value: Any, what: str) -> E:
     try:
         return enum(value)
     except ValueError:
@@ -84,7 +88,9 @@ def _enum(enum: type[Action] | type[Reason], value: Any, what: str) -> Any:
 
 
 def change_from_json(data: dict[str, Any]) -> Change:
-    address = Address(Kind(data["kind"]), data["name"], data.get("stream"), data.get("account"))
+    address = Address(
+        _enum(Kind, data["kind"], "kind"), data["name"], data.get("stream"), data.get("account")
+    )
     reason = data.get("reason")
     return Change(
         address=address,

@@ -24,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -270,7 +273,7 @@ def check_account_jwt(token: str, issuers: Collection[str] | None = None) -> dic
 
 
 async def push_account_jwt(
-    nc: Any,
+    nc: NatsClient,
     jwt: str,
     expect_servers: int = 1,
     *,
@@ -290,9 +293,9 @@ async def push_account_jwt(
     """
     claims = check_account_jwt(jwt, issuers)
     account = claims["sub"]
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
 
-    async def collect(msg: Any) -> None:
+    async def collect(msg: Msg) -> None:
         queue.put_nowait(msg)
 
     inbox = nc.new_inbox()
@@ -300,7 +303,7 @@ async def push_account_jwt(
     replies: list[dict[str, Any]] = []
     try:
         await nc.publish(CLAIMS_UPDATE_SUBJECT, jwt.strip().encode(), reply=inbox)
-        await nc.flush(timeout=max(timeout, 0.1))
+        await nc.flush(timeout=max(1, math.ceil(timeout)))  # nats-py takes whole seconds
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while len(replies) < max(1, expect_servers):
@@ -350,7 +353,7 @@ def _push_reply(data: bytes, account: str) -> dict[str, Any]:
     return reply
 
 
-async def lookup_account_jwt(nc: Any, pubkey: str, *, timeout: float = 2.0) -> str | None:
+async def lookup_account_jwt(nc: NatsClient, pubkey: str, *, timeout: float = 2.0) -> str | None:
     """The account JWT a server's resolver holds for ``pubkey`` (None if it has none).
 
     ``nc`` must be a system-account connection.

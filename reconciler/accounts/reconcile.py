@@ -14,6 +14,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
+
 from reconciler.accounts.auth import build_account_jwt, lookup_account_jwt, push_account_jwt
 from reconciler.accounts.jwt import (
     account_claims,
@@ -155,7 +157,7 @@ def check_references(
 
 
 async def read_account_claims(
-    system_nc: Any, store: AuthStore, names: Sequence[str]
+    system_nc: NatsClient, store: AuthStore, names: Sequence[str]
 ) -> dict[str, dict[str, Any] | None]:
     """Live claims of each named account (None: no keys yet, or the resolver has none)."""
 
