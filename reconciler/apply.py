@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from reconciler.buckets import stream_address
 from reconciler.errors import ApiError, ApplyFailed, ErrCode, JsopsError
 from reconciler.live import Connections, cluster_size_of
 from reconciler.models import Kind
@@ -64,16 +65,17 @@ async def _run_change(conns: Connections, change: Change) -> None:
         await apply_account(conns, send, cluster_size_of(system) or 1)
         return
     client = await conns.client(address.account)
-    if address.kind == Kind.STREAM:
+    if address.kind != Kind.CONSUMER:  # a stream, or a bucket (its KV_/OBJ_ stream)
+        name = stream_address(address).name
         if change.action is Action.CREATE:
             await client.create_stream(send)
         elif change.action is Action.UPDATE:
             await client.update_stream(send)
         elif change.action is Action.REPLACE:
-            await _ignore_missing(client.delete_stream(address.name))
+            await _ignore_missing(client.delete_stream(name))
             await client.create_stream(send)
         elif change.action is Action.DELETE:
-            await _ignore_missing(client.delete_stream(address.name))
+            await _ignore_missing(client.delete_stream(name))
         return
     stream = address.stream or ""
     if change.action is Action.CREATE:

@@ -121,6 +121,7 @@ class TenantConfig(BaseModel):
     account: str | None = None
     quota: TenantQuota | None = None
     stream_pattern: str | None = None  # a regular expression every stream name must match
+    bucket_pattern: str | None = None  # ... and every KeyValue / ObjectStore bucket name
 
     @field_validator("prefix")
     @classmethod
@@ -131,7 +132,7 @@ class TenantConfig(BaseModel):
                 raise ValueError(f"invalid prefix: {problem}")
         return value
 
-    @field_validator("stream_pattern")
+    @field_validator("stream_pattern", "bucket_pattern")
     @classmethod
     def _pattern(cls, value: str | None) -> str | None:
         if value is not None:

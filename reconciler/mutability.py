@@ -155,6 +155,9 @@ FIELD_API_LEVELS: dict[str, dict[str, int]] = {
         "mirror.consumer": 4,
         "sources.consumer": 4,
     },
+    # Buckets are streams (reconciler.buckets): the bucket field that sets a gated one.
+    Kind.KEY_VALUE: {"limit_marker_ttl": 1},
+    Kind.OBJECT_STORE: {},
     Kind.CONSUMER: {
         "pause_until": 1,
         "priority_groups": 1,

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from reconciler import buckets
 from reconciler.diagnostics import did_you_mean
 from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
@@ -269,12 +270,13 @@ def parse_targets(targets: Sequence[str]) -> list[str]:
     for target in targets:
         kind, _, rest = target.partition("/")
         if (
-            kind not in (Kind.STREAM, Kind.CONSUMER, Kind.ACCOUNT)
+            kind not in (Kind.STREAM, Kind.CONSUMER, Kind.ACCOUNT, *buckets.BUCKETS)
             or not rest
             or (kind == Kind.CONSUMER and rest.count("/") != 1)
         ):
             raise UsageError(
-                f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME or Account/NAME'
+                f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME, '
+                "KeyValue/BUCKET, ObjectStore/BUCKET or Account/NAME"
             )
         out.append(target)
     return out
@@ -297,7 +299,10 @@ def build_plan(
     own change, in operator mode). Target filtering is :func:`assemble_plan`'s.
     """
     errors: list[Diagnostic] = []
-    streams = _order_streams([r for r in desired if r.address.kind == Kind.STREAM])
+    # A bucket is planned as the stream it is, then shown in bucket terms.
+    lowered, bucket_of = buckets.lower_all(desired)
+    streams = _order_streams(lowered)
+    bucket_keys = buckets.bucket_keys(bucket_of)
     consumers = [r for r in desired if r.address.kind == Kind.CONSUMER]
     after = (requires,) if requires else ()
     # Stream changes stay drafts until their consumers are planned: a consumer whose
@@ -312,8 +317,14 @@ def build_plan(
         spec = res.spec
         assert isinstance(spec, StreamSpec)
         send = stream_api_config(res, project)
-        _inherit_mirror_direct(send, res, desired_canon, live)
-        errors += _level_errors(res, Kind.STREAM, send, live.api_level)
+        bucket = bucket_of.get(res.address)
+        if bucket is None:
+            _inherit_mirror_direct(send, res, desired_canon, live)
+            errors += _level_errors(res, Kind.STREAM, send, live.api_level)
+        else:
+            buckets.keep_live_choices(send, live.streams.get(name))
+            kind = bucket.address.kind
+            errors += _level_errors(bucket, kind, buckets.spec_config(bucket), live.api_level)
         errors += _replica_errors(res, send, live)
         canon = canonical_stream(send)
         desired_canon[name] = canon
@@ -340,6 +351,7 @@ def build_plan(
             "prevent_destroy": res.metadata.prevent_destroy,
             "external_refs": tuple(refs),
         }
+        live_canon = None
         if info is None:
             shown = tuple(diff_config({}, _shown(send)))
             stamp(Kind.STREAM, send)
@@ -347,7 +359,9 @@ def build_plan(
         else:
             live_canon = canonical_stream(info["config"])
             draft.update(_compare(Kind.STREAM, info, live_canon, canon, send, live, project))
-        draft["depends_on"] = depends
+        draft["depends_on"] = [bucket_keys.get(d, d) for d in depends]
+        if bucket is not None:
+            buckets.to_bucket_terms(draft, bucket, send, live_canon, canon)
         drafts[name] = draft
 
     consumer_changes: list[Change] = []
@@ -505,7 +519,9 @@ def _check_targets(
     """Every ``--target`` names something declared or live, else a did-you-mean."""
     known = {c.address.target for c in changes}
     for live in lives:
-        known.update(f"Stream/{name}" for name in live.streams)
+        known.update(
+            buckets.live_address(name, info["config"]).target for name, info in live.streams.items()
+        )
         known.update(f"Consumer/{stream}/{name}" for stream, name in live.consumers)
     problems = []
     for target in targets:
@@ -654,8 +670,12 @@ def _orphans(
     stream_deletes: list[tuple[Address, dict[str, Any]]] = []
     for name in sorted(live.streams):
         info = live.streams[name]
-        address = Address(Kind.STREAM, name, account=account)
-        if address in declared or owner_of(info["config"]) != project:
+        address = buckets.live_address(name, info["config"], account)
+        if (
+            address in declared
+            or Address(Kind.STREAM, name, account=account) in declared
+            or owner_of(info["config"]) != project
+        ):
             continue
         if not prune:
             unmanaged.append(str(address))
@@ -699,7 +719,7 @@ def _orphans(
             live_digest=live_fingerprint(Kind.STREAM, info["config"]),
             drift=drifted(Kind.STREAM, info["config"]),
             prevent_destroy=protected(info["config"]),
-            depends_on=(*after, *deleted_streams[address.name]),
+            depends_on=(*after, *deleted_streams[info["config"]["name"]]),
         )
         for address, info in stream_deletes
     ]

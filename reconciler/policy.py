@@ -48,7 +48,16 @@ from typing import Any
 from reconciler.diagnostics import did_you_mean, dotted
 from reconciler.environments import Project, ProjectConfig
 from reconciler.errors import Diagnostic, KeyPath, Location
-from reconciler.models import Address, ConsumerSpec, Kind, Resource, StreamSpec
+from reconciler.models import (
+    BUCKET_KINDS,
+    Address,
+    ConsumerSpec,
+    KeyValueSpec,
+    Kind,
+    ObjectStoreSpec,
+    Resource,
+    StreamSpec,
+)
 from reconciler.models.envelope import ResourceMetadata
 from reconciler.models.units import format_size
 from reconciler.subjects import SubjectTrie, under_prefix
@@ -121,8 +130,13 @@ def _streams(resources: Sequence[Resource]) -> list[Resource]:
 
 
 def _jetstream(resources: Sequence[Resource]) -> list[Resource]:
-    """Streams and consumers (Account resources have no tenant, subjects or replicas)."""
-    return [r for r in resources if r.address.kind in (Kind.STREAM, Kind.CONSUMER)]
+    """Streams, buckets and consumers (Accounts have no tenant, subjects or replicas)."""
+    return [r for r in resources if r.address.kind in (Kind.STREAM, Kind.CONSUMER, *BUCKET_KINDS)]
+
+
+def _stored(resources: Sequence[Resource]) -> list[Resource]:
+    """Streams and buckets (a bucket is a stream on the server: quotas count it as one)."""
+    return [r for r in resources if r.address.kind in (Kind.STREAM, *BUCKET_KINDS)]
 
 
 def _declared_stream(
@@ -161,7 +175,12 @@ def _tenant_subjects(res: Resource) -> list[tuple[str, KeyPath]]:
         if spec.deliver_subject:
             out.append((spec.deliver_subject, ("spec", "deliver_subject")))
         return out
-    assert isinstance(spec, StreamSpec)
+    if isinstance(spec, KeyValueSpec) and spec.republish is not None:  # $KV.<bucket>.> is its own
+        if spec.republish.src:
+            out.append((spec.republish.src, ("spec", "republish", "src")))
+        out.append((spec.republish.dest, ("spec", "republish", "dest")))
+    if not isinstance(spec, StreamSpec):
+        return out
     for i, subject in enumerate(spec.subjects or ()):
         out.append((subject, ("spec", "subjects", i)))
     for key in ("subject_transform", "republish"):
@@ -247,18 +266,20 @@ def check_tenancy(
                     code="tenant_account",
                 )
             )
-        pattern = tconf.stream_pattern
+        what, pattern = "stream", tconf.stream_pattern
+        if res.address.kind in BUCKET_KINDS:
+            what, pattern = "bucket", tconf.bucket_pattern
         if (
             pattern is not None
-            and res.address.kind == Kind.STREAM
+            and res.address.kind != Kind.CONSUMER
             and re.fullmatch(pattern, res.address.name) is None
         ):
             problems.append(
                 Diagnostic(
                     _at(res, ("metadata", "name")),
-                    f'metadata.name: stream name "{res.address.name}" does not match the '
+                    f'metadata.name: {what} name "{res.address.name}" does not match the '
                     f'pattern "{pattern}" of tenant "{tenant}"',
-                    code="stream_name_pattern",
+                    code=f"{what}_name_pattern",
                 )
             )
     return problems
@@ -292,7 +313,8 @@ def _whole_origins(
                 )
             )
         return problems
-    assert isinstance(spec, StreamSpec)
+    if not isinstance(spec, StreamSpec):
+        return problems  # a bucket's origins are buckets: $KV.<bucket>.> is its own
     for path, source in spec.origins():
         base = ("spec", *path)
         if (
@@ -447,7 +469,7 @@ def check_quotas(
     problems: list[Diagnostic] = []
     if not any(t.quota for t in config.tenants.values()):
         return problems
-    streams = _streams(resources)
+    streams = _stored(resources)
     by_name = _index(streams)
     streams_of = _by_tenant((s.tenant, s) for s in streams if s.tenant)
     consumers_of = _by_tenant(
@@ -500,13 +522,14 @@ def _byte_quota(
     first_over: Resource | None = None
     for res in streams:
         spec = res.spec
-        assert isinstance(spec, StreamSpec)
+        assert isinstance(spec, (StreamSpec, KeyValueSpec, ObjectStoreSpec))
         if spec.max_bytes is None or spec.max_bytes < 0:
             path: KeyPath | None = ("spec", "max_bytes") if spec.max_bytes is not None else None
+            what = "stream" if res.address.kind == Kind.STREAM else "bucket"
             problems.append(
                 Diagnostic(
                     _at(res, path),
-                    f'stream "{res.address.name}" has no max_bytes limit, but tenant "{tenant}" '
+                    f'{what} "{res.address.name}" has no max_bytes limit, but tenant "{tenant}" '
                     f"has a byte quota of {format_size(max_bytes)} ({key}.max_bytes)",
                     code="quota",
                 )
@@ -529,12 +552,15 @@ def _byte_quota(
 
 def _replica_problem(res: Resource, limit: int, what: str, key: str) -> Diagnostic | None:
     spec = res.spec
+    field = "num_replicas"
     replicas = spec.num_replicas if isinstance(spec, (StreamSpec, ConsumerSpec)) else None
+    if isinstance(spec, (KeyValueSpec, ObjectStoreSpec)):
+        field, replicas = "replicas", spec.replicas
     if replicas is None or replicas <= limit:
         return None
     return Diagnostic(
-        _at(res, ("spec", "num_replicas")),
-        f"spec.num_replicas: {replicas} replicas, over {what} ({key})",
+        _at(res, ("spec", field)),
+        f"spec.{field}: {replicas} replicas, over {what} ({key})",
         code="max_replicas",
     )
 

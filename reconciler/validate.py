@@ -145,8 +145,9 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
         address = Address(Kind.CONSUMER, meta.name, stream=meta.stream, account=meta.account)
     elif isinstance(manifest, AccountManifest):
         address = Address(Kind.ACCOUNT, manifest.metadata.name)
-    else:
-        address = Address(Kind.STREAM, manifest.metadata.name, account=manifest.metadata.account)
+    else:  # a Stream, or a bucket (KeyValue, ObjectStore: a stream underneath)
+        kind = Kind(manifest.kind)
+        address = Address(kind, manifest.metadata.name, account=manifest.metadata.account)
     location = doc.name_location or doc.locate(("metadata", "name"))
     return Resource(address, manifest, location, doc), []
 

@@ -153,7 +153,8 @@ def test_malformed_target_is_a_usage_error(project: TestProject, target: str) ->
         assert code == 1
         assert out == ""
         assert err.strip() == (
-            f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME or Account/NAME'
+            f'invalid target "{target}": use Stream/NAME, Consumer/STREAM/NAME, '
+            "KeyValue/BUCKET, ObjectStore/BUCKET or Account/NAME"
         )
 
 

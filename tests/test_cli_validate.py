@@ -18,6 +18,8 @@ SCHEMA_FILES = {
     "stream.schema.json",
     "consumer.schema.json",
     "account.schema.json",
+    "keyvalue.schema.json",
+    "objectstore.schema.json",
     "manifest.schema.json",
     "jsops.schema.json",
 }

@@ -80,9 +80,9 @@ def test_every_problem_of_a_document_is_reported() -> None:
     ("kind", "hint"),
     [
         ("Consumr", '(did you mean "Consumer"?)'),
-        ("Bucket", "(known kinds: Stream, Consumer, Account)"),
-        ("[1, 2]", "(known kinds: Stream, Consumer, Account)"),
-        ("{a: 1}", "(known kinds: Stream, Consumer, Account)"),
+        ("Bucket", "(known kinds: Stream, Consumer, Account, KeyValue, ObjectStore)"),
+        ("[1, 2]", "(known kinds: Stream, Consumer, Account, KeyValue, ObjectStore)"),
+        ("{a: 1}", "(known kinds: Stream, Consumer, Account, KeyValue, ObjectStore)"),
     ],
 )
 def test_unknown_kinds_never_crash(kind: str, hint: str) -> None:

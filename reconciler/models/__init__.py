@@ -1,15 +1,20 @@
 """Manifest models (pydantic v2, ``extra="forbid"``) with server field names."""
 
 from reconciler.models.account import AccountSpec
+from reconciler.models.bucket import BucketSource, KeyValueSpec, ObjectStoreSpec
 from reconciler.models.consumer import ConsumerSpec
 from reconciler.models.envelope import (
     API_VERSION,
+    BUCKET_KINDS,
     KINDS,
     AccountManifest,
     Address,
+    BucketSpec,
     ConsumerManifest,
+    KeyValueManifest,
     Kind,
     Manifest,
+    ObjectStoreManifest,
     Resource,
     StreamManifest,
 )
@@ -17,14 +22,21 @@ from reconciler.models.stream import StreamSource, StreamSpec
 
 __all__ = [
     "API_VERSION",
+    "BUCKET_KINDS",
     "KINDS",
     "AccountManifest",
     "AccountSpec",
     "Address",
+    "BucketSource",
+    "BucketSpec",
     "ConsumerManifest",
     "ConsumerSpec",
+    "KeyValueManifest",
+    "KeyValueSpec",
     "Kind",
     "Manifest",
+    "ObjectStoreManifest",
+    "ObjectStoreSpec",
     "Resource",
     "StreamManifest",
     "StreamSource",

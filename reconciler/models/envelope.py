@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from reconciler.models.account import AccountSpec
+from reconciler.models.bucket import BucketName, KeyValueSpec, ObjectStoreSpec
 from reconciler.models.consumer import ConsumerSpec
 from reconciler.models.stream import StreamSpec
 from reconciler.models.types import STRICT, Name
@@ -27,6 +28,8 @@ class Kind(StrEnum):
     STREAM = "Stream"
     CONSUMER = "Consumer"
     ACCOUNT = "Account"
+    KEY_VALUE = "KeyValue"
+    OBJECT_STORE = "ObjectStore"
 
 
 class ResourceMetadata(BaseModel):
@@ -79,14 +82,45 @@ class AccountManifest(BaseModel):
     spec: AccountSpec = Field(default_factory=AccountSpec)
 
 
-Manifest = StreamManifest | ConsumerManifest | AccountManifest
+class BucketMetadata(ResourceMetadata):
+    name: BucketName
+
+
+class KeyValueManifest(BaseModel):
+    """A Key-Value bucket (the stream ``KV_<name>``), as declared in git."""
+
+    model_config = STRICT
+    apiVersion: Literal["jsops/v1"]
+    kind: Literal["KeyValue"]
+    metadata: BucketMetadata
+    spec: KeyValueSpec = Field(default_factory=KeyValueSpec)
+
+
+class ObjectStoreManifest(BaseModel):
+    """An Object Store bucket (the stream ``OBJ_<name>``), as declared in git."""
+
+    model_config = STRICT
+    apiVersion: Literal["jsops/v1"]
+    kind: Literal["ObjectStore"]
+    metadata: BucketMetadata
+    spec: ObjectStoreSpec = Field(default_factory=ObjectStoreSpec)
+
+
+Manifest = (
+    StreamManifest | ConsumerManifest | AccountManifest | KeyValueManifest | ObjectStoreManifest
+)
+BucketSpec = KeyValueSpec | ObjectStoreSpec
 
 # kind -> model; one JSON Schema per kind is generated from this table.
 KINDS: dict[Kind, type[Manifest]] = {
     Kind.STREAM: StreamManifest,
     Kind.CONSUMER: ConsumerManifest,
     Kind.ACCOUNT: AccountManifest,
+    Kind.KEY_VALUE: KeyValueManifest,
+    Kind.OBJECT_STORE: ObjectStoreManifest,
 }
+# Kinds that are a JetStream stream underneath (reconciler.buckets builds them).
+BUCKET_KINDS = (Kind.KEY_VALUE, Kind.OBJECT_STORE)
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -125,7 +159,7 @@ class Resource:
     document: Document | None = field(default=None, repr=False, compare=False)
 
     @property
-    def spec(self) -> StreamSpec | ConsumerSpec | AccountSpec:
+    def spec(self) -> StreamSpec | ConsumerSpec | AccountSpec | KeyValueSpec | ObjectStoreSpec:
         return self.manifest.spec
 
     @property

@@ -1,0 +1,231 @@
+"""KeyValue and ObjectStore buckets: built as the NATS clients build them, planned and
+shown in bucket terms, on real servers, used through nats-py's bucket APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nats
+import pytest
+from harness.project import make_project
+from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
+
+from reconciler.plan import Action
+
+if TYPE_CHECKING:
+    from harness.project import TestProject
+
+
+def bucket_doc(kind: str, name: str, meta: dict[str, Any] | None = None, **spec: Any) -> str:
+    metadata = {"name": name, **(meta or {})}
+    return (
+        f"apiVersion: jsops/v1\nkind: {kind}\n"
+        f"metadata: {json.dumps(metadata)}\nspec: {json.dumps(spec)}\n"
+    )
+
+
+def kv_doc(name: str, **spec: Any) -> str:
+    return bucket_doc("KeyValue", name, **spec)
+
+
+def stream_config(url: str, name: str) -> dict[str, Any] | None:
+    reply = js_request_sync(url, f"$JS.API.STREAM.INFO.{name}")
+    return None if "error" in reply else reply["config"]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def project(tmp_path: Path, nats_server: SingleServer) -> TestProject:
+    return make_project(tmp_path, nats_server.url)
+
+
+def apply_ok(project: TestProject, **kwargs: Any) -> Any:
+    the_plan, result = project.apply(**kwargs)
+    assert result is None or result.ok
+    return the_plan
+
+
+def test_key_value_manifest_works_with_the_client(project: TestProject, nats_server) -> None:
+    name = unique_name("cfg")
+    project.write("kv.yaml", kv_doc(name, history=3, ttl="2s", max_value_size="1KiB"))
+    first = apply_ok(project)
+    assert [(c.action, c.address.target) for c in first.changes] == [
+        (Action.CREATE, f"KeyValue/{name}")
+    ]
+    config = stream_config(nats_server.url, f"KV_{name}")
+    assert config is not None
+    assert config["subjects"] == [f"$KV.{name}.>"]
+    assert config["max_msgs_per_subject"] == 3
+    assert config["deny_delete"] and config["allow_rollup_hdrs"] and config["allow_direct"]
+    assert config["discard"] == "new" and config["duplicate_window"] == 2 * 10**9
+    assert config["max_msg_size"] == 1024
+
+    async def use() -> tuple[list[bytes], bytes | None, bool]:
+        nc = await nats.connect(nats_server.url)
+        try:
+            kv = await nc.jetstream().key_value(name)
+            for i in range(5):
+                await kv.put("feature.x", f"v{i}".encode())
+            latest = (await kv.get("feature.x")).value or b""
+            history = [e.value or b"" for e in await kv.history("feature.x")]
+            await asyncio.sleep(3)  # ttl 2s: the values expire
+            try:
+                await kv.get("feature.x")
+                expired = False
+            except nats.js.errors.KeyNotFoundError:
+                expired = True
+            return history, latest, expired
+        finally:
+            await nc.close()
+
+    history, latest, expired = run(use())
+    assert latest == b"v4"
+    assert history == [b"v2", b"v3", b"v4"]  # kept to history: 3
+    assert expired
+
+    again = project.plan()
+    assert not again.has_changes
+    with JsWriteCounter(nats_server.url) as counter:
+        apply_ok(project)
+    assert counter.writes == []
+
+
+def test_object_store_manifest_works_with_the_client(project: TestProject, nats_server) -> None:
+    name = unique_name("art")
+    project.write("obj.yaml", bucket_doc("ObjectStore", name, max_bytes="16MiB"))
+    apply_ok(project)
+    config = stream_config(nats_server.url, f"OBJ_{name}")
+    assert config is not None
+    assert sorted(config["subjects"]) == sorted([f"$O.{name}.C.>", f"$O.{name}.M.>"])
+    blob = bytes(range(256)) * 2048  # 512KiB: four chunks of nats-py's 128KiB
+
+    async def use() -> bytes:
+        nc = await nats.connect(nats_server.url)
+        try:
+            obs = await nc.jetstream().object_store(name)
+            info = await obs.put("blob.bin", blob)
+            assert info.chunks is not None and info.chunks > 1
+            return (await obs.get("blob.bin")).data or b""
+        finally:
+            await nc.close()
+
+    assert run(use()) == blob
+    assert not project.plan().has_changes
+
+
+def test_history_change_is_one_update_in_bucket_terms(project: TestProject) -> None:
+    name = unique_name("cfg")
+    project.write("kv.yaml", kv_doc(name, history=5))
+    apply_ok(project)
+    project.write("kv.yaml", kv_doc(name, history=10))
+    plan = project.plan()
+    pending = plan.pending()
+    assert len(pending) == 1
+    change = pending[0]
+    assert change.action is Action.UPDATE
+    assert change.address.target == f"KeyValue/{name}"
+    assert [(d.path, d.before, d.after) for d in change.diff] == [("history", 5, 10)]
+    code, out, err = project.cli("plan", "--target", f"KeyValue/{name}")
+    assert code == 0, err
+    assert f"~ KeyValue {name}" in out and "history: 5 -> 10" in out
+    assert "KV_" not in out
+    apply_ok(project)
+    assert not project.plan().has_changes
+
+
+def test_storage_change_is_a_replace_in_bucket_terms(project: TestProject) -> None:
+    name = unique_name("cfg")
+    project.write("kv.yaml", kv_doc(name))
+    apply_ok(project)
+    project.write("kv.yaml", kv_doc(name, storage="memory"))
+    change = project.plan().pending()[0]
+    assert change.action is Action.REPLACE
+    assert change.replace_paths == ("storage",)
+    assert [d.path for d in change.diff] == ["storage"]
+    code, _, err = project.cli("apply", "--auto-approve")
+    assert code == 1
+    assert f"KeyValue {name}" in err and "KV_" not in err
+
+
+def _wait(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# ------------------------------------------------------------------ offline: validation, policy
+
+
+BUCKET_TENANTS = """
+project: p
+tenants:
+  acme:
+    prefix: tenant.acme
+    bucket_pattern: "acme-[a-z-]+"
+    quota: {max_streams: 2, max_bytes: 1GiB, max_replicas: 1}
+"""
+
+
+def _policy_lines(text: str) -> list[str]:
+    from test_policy import config, lines, resources
+
+    from reconciler.policy import check_policy
+
+    return lines(check_policy(resources(text), config(BUCKET_TENANTS), "dev"))
+
+
+def test_bucket_manifest_errors_are_located(tmp_path: Path) -> None:
+    from harness.project import run_cli
+
+    path = tmp_path / "kv.yaml"
+    path.write_text(
+        "apiVersion: jsops/v1\nkind: KeyValue\nmetadata: {name: a.b}\n"
+        "spec: {history: 65, histroy: 2}\n"
+        "---\napiVersion: jsops/v1\nkind: ObjectStore\nmetadata: {name: art}\n"
+        "spec: {max_value_size: 1KiB}\n"
+    )
+    code, _, err = run_cli(["validate", str(path)], cwd=tmp_path)
+    assert code == 1
+    assert 'kv.yaml:3:18: metadata.name: bucket name "a.b" may only contain' in err
+    assert "kv.yaml:4:17: spec.history: must be at most 64, got 65" in err
+    assert 'kv.yaml:4:21: unknown field "histroy" in spec (did you mean "history"?)' in err
+    assert 'kv.yaml:9:8: unknown field "max_value_size" in spec' in err
+
+
+def test_tenants_quotas_and_names_apply_to_buckets() -> None:
+    text = """
+    apiVersion: jsops/v1
+    kind: KeyValue
+    metadata: {name: acme-config, tenant: acme}
+    spec: {max_bytes: 600MiB, republish: {dest: "other.x"}}
+    ---
+    apiVersion: jsops/v1
+    kind: ObjectStore
+    metadata: {name: Artifacts, tenant: acme}
+    spec: {max_bytes: 600MiB, replicas: 3}
+    ---
+    apiVersion: jsops/v1
+    kind: KeyValue
+    metadata: {name: acme-sessions, tenant: acme}
+    spec: {}
+    """
+    found = _policy_lines(text)
+    joined = "\n".join(found)
+    assert 'spec.republish.dest: subject "other.x" is not under the prefix "tenant.acme"' in joined
+    assert 'metadata.name: bucket name "Artifacts" does not match the pattern' in joined
+    assert "spec.replicas: 3 replicas, over the quota of 1" in joined
+    assert 'tenant "acme" declares 3 streams, over its quota of 2' in joined
+    assert 'bucket "acme-sessions" has no max_bytes limit' in joined
+    assert (
+        'tenant "acme" streams reserve 2400MiB (max_bytes x num_replicas), over its quota' in joined
+    )
