@@ -1,5 +1,9 @@
 """Export: live streams and consumers -> manifests (adoption), the inverse of normalize.
 
+A stream a NATS client made for a bucket (``KV_<b>``, ``OBJ_<b>`` in the client's
+layout) is written as its KeyValue / ObjectStore manifest (``reconciler.buckets``),
+when that manifest builds the same stream; otherwise as a Stream.
+
 A field is written only when leaving it out would change the canonical config (so
 server defaults, derived ones included, are left out); durations and sizes are
 written in human units; ``external.api: $JS.<d>.API`` becomes ``domain: <d>``; the
@@ -17,6 +21,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from reconciler.buckets import export_spec as bucket_export_spec
+from reconciler.buckets import live_address
 from reconciler.live import LiveState
 from reconciler.models import Kind
 from reconciler.models.units import format_duration, format_size
@@ -117,6 +123,10 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
     files: dict[str, list[dict[str, Any]]] = {}
     for name in sorted(live.streams):
         config = live.streams[name]["config"]
+        bucket = _bucket_document(name, config, live)
+        if bucket is not None:
+            files[name] = [bucket]
+            continue
         docs = [
             {
                 "apiVersion": "jsops/v1",
@@ -140,6 +150,26 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
             )
         files[name] = docs
     return files
+
+
+def _bucket_document(name: str, config: dict[str, Any], live: LiveState) -> dict[str, Any] | None:
+    """A client-made bucket as its KeyValue / ObjectStore manifest; None for a stream
+    no bucket spec builds (or one with durable consumers: those need a Stream)."""
+    address = live_address(name, config)
+    if address.kind == Kind.STREAM:
+        return None
+    if any(c["config"].get("durable_name") for c in live.consumers_of(name)):
+        return None
+    spec = bucket_export_spec(address, config)
+    if spec is None:
+        return None
+    _user_metadata(config, spec)
+    return {
+        "apiVersion": "jsops/v1",
+        "kind": address.kind.value,
+        "metadata": {"name": address.name},
+        "spec": humanize_spec(address.kind, spec),
+    }
 
 
 def dump_documents(docs: list[dict[str, Any]], schemas: str = "../schemas") -> str:

@@ -229,3 +229,137 @@ def test_tenants_quotas_and_names_apply_to_buckets() -> None:
     assert (
         'tenant "acme" streams reserve 2400MiB (max_bytes x num_replicas), over its quota' in joined
     )
+
+
+# ------------------------------------------------------------------ export / adoption
+
+
+def test_client_made_buckets_export_as_buckets_and_adopt(tmp_path: Path, nats_server) -> None:
+    from nats.js.api import KeyValueConfig, StorageType
+
+    kv_py, kv_go, obj = unique_name("kvpy"), unique_name("kvgo"), unique_name("obj")
+
+    async def make() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            config = KeyValueConfig(
+                bucket=kv_py, history=7, ttl=3600, max_value_size=4096, storage=StorageType.FILE
+            )
+            await js.create_key_value(config)
+            await js.create_object_store(obj)
+        finally:
+            await nc.close()
+
+    run(make())
+    # what nats.go's jetstream.CreateKeyValue sends (limit marker TTL, compression, metadata)
+    go_config = {
+        "name": f"KV_{kv_go}",
+        "subjects": [f"$KV.{kv_go}.>"],
+        "max_msgs_per_subject": 3,
+        "max_bytes": 1024**2,
+        "max_age": 0,
+        "max_msg_size": -1,
+        "storage": "file",
+        "num_replicas": 1,
+        "allow_rollup_hdrs": True,
+        "deny_delete": True,
+        "duplicate_window": 120 * 10**9,
+        "max_msgs": -1,
+        "max_consumers": -1,
+        "allow_direct": True,
+        "compression": "s2",
+        "discard": "new",
+        "allow_msg_ttl": True,
+        "subject_delete_marker_ttl": 300 * 10**9,
+        "metadata": {"team": "platform"},
+    }
+    reply = js_request_sync(nats_server.url, f"$JS.API.STREAM.CREATE.KV_{kv_go}", go_config)
+    assert "error" not in reply, reply
+
+    project = make_project(tmp_path, nats_server.url)
+    code, _out, err = project.cli("export", "--out", "manifests")
+    assert code == 0, err
+    mine = {project.root / "manifests" / f"{s}.yaml" for s in (f"KV_{kv_py}", f"KV_{kv_go}")}
+    mine.add(project.root / "manifests" / f"OBJ_{obj}.yaml")
+    for other in (project.root / "manifests").glob("*.yaml"):
+        if other not in mine:
+            other.unlink()
+    py_text = (project.root / "manifests" / f"KV_{kv_py}.yaml").read_text()
+    assert "kind: KeyValue" in py_text and f"name: {kv_py}" in py_text
+    assert "history: 7" in py_text and "ttl: 1h" in py_text and "max_value_size: 4KiB" in py_text
+    go_text = (project.root / "manifests" / f"KV_{kv_go}.yaml").read_text()
+    assert "limit_marker_ttl: 5m" in go_text and "compression: s2" in go_text
+    assert "team: platform" in go_text and "max_bytes: 1MiB" in go_text
+    assert "kind: ObjectStore" in (project.root / "manifests" / f"OBJ_{obj}.yaml").read_text()
+    assert "KV_" not in py_text.split("kind:")[1] and "subjects" not in py_text
+
+    plan = project.plan()
+    assert sorted(c.address.target for c in plan.changes) == sorted(
+        [f"KeyValue/{kv_py}", f"KeyValue/{kv_go}", f"ObjectStore/{obj}"]
+    )
+    for change in plan.changes:
+        assert change.action is Action.UPDATE, change
+        assert [d.path for d in change.diff] == ["metadata.jsops.owner"], change.diff
+    apply_ok(project)
+    assert not project.plan().has_changes
+
+
+# ------------------------------------------------------------------ domains, promote
+
+
+def _hub_leaf_project(tmp_path: Path, hub_and_leaf: Any) -> TestProject:
+    return make_project(
+        tmp_path,
+        hub_and_leaf.hub.url,
+        envs={
+            "dev": {"servers": [hub_and_leaf.leaf.url], "domain": "leaf"},
+            "prod": {"servers": [hub_and_leaf.hub.url], "domain": "hub"},
+        },
+    )
+
+
+def test_leaf_bucket_mirrored_into_the_hub_receives_puts(tmp_path: Path, hub_and_leaf) -> None:
+    project = _hub_leaf_project(tmp_path, hub_and_leaf)
+    name = unique_name("flags")
+    project.write(
+        "flags.yaml",
+        bucket_doc("KeyValue", name, {"environments": ["dev"]}, history=2)
+        + "---\n"
+        + bucket_doc(
+            "KeyValue", name, {"environments": ["prod"]}, mirror={"name": name, "domain": "leaf"}
+        ),
+    )
+    apply_ok(project, env="dev")
+    prod = apply_ok(project, env="prod")
+    assert [c.address.target for c in prod.changes] == [f"KeyValue/{name}"]
+    assert prod.changes[0].external_refs == (f"KeyValue {name} (domain leaf)",)
+    mirror = stream_config(hub_and_leaf.hub.url, f"KV_{name}")
+    assert mirror is not None
+    assert mirror["mirror"]["name"] == f"KV_{name}"
+    assert mirror["mirror"]["external"]["api"] == "$JS.leaf.API"
+    assert mirror["mirror_direct"] and not mirror.get("subjects")
+
+    async def put_on_leaf() -> None:
+        nc = await nats.connect(hub_and_leaf.leaf.url)
+        try:
+            kv = await nc.jetstream(domain="leaf").key_value(name)
+            await kv.put("beta", b"on")
+        finally:
+            await nc.close()
+
+    async def get_on_hub() -> bytes | None:
+        nc = await nats.connect(hub_and_leaf.hub.url)
+        try:
+            kv = await nc.jetstream(domain="hub").key_value(name)
+            try:
+                return (await kv.get("beta")).value
+            except nats.js.errors.KeyNotFoundError:
+                return None
+        finally:
+            await nc.close()
+
+    run(put_on_leaf())
+    assert _wait(lambda: run(get_on_hub()) == b"on")
+    for env in ("dev", "prod"):
+        assert not project.plan(env=env).has_changes, env
