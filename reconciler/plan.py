@@ -34,7 +34,7 @@ from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
-from reconciler.models import Address, Kind, Resource, StreamSource, StreamSpec
+from reconciler.models import Address, Kind, Resource, StreamSpec
 from reconciler.mutability import fields_needing_level, replace_reasons
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
@@ -194,15 +194,6 @@ def _unmodeled(live_config: dict[str, Any], modeled: Iterable[str]) -> dict[str,
     return {k: v for k, v in live_config.items() if k not in skip}
 
 
-def _sources_of(spec: StreamSpec) -> list[StreamSource]:
-    return [source for _, source in spec.origins()]
-
-
-def stream_origins(spec: StreamSpec) -> list[tuple[str, str | None]]:
-    """(stream name, domain or external api) of every mirror/source origin."""
-    return [(source.name, source.remote) for _, source in spec.origins()]
-
-
 def _where(where: str) -> str:
     """``leaf`` or ``$JS.leaf.API`` -> ``domain leaf``; another API prefix as it is."""
     parts = where.split(".")
@@ -227,9 +218,9 @@ def _order_streams(streams: list[Resource]) -> list[Resource]:
             return
         state[name] = 1
         assert isinstance(res.spec, StreamSpec)
-        for origin, where in stream_origins(res.spec):
-            if where is None and origin in by_name:
-                visit(by_name[origin])
+        for _, origin in res.spec.origins():
+            if origin.remote is None and origin.name in by_name:
+                visit(by_name[origin.name])
         state[name] = 2
         ordered.append(res)
 
@@ -331,14 +322,15 @@ def build_plan(
         info = live.streams.get(name)
         depends: list[str] = list(after)
         refs: list[str] = []
-        for origin, where in stream_origins(spec):
-            if where is None and origin in declared_streams:
-                depends.append(str(Address(Kind.STREAM, origin, account=account)))
-            elif where is None:
-                refs.append(f"Stream {origin} (not declared here)")
+        origins = [source for _, source in spec.origins()]
+        for src in origins:
+            if src.remote is None and src.name in declared_streams:
+                depends.append(str(Address(Kind.STREAM, src.name, account=account)))
+            elif src.remote is None:
+                refs.append(f"Stream {src.name} (not declared here)")
             else:
-                refs.append(f"Stream {origin} ({_where(where)})")
-        for src in _sources_of(spec):
+                refs.append(f"Stream {src.name} ({_where(src.remote)})")
+        for src in origins:
             # a durable sourcing consumer (ADR-60) must exist before the stream reads it
             if src.consumer and (src.name, src.consumer.name) in declared_consumers:
                 consumer = Address(

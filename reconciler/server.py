@@ -71,7 +71,9 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in _WILDCARD_HOSTS else host
 
 
-def _port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections on ``host``:``port`` (a wildcard
+    listen address is tried on loopback)."""
     try:
         with socket.create_connection((_connect_host(host), port), timeout=timeout):
             return True
@@ -145,7 +147,7 @@ class ServerProcess:
                     f"nats-server {self.name} (pid {self.pid}) exited with code "
                     f"{self.proc.returncode} during startup; log tail:\n{self.log_tail()}"
                 )
-            if _port_open(self.host, self.port) and READY_LINE in _read(
+            if port_open(self.host, self.port) and READY_LINE in _read(
                 self.log_file, self.log_offset
             ):
                 return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,11 @@ from harness.servers import (
 )
 
 from reconciler.errors import JsopsError
-from reconciler.server import start_server
+from reconciler.server import port_open, start_server
 
 
 def _stream(name: str, **extra: object) -> dict[str, object]:
     return {"name": name, "subjects": [f"{name.lower()}.>"], **extra}
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def test_single_server_answers_info(nats_server: SingleServer) -> None:
@@ -175,10 +166,10 @@ def test_environment_is_isolated() -> None:
 def test_builder_server_stops_by_pid(tmp_path: Path) -> None:
     handle = start_single(tmp_path, name="own", monitoring=False)
     port, proc = handle.server.port, handle.server.proc
-    assert _port_open(port)
+    assert port_open("127.0.0.1", port)
     handle.stop()
     assert proc.poll() is not None
-    assert not _port_open(port)
+    assert not port_open("127.0.0.1", port)
 
 
 def test_failed_start_reports_log_tail(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from harness.servers import SingleServer, js_request_sync
 
-from reconciler.server import free_port
+from reconciler.server import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,20 +83,12 @@ def _wait_serving(run: Running, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert run.proc.poll() is None, run.stderr
-        if _port_open(run.port) and "Server is ready" in run.stderr:
+        if port_open("127.0.0.1", run.port) and "Server is ready" in run.stderr:
             info = js_request_sync(f"nats://127.0.0.1:{run.port}", "$JS.API.INFO")
             assert "error" not in info
             return
         time.sleep(0.05)
     raise AssertionError(f"jsops server did not become ready:\n{run.stderr}")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _pid_gone(pid: int) -> bool:
@@ -134,12 +125,12 @@ def test_signal_stops_server_cleanly(
     cleanup.append(run)
     _wait_serving(run)
     child = run.child_pid()
-    assert _port_open(run.http_port)  # monitoring is on
+    assert port_open("127.0.0.1", run.http_port)  # monitoring is on
 
     run.proc.send_signal(sig)
     assert run.proc.wait(timeout=15) == 0, run.stderr
     assert _pid_gone(child)
-    assert not _port_open(run.port)
+    assert not port_open("127.0.0.1", run.port)
     assert "Server Exiting" in run.stderr  # the server's own log reached our stderr
     assert (tmp_path / "store" / "jetstream").is_dir()
 
