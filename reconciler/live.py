@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
 LIST_CONCURRENCY = 64
 USER_INFO_WAIT = 2.0  # seconds: the account name is optional in an identity
+MISSING_INFO_TIMEOUT = 1.0  # seconds: INFO of an asset a LIST left out (servers down?)
+
+
+def _asset_name(info: dict[str, Any]) -> str:
+    """The name of a StreamInfo or ConsumerInfo in a LIST page."""
+    config = info.get("config") or {}
+    return str(info.get("name") or config.get("name") or config.get("durable_name") or "")
 
 
 class JetStreamClient:
@@ -42,12 +49,15 @@ class JetStreamClient:
         self.prefix = settings.prefix
         self.timeout = settings.timeout
 
-    async def request(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def request(
+        self, subject: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send one API request (``subject`` without the prefix); the reply as a dict."""
         full = f"{self.prefix}.{subject}"
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else b""
+        timeout = timeout or self.timeout
         try:
-            msg = await self.nc.request(full, body, timeout=self.timeout)
+            msg = await self.nc.request(full, body, timeout=timeout)
         except NoRespondersError:
             servers = ", ".join(strip_userinfo(u) for u in self.settings.servers)
             if self.settings.domain:
@@ -61,7 +71,7 @@ class JetStreamClient:
             ) from None
         except NatsTimeoutError:
             raise ConnectionFailed(
-                f"JetStream request {_op(subject)} timed out after {self.timeout:g}s "
+                f"JetStream request {_op(subject)} timed out after {timeout:g}s "
                 f"on {self.settings.describe()}"
             ) from None
         except Exception as exc:
@@ -93,70 +103,109 @@ class JetStreamClient:
                 ) from None
             raise
 
-    async def _paged(self, subject: str, key: str) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every item of a paged LIST, and the names the server listed as ``missing``
-        (in a cluster, an asset whose info did not arrive in time, e.g. while it scales)."""
+    async def _paged(
+        self, subject: str, key: str
+    ) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+        """Every item of a paged LIST, the names the server listed as ``missing`` (in a
+        cluster: an asset whose servers did not answer within the server's own wait, e.g.
+        all of them are down, or it is scaling) and those it listed ``offline`` (name ->
+        reason). An offline asset may also come with its config alone: it is left out."""
         items: list[dict[str, Any]] = []
         missing: list[str] = []
+        offline: dict[str, str] = {}
         offset = 0
         while True:
             reply = await self.request(subject, {"offset": offset})
             page = reply.get(key) or []
-            gone = list(reply.get("missing") or [])
-            items.extend(page)
-            missing.extend(gone)
-            offset += len(page) + len(gone)
+            gone = [str(n) for n in reply.get("missing") or []]
+            offline.update({str(k): str(v) for k, v in (reply.get("offline") or {}).items()})
+            skip = set(gone) | set(offline)
+            listed = {_asset_name(i) for i in page}
+            items.extend(i for i in page if _asset_name(i) not in skip)
+            missing.extend(n for n in gone if n not in offline)
+            offset += len(listed | set(gone))
             if not (page or gone) or offset >= int(reply.get("total", 0)):
-                return items, missing
+                return items, missing, offline
 
-    async def list_streams(self) -> list[dict[str, Any]]:
-        streams, missing = await self._paged("STREAM.LIST", "streams")
-        return streams + await self._fetch_missing(missing, self.stream_info)
+    async def list_streams(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """StreamInfo of every stream, and the streams the server cannot report now
+        (name -> why), after one short, concurrent INFO retry of the missing ones."""
+        streams, missing, offline = await self._paged("STREAM.LIST", "streams")
+        found, unavailable = await self._fetch_missing(missing, self.stream_info)
+        return streams + found, {**offline, **unavailable}
 
-    async def list_consumers(self, stream: str) -> list[dict[str, Any]]:
-        consumers, missing = await self._paged(f"CONSUMER.LIST.{stream}", "consumers")
-        return consumers + await self._fetch_missing(
-            missing, lambda name: self.consumer_info(stream, name)
+    async def list_consumers(self, stream: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        consumers, missing, offline = await self._paged(f"CONSUMER.LIST.{stream}", "consumers")
+        found, unavailable = await self._fetch_missing(
+            missing, lambda name, timeout: self.consumer_info(stream, name, timeout=timeout)
         )
+        return consumers + found, {**offline, **unavailable}
 
     async def _fetch_missing(
         self,
         names: list[str],
-        fetch: Callable[[str], Awaitable[dict[str, Any] | None]],
-        attempts: int = 5,
-    ) -> list[dict[str, Any]]:
-        """INFO for the few assets a LIST page left out, retried briefly."""
+        fetch: Callable[[str, float], Awaitable[dict[str, Any] | None]],
+        attempts: int = 3,
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """INFO for the assets a LIST page left out: all at once (bounded), each with a
+        short timeout; an error reply is retried briefly. What still does not answer is
+        returned as unavailable (name -> why) instead of failing the whole read."""
         found: list[dict[str, Any]] = []
-        for name in names:
-            for attempt in range(attempts):
-                try:
-                    info = await fetch(name)
-                except ApiError as exc:
-                    if attempt == attempts - 1:
-                        raise ApiError(
-                            f"{name}: the server cannot report it right now ({exc.description})",
-                            code=exc.code,
-                            err_code=exc.err_code,
-                            subject=exc.subject,
-                        ) from None
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                if info is not None:
-                    found.append(info)
-                break
-        return found
+        unavailable: dict[str, str] = {}
+        semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
+        timeout = min(self.timeout, MISSING_INFO_TIMEOUT)
 
-    async def stream_info(self, stream: str) -> dict[str, Any] | None:
+        async def one(name: str) -> None:
+            async with semaphore:
+                for attempt in range(attempts):
+                    try:
+                        info = await fetch(name, timeout)
+                    except ConnectionFailed:
+                        unavailable[name] = f"no reply within {timeout:g}s (its servers are down?)"
+                        return
+                    except ApiError as exc:
+                        if attempt == attempts - 1:
+                            unavailable[name] = exc.description
+                            return
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                        continue
+                    if info is not None:
+                        found.append(info)
+                    return
+
+        await asyncio.gather(*(one(n) for n in names))
+        return found, unavailable
+
+    async def stream_info(
+        self, stream: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
         try:
-            return await self.request(f"STREAM.INFO.{stream}")
+            return await self.request(f"STREAM.INFO.{stream}", timeout=timeout)
         except ApiError as exc:
             if exc.err_code == ErrCode.STREAM_NOT_FOUND:
                 return None
             raise
 
-    async def consumer_info(self, stream: str, name: str) -> dict[str, Any] | None:
+    async def subject_counts(self, stream: str) -> dict[str, int]:
+        """Messages per subject of one stream (``STREAM.INFO`` with ``subjects_filter``,
+        paged): only for the few streams whose per-subject limit a plan lowers."""
+        counts: dict[str, int] = {}
+        offset = 0
+        while True:
+            reply = await self.request(
+                f"STREAM.INFO.{stream}", {"subjects_filter": ">", "offset": offset}
+            )
+            page = (reply.get("state") or {}).get("subjects") or {}
+            counts.update({str(k): int(v) for k, v in page.items()})
+            offset += len(page)
+            if not page or offset >= int(reply.get("total") or 0):
+                return counts
+
+    async def consumer_info(
+        self, stream: str, name: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
         try:
-            return await self.request(f"CONSUMER.INFO.{stream}.{name}")
+            return await self.request(f"CONSUMER.INFO.{stream}.{name}", timeout=timeout)
         except ApiError as exc:
             if exc.err_code in (ErrCode.CONSUMER_NOT_FOUND, ErrCode.STREAM_NOT_FOUND):
                 return None
@@ -198,6 +247,10 @@ class LiveState:
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
     consumers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     account_info: dict[str, Any] = field(default_factory=dict)
+    # Streams / consumers the server lists but cannot report now (in a cluster: their
+    # servers are down), name -> why. They are in neither ``streams`` nor ``consumers``.
+    unavailable: dict[str, str] = field(default_factory=dict)
+    unavailable_consumers: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def clustered(self) -> bool:
@@ -267,12 +320,31 @@ def identity_of(
     )
 
 
-# What the plan uses of StreamInfo / ConsumerInfo: the config, and the counts a
-# destructive change reports as lost. The rest (cluster, sources state, per-subject
-# detail) is dropped as pages arrive: at 10k streams it is most of the live state's memory.
+# What the plan uses of StreamInfo / ConsumerInfo: the config, and the state a
+# destructive change estimates its loss from (counts, sequences, the oldest message's
+# time, consumers' delivered and ack floors). The rest (cluster, sources state,
+# per-subject detail) is dropped as pages arrive: at 10k streams it is most of the live
+# state's memory.
 STREAM_INFO_KEPT = ("config", "state")
-STREAM_STATE_KEPT = ("messages", "bytes", "consumer_count")
-CONSUMER_INFO_KEPT = ("name", "config", "num_pending", "num_ack_pending", "num_redelivered")
+STREAM_STATE_KEPT = (
+    "messages",
+    "bytes",
+    "consumer_count",
+    "first_seq",
+    "last_seq",
+    "first_ts",
+    "last_ts",
+    "num_subjects",
+)
+CONSUMER_INFO_KEPT = (
+    "name",
+    "config",
+    "num_pending",
+    "num_ack_pending",
+    "num_redelivered",
+    "delivered",
+    "ack_floor",
+)
 
 
 def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -318,7 +390,7 @@ async def read_live_state(
     connected = server_info(client.nc)
     version = str(connected.get("version", ""))
     cluster_size = await _cluster_size(client, info)
-    streams = await client.list_streams()
+    streams, unavailable = await client.list_streams()
     by_name = {s["config"]["name"]: _kept(s, STREAM_INFO_KEPT) for s in streams}
     cluster_name = connected.get("cluster") if cluster_size is not None else None
     if cluster_size is not None and cluster_size > 1:
@@ -327,13 +399,17 @@ async def read_live_state(
         later = cluster_size_of(client.nc)
         cluster_size = max(cluster_size, later or 0)
     state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
+    state.unavailable = unavailable
     wanted = set(only_streams) if only_streams is not None else None
     semaphore = asyncio.Semaphore(concurrency)
 
     async def consumers_of(name: str) -> None:
         async with semaphore:
-            for consumer in await client.list_consumers(name):
+            consumers, unavailable = await client.list_consumers(name)
+            for consumer in consumers:
                 state.consumers[(name, consumer["name"])] = _kept(consumer, CONSUMER_INFO_KEPT)
+            for consumer_name, why in unavailable.items():
+                state.unavailable_consumers[(name, consumer_name)] = why
 
     names = [n for n in by_name if wanted is None or n in wanted]
     await asyncio.gather(*(consumers_of(n) for n in names))
