@@ -27,6 +27,7 @@ from reconciler.errors import (
     UsageError,
 )
 from reconciler.live import (
+    LIST_CONCURRENCY,
     Connections,
     JetStreamClient,
     LiveState,
@@ -45,6 +46,7 @@ from reconciler.plan import (
     assemble_plan,
     build_plan,
     parse_targets,
+    subject_count_streams,
 )
 from reconciler.policy import check_live_overlap
 from reconciler.refusals import (
@@ -185,6 +187,7 @@ async def plan_async(
             else:
                 live = await read_live_state(client)
             api_level, version = live.api_level, live.server_version
+            await _read_subject_counts(client, live, subject_count_streams(groups[account], live))
             overlap = check_live_overlap(groups[account], live.streams, account=account)
             if overlap:  # the server would refuse these creates: say so before writing
                 raise ManifestError(overlap)
@@ -214,6 +217,18 @@ async def plan_async(
         targets=targets,
         declared=len(desired),
     )
+
+
+async def _read_subject_counts(client: JetStreamClient, live: LiveState, names: list[str]) -> None:
+    """Per-subject counts of the streams whose lowered max_msgs_per_subject may trim
+    them (one request each, only for those), for the plan's loss estimate."""
+    semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
+
+    async def one(name: str) -> None:
+        async with semaphore:
+            live.subject_counts[name] = await client.subject_counts(name)
+
+    await asyncio.gather(*(one(n) for n in names))
 
 
 async def _with_connections(target: Target, body: Callable[[Connections], Awaitable[T]]) -> T:

@@ -183,6 +183,11 @@ def plan(
     is_flag=True,
     help="Allow --prune when the manifests declare nothing for the environment.",
 )
+@click.option(
+    "--allow-data-loss",
+    is_flag=True,
+    help="Allow updates whose lowered limits drop messages the streams hold now.",
+)
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
 @global_options
 @click.pass_context
@@ -195,6 +200,7 @@ def apply(
     allow_replace: bool,
     allow_takeover: bool,
     allow_empty_prune: bool,
+    allow_data_loss: bool,
     targets: tuple[str, ...],
     **kwargs: Any,
 ) -> int:
@@ -237,6 +243,7 @@ def apply(
             allow_replace=allow_replace,
             allow_takeover=allow_takeover,
             allow_empty_prune=allow_empty_prune,
+            allow_data_loss=allow_data_loss,
         ),
         targets=targets,
         confirm=confirm,

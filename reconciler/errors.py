@@ -7,6 +7,7 @@ one line per message on stderr and exit 1 (``cli.main`` is the only place that d
     ├── UsageError                bad command line or project file option
     ├── ManifestError             one or more located Diagnostics (validation)
     ├── ConnectionFailed          server unreachable, bad credentials, no JetStream
+    ├── LiveUnavailable           the server lists streams it cannot report (servers down)
     ├── ApiError                  the JetStream API answered with an error
     ├── StalePlanError            a saved plan is not what jsops would plan now
     ├── TargetMismatch            the servers are not those the environment expects
@@ -119,6 +120,10 @@ class ErrCode(IntEnum):
     NOT_ENABLED = 10076  # 503 JSNotEnabledErr
     CONSUMER_ALREADY_EXISTS = 10148  # 400 JSConsumerAlreadyExists (action: create)
     CONSUMER_DOES_NOT_EXIST = 10149  # 400 JSConsumerDoesNotExist (action: update)
+
+
+class LiveUnavailable(JsopsError):
+    """The server lists resources it cannot report now (their servers are down)."""
 
 
 class ApiError(JsopsError):

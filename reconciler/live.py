@@ -176,9 +176,7 @@ class JetStreamClient:
         await asyncio.gather(*(one(n) for n in names))
         return found, unavailable
 
-    async def stream_info(
-        self, stream: str, timeout: float | None = None
-    ) -> dict[str, Any] | None:
+    async def stream_info(self, stream: str, timeout: float | None = None) -> dict[str, Any] | None:
         try:
             return await self.request(f"STREAM.INFO.{stream}", timeout=timeout)
         except ApiError as exc:
@@ -251,6 +249,8 @@ class LiveState:
     # servers are down), name -> why. They are in neither ``streams`` nor ``consumers``.
     unavailable: dict[str, str] = field(default_factory=dict)
     unavailable_consumers: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Messages per subject of the few streams whose per-subject limit a plan lowers.
+    subject_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def clustered(self) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,7 +32,7 @@ from reconciler import buckets
 from reconciler.diagnostics import did_you_mean
 from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
-from reconciler.errors import Diagnostic, ManifestError, UsageError
+from reconciler.errors import Diagnostic, LiveUnavailable, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Kind, Resource, StreamSpec
 from reconciler.mutability import fields_needing_level, replace_reasons
@@ -84,6 +84,9 @@ class Change:
     Built once, never changed afterwards. ``owner`` is the live ``jsops.owner`` when it
     names another project (the change is a takeover, refused by default);
     ``prevent_destroy`` is true when the manifest or the live metadata protects it.
+    ``loss`` is what a destructive change is estimated to lose (see "Loss estimates");
+    an *update* that is destructive drops stored messages through the limits named in
+    ``loss_paths`` (refused unless ``--allow-data-loss``).
     """
 
     address: Address
@@ -94,6 +97,7 @@ class Change:
     replace_reasons: tuple[str, ...] = ()
     destructive: bool = False
     loss: dict[str, int] | None = None
+    loss_paths: tuple[str, ...] = ()
     location: str | None = None
     live_digest: str | None = None
     drift: bool = False
@@ -114,7 +118,14 @@ class Change:
         return str(self.address)
 
 
-_SEQUENCES = ("diff", "replace_paths", "replace_reasons", "depends_on", "external_refs")
+_SEQUENCES = (
+    "diff",
+    "replace_paths",
+    "replace_reasons",
+    "loss_paths",
+    "depends_on",
+    "external_refs",
+)
 
 
 @dataclass(frozen=True)
@@ -139,9 +150,12 @@ class Plan:
     prune: bool = False
     targets: tuple[str, ...] = ()
     declared: int = 0
+    # What the server listed but could not report (address, why): left out of
+    # ``changes``; only a per-account plan carries it, assemble_plan refuses on it.
+    unavailable: tuple[tuple[Address, str], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("changes", "unmanaged", "targets"):
+        for name in ("changes", "unmanaged", "targets", "unavailable"):
             value = getattr(self, name)
             if type(value) is not tuple:
                 object.__setattr__(self, name, tuple(value))
@@ -164,7 +178,13 @@ class Plan:
         return [c for c in self.changes if c.action is not Action.NOOP]
 
 
-# ---------------------------------------------------------------- building
+# ---------------------------------------------------------------- loss estimates
+#
+# Pure functions of the live state (StreamInfo/ConsumerInfo as read in bulk), so no
+# request is made for them; the per-subject counts of a stream whose
+# max_msgs_per_subject comes down are the one exception, read only for those streams
+# (``subject_count_streams``). The numbers are estimates: messages are assumed evenly
+# spread in time and size, sequences without gaps.
 
 
 def _stream_loss(info: dict[str, Any] | None) -> dict[str, int] | None:
@@ -186,6 +206,162 @@ def _consumer_loss(info: dict[str, Any] | None) -> dict[str, int] | None:
         "num_ack_pending": int(info.get("num_ack_pending", 0)),
         "num_redelivered": int(info.get("num_redelivered", 0)),
     }
+
+
+def _positive(config: dict[str, Any], key: str) -> int:
+    """A limit as a positive int, 0 when unlimited (-1, 0 or absent)."""
+    value = config.get(key)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def parse_time(text: Any) -> datetime | None:
+    """An RFC 3339 time from the server (nanoseconds allowed); None for the zero time."""
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None
+    head, dot, rest = text.partition(".")
+    if dot:  # keep microseconds: Python's parser takes at most six digits
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        rest = rest[:digits][:6] + rest[digits:]
+        text = f"{head}.{rest}"
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def update_loss(
+    info: dict[str, Any],
+    new_config: dict[str, Any],
+    *,
+    now: datetime,
+    subject_counts: dict[str, int] | None = None,
+) -> tuple[dict[str, int], tuple[str, ...]] | None:
+    """What a stream update drops of what the stream holds now: ``({"messages": n,
+    "bytes": b}, limits)`` or None when it drops nothing.
+
+    The server enforces lowered limits when the update lands: ``max_msgs`` and
+    ``max_bytes`` remove the oldest messages under ``discard: old`` (``discard: new``
+    keeps them, filestore ``enforceMsgLimit``), ``max_age`` expires what is older,
+    ``max_msgs_per_subject`` trims every subject (counts from ``subject_counts`` when
+    read, else the lower bound the subject count gives). Limits overlap (each takes the
+    oldest first), so the estimate is the largest of them.
+    """
+    state = info.get("state") or {}
+    msgs, size = int(state.get("messages") or 0), int(state.get("bytes") or 0)
+    if msgs <= 0:
+        return None
+    per_msg = size / msgs
+    found: list[tuple[int, str]] = []
+    discard_old = new_config.get("discard", "old") != "new"
+    max_msgs = _positive(new_config, "max_msgs")
+    if discard_old and max_msgs and msgs > max_msgs:
+        found.append((msgs - max_msgs, "max_msgs"))
+    max_bytes = _positive(new_config, "max_bytes")
+    if discard_old and max_bytes and size > max_bytes:
+        found.append((min(msgs, -(-(size - max_bytes) // max(1, round(per_msg)))), "max_bytes"))
+    max_age = _positive(new_config, "max_age")
+    first, last = parse_time(state.get("first_ts")), parse_time(state.get("last_ts"))
+    if max_age and first is not None:
+        cutoff = now - timedelta(microseconds=max_age // 1000)
+        if first < cutoff:
+            if last is None or last <= cutoff or last <= first:
+                found.append((msgs, "max_age"))
+            else:
+                share = (cutoff - first) / (last - first)
+                found.append((max(1, min(msgs, round(msgs * share))), "max_age"))
+    per_subject = _positive(new_config, "max_msgs_per_subject")
+    if per_subject and msgs > per_subject:
+        if subject_counts is not None:
+            over = sum(max(0, n - per_subject) for n in subject_counts.values())
+        else:
+            over = max(0, msgs - per_subject * int(state.get("num_subjects") or msgs))
+        if over:
+            found.append((over, "max_msgs_per_subject"))
+    if not found:
+        return None
+    lost = max(n for n, _ in found)
+    return {"messages": lost, "bytes": min(size, round(lost * per_msg))}, tuple(
+        path for _, path in found
+    )
+
+
+def lowers_per_subject_limit(res: Resource, info: dict[str, Any] | None) -> bool:
+    """Whether a declared stream's ``max_msgs_per_subject`` may trim what it holds (its
+    per-subject counts are then worth one request)."""
+    spec = res.spec
+    if info is None or not isinstance(spec, StreamSpec):
+        return False
+    new = spec.max_msgs_per_subject
+    if not isinstance(new, int) or new <= 0:
+        return False
+    old = _positive(info.get("config") or {}, "max_msgs_per_subject")
+    state = info.get("state") or {}
+    return (not old or new < old) and int(state.get("messages") or 0) > new
+
+
+def subject_count_streams(desired: Sequence[Resource], live: LiveState) -> list[str]:
+    """The declared streams (buckets too: ``history`` is their per-subject limit) whose
+    lowered per-subject limit needs per-subject counts."""
+    streams, _ = buckets.lower_all(desired)
+    return [
+        r.address.name
+        for r in streams
+        if lowers_per_subject_limit(r, live.streams.get(r.address.name))
+    ]
+
+
+def restart_loss(
+    info: dict[str, Any], stream_info: dict[str, Any] | None, new_config: dict[str, Any]
+) -> dict[str, int]:
+    """A consumer replaced in place of its stream: what it loses, plus what delivery
+    restarting per the new ``deliver_policy`` does to the messages the old consumer
+    already processed (acknowledged, or delivered when it does not ack).
+
+    ``redelivered``: processed messages still in the stream that will be delivered
+    again; ``skipped``: pending messages the new consumer will never deliver (policies
+    that start later). Policies whose start cannot be told from the state
+    (``by_start_time``, ``last_per_subject``) add neither.
+    """
+    loss = _consumer_loss(info) or {}
+    state = (stream_info or {}).get("state") or {}
+    stream_config = (stream_info or {}).get("config") or {}
+    config = info.get("config") or {}
+    msgs = int(state.get("messages") or 0)
+    first = int(state.get("first_seq") or 0)
+    mark = info.get("delivered" if config.get("ack_policy", "none") == "none" else "ack_floor")
+    done_seq = int((mark or {}).get("stream_seq") or 0)
+    done_count = int((mark or {}).get("consumer_seq") or 0)
+    pending = int(info.get("num_pending") or 0)
+    processed = 0
+    if first and done_seq >= first and stream_config.get("retention") != "workqueue":
+        processed = min(done_seq - first + 1, done_count, msgs)
+        if not (config.get("filter_subject") or config.get("filter_subjects")):
+            processed = min(
+                processed, max(0, msgs - pending - int(info.get("num_ack_pending") or 0))
+            )
+    policy = new_config.get("deliver_policy") or "all"
+    if policy == "all":
+        loss["redelivered"] = processed
+    elif policy == "by_start_sequence":
+        start = max(int(new_config.get("opt_start_seq") or 0), first)
+        loss["redelivered"] = min(processed, max(0, done_seq - start + 1))
+    elif policy == "new":
+        loss["redelivered"], loss["skipped"] = 0, pending
+    elif policy == "last":
+        loss["redelivered"], loss["skipped"] = min(1, processed), max(0, pending - 1)
+    return loss
+
+
+def unavailable_addresses(live: LiveState, account: str | None) -> dict[Address, str]:
+    """The streams and consumers the server listed but cannot report now (-> why)."""
+    out = {Address(Kind.STREAM, n, account=account): why for n, why in live.unavailable.items()}
+    for (stream, name), why in live.unavailable_consumers.items():
+        out[Address(Kind.CONSUMER, name, stream=stream, account=account)] = why
+    return out
+
+
+# ---------------------------------------------------------------- building
 
 
 def _unmodeled(live_config: dict[str, Any], modeled: Iterable[str]) -> dict[str, Any]:
@@ -282,19 +458,31 @@ def build_plan(
     prune: bool = False,
     account: str | None = None,
     requires: str | None = None,
+    now: datetime | None = None,
 ) -> Plan:
     """Compare desired resources with the live state of one account (``account`` is
     None for the environment's own); raise ManifestError on plan errors.
 
     ``requires`` is the key of a change every change here waits for (the account's
     own change, in operator mode). Target filtering is :func:`assemble_plan`'s.
+    Resources the server cannot report now (``live.unavailable``) are left out, never
+    planned as creates; :func:`assemble_plan` refuses a plan they matter to. ``now``
+    is the time loss estimates measure ages from.
     """
     errors: list[Diagnostic] = []
+    now = now or datetime.now(UTC)
+    gone = set(live.unavailable)
     # A bucket is planned as the stream it is, then shown in bucket terms.
     lowered, bucket_of = buckets.lower_all(desired)
-    streams = _order_streams(lowered)
+    streams = _order_streams([r for r in lowered if r.address.name not in gone])
     bucket_keys = buckets.bucket_keys(bucket_of)
-    consumers = [r for r in desired if r.address.kind == Kind.CONSUMER]
+    consumers = [
+        r
+        for r in desired
+        if r.address.kind == Kind.CONSUMER
+        and r.address.stream not in gone
+        and (r.address.stream, r.address.name) not in live.unavailable_consumers
+    ]
     after = (requires,) if requires else ()
     # Stream changes stay drafts until their consumers are planned: a consumer whose
     # limits come down first adds itself to its stream's depends_on.
@@ -350,7 +538,14 @@ def build_plan(
             draft.update(action=Action.CREATE, reason=Reason.NEW, diff=shown, send=send)
         else:
             live_canon = canonical_stream(info["config"])
-            draft.update(_compare(Kind.STREAM, info, live_canon, canon, send, live, project))
+            compared = _compare(Kind.STREAM, info, live_canon, canon, send, live, project)
+            if compared["action"] is Action.UPDATE:
+                lost = update_loss(
+                    info, send, now=now, subject_counts=live.subject_counts.get(name)
+                )
+                if lost is not None:
+                    compared.update(destructive=True, loss=lost[0], loss_paths=lost[1])
+            draft.update(compared)
         draft["depends_on"] = [bucket_keys.get(d, d) for d in depends]
         if bucket is not None:
             buckets.to_bucket_terms(draft, bucket, send, live_canon, canon)
@@ -391,6 +586,8 @@ def build_plan(
         else:
             live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
             fields = _compare(Kind.CONSUMER, info, live_canon, canon, send, live, project)
+            if fields["action"] is Action.REPLACE:  # delivery restarts from scratch
+                fields["loss"] = restart_loss(info, live.streams.get(stream_name), send)
             if fields["action"] is Action.UPDATE and parent_action is Action.UPDATE:
                 assert parent is not None
                 if _tightens_consumer_limits(parent["diff"]):
@@ -425,6 +622,7 @@ def build_plan(
         unmanaged=tuple(unmanaged),
         prune=prune,
         declared=len(desired),
+        unavailable=tuple(unavailable_addresses(live, account).items()),
     )
 
 
@@ -481,12 +679,15 @@ def assemble_plan(
     filtered to ``targets``; a target that matches nothing declared or live is an error."""
     changes: list[Change] = list(accounts)
     unmanaged: list[str] = []
+    unavailable: list[tuple[Address, str]] = []
     api_level, version = 0, ""
     for sub, live in parts:
         changes += sub.changes
         unmanaged += sub.unmanaged
+        unavailable += sub.unavailable
         if live.server_version:
             api_level, version = live.api_level, live.server_version
+    _check_unavailable(unavailable, targets)
     if targets:
         _check_targets(targets, changes, [live for _, live in parts])
         changes = [c for c in changes if _matches_target(c.address, targets)]
@@ -505,12 +706,38 @@ def assemble_plan(
     )
 
 
+UNAVAILABLE_SHOWN = 20  # names an unavailable-resources error lists before "and N more"
+
+
+def _check_unavailable(unavailable: Sequence[tuple[Address, str]], targets: Sequence[str]) -> None:
+    """Refuse a plan that resources the server cannot report now matter to: all of
+    them without ``--target`` (the plan would be incomplete: an owned stream could not
+    be compared, pruned or told apart from a new one), else the targeted ones."""
+    relevant = [
+        (address, why)
+        for address, why in unavailable
+        if not targets or _matches_target(address, targets)
+    ]
+    if not relevant:
+        return
+    names = [str(a) for a, _ in relevant[:UNAVAILABLE_SHOWN]]
+    more = len(relevant) - len(names)
+    whys = sorted({why for _, why in relevant})
+    raise LiveUnavailable(
+        f"the server lists {len(relevant)} resource(s) it cannot report now "
+        f"({'; '.join(whys[:3])}): {', '.join(names)}"
+        + (f" and {more} more" if more else "")
+        + "; nothing is planned for them (plan healthy resources with --target)"
+    )
+
+
 def _check_targets(
     targets: Sequence[str], changes: Sequence[Change], lives: Sequence[LiveState]
 ) -> None:
     """Every ``--target`` names something declared or live, else a did-you-mean."""
     known = {c.address.target for c in changes}
     for live in lives:
+        known.update(f"Stream/{name}" for name in live.unavailable)
         known.update(
             buckets.live_address(name, info["config"]).target for name, info in live.streams.items()
         )

@@ -20,6 +20,9 @@ no_destroy_here        replace/delete where the environment says   nothing
 takeover               any write to a resource whose live          ``--allow-takeover``
                        ``jsops.owner`` is another project
 replace                a replace (the server cannot update it)     ``--allow-replace``
+data_loss              an update that lowers max_msgs, max_bytes,  ``--allow-data-loss``
+                       max_msgs_per_subject or max_age below what
+                       the stream holds now (messages dropped)
 delete                 a delete (owned, declared nowhere)          ``--prune``
 empty_prune            a pruning plan where the manifests declare  ``--allow-empty-prune``
                        nothing for the environment
@@ -46,6 +49,7 @@ class Code(StrEnum):
     NO_DESTROY_HERE = "no_destroy_here"
     TAKEOVER = "takeover"
     REPLACE = "replace"
+    DATA_LOSS = "data_loss"
     DELETE = "delete"
     EMPTY_PRUNE = "empty_prune"
     SAVED_IDENTITY = "saved_identity"
@@ -59,6 +63,7 @@ RULES: dict[Code, tuple[str | None, bool]] = {
     Code.NO_DESTROY_HERE: (None, True),
     Code.TAKEOVER: ("--allow-takeover", True),
     Code.REPLACE: ("--allow-replace", False),
+    Code.DATA_LOSS: ("--allow-data-loss", False),
     Code.DELETE: ("--prune", False),
     Code.EMPTY_PRUNE: ("--allow-empty-prune", True),
     Code.SAVED_IDENTITY: (None, False),
@@ -95,6 +100,7 @@ class ApplyOptions:
     allow_replace: bool = False
     allow_takeover: bool = False
     allow_empty_prune: bool = False
+    allow_data_loss: bool = False
 
 
 def change_refusals(change: Change, options: ApplyOptions) -> list[Refusal]:
@@ -111,6 +117,8 @@ def change_refusals(change: Change, options: ApplyOptions) -> list[Refusal]:
         out.append(Refusal(Code.REPLACE, address, why, change))
     elif change.action is Action.DELETE and not options.prune:
         out.append(Refusal(Code.DELETE, address, change=change))
+    elif change.action is Action.UPDATE and change.destructive and not options.allow_data_loss:
+        out.append(Refusal(Code.DATA_LOSS, address, ", ".join(change.loss_paths), change))
     return out
 
 

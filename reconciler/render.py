@@ -71,16 +71,21 @@ def _plural(count: int, word: str) -> str:
 
 
 def loss_text(change: Change) -> str:
-    """What a destructive change loses, in words: ``12 messages (1KiB), 1 consumer``."""
+    """What a destructive change loses, in words: ``12 messages (1KiB), 1 consumer``;
+    an update ``about 7 messages (70B) (max_msgs lowered)``; a consumer replace adds
+    what restarting delivery does (``delivery restarts (deliver_policy all): 200
+    already processed messages are redelivered``)."""
     loss = dict(change.loss or {})
     if not loss:
         return ""
     parts = []
     if "messages" in loss or "bytes" in loss:
         size = int(loss.pop("bytes", 0) or 0)
+        about = "about " if change.loss_paths else ""
         parts.append(
-            f"{_plural(int(loss.pop('messages', 0) or 0), 'message')} "
+            f"{about}{_plural(int(loss.pop('messages', 0) or 0), 'message')} "
             f"({format_size(size) if size > 0 else '0B'})"
+            + (f" ({', '.join(change.loss_paths)} lowered)" if change.loss_paths else "")
         )
     consumers = int(loss.pop("consumers", 0) or 0)
     if consumers:
@@ -88,10 +93,31 @@ def loss_text(change: Change) -> str:
     if "num_pending" in loss or "num_ack_pending" in loss:
         parts.append(f"{int(loss.pop('num_pending', 0) or 0)} pending")
         parts.append(f"{int(loss.pop('num_ack_pending', 0) or 0)} ack pending")
+    restart = _restart_text(change, loss.pop("redelivered", None), loss.pop("skipped", None))
     for key, value in loss.items():
         if value:
             parts.append(f"{value} {key.removeprefix('num_').replace('_', ' ')}")
+    if restart:
+        parts.append(restart)
     return ", ".join(parts)
+
+
+def _restart_text(change: Change, redelivered: int | None, skipped: int | None) -> str:
+    """A replaced consumer starts over: what its new deliver_policy does."""
+    if change.address.kind != Kind.CONSUMER or change.reason is Reason.STREAM_REPLACED:
+        return ""
+    if redelivered is None and skipped is None and change.action is not Action.REPLACE:
+        return ""
+    policy = (change.send or {}).get("deliver_policy") or "all"
+    text = f"delivery restarts (deliver_policy {policy})"
+    if redelivered is not None:
+        text += (
+            f": {_plural(redelivered, 'already processed message')} "
+            f"{'is' if redelivered == 1 else 'are'} redelivered"
+        )
+    if skipped:
+        text += f", {_plural(skipped, 'pending message')} never delivered"
+    return text
 
 
 def _reason_note(change: Change) -> str | None:
@@ -122,6 +148,7 @@ _REFUSALS = {
     ),
     Code.REPLACE: "replace needs --allow-replace ({detail})",
     Code.DELETE: "delete needs --prune",
+    Code.DATA_LOSS: "update drops stored messages, needs --allow-data-loss",
     Code.EMPTY_PRUNE: (
         'prune refused: the manifests declare nothing for environment "{detail}", so every '
         "owned resource would be deleted (--allow-empty-prune to do that)"
@@ -146,7 +173,13 @@ def refusal_text(refusal: Refusal) -> str:
     return text + (f" (would lose {loss})" if loss else "")
 
 
-_SAYS_LOSS = (Code.PREVENT_DESTROY, Code.REPLACE, Code.DELETE, Code.NO_DESTROY_HERE)
+_SAYS_LOSS = (
+    Code.PREVENT_DESTROY,
+    Code.REPLACE,
+    Code.DELETE,
+    Code.NO_DESTROY_HERE,
+    Code.DATA_LOSS,
+)
 # Refusals a plan shows on its changes: those no destructive-action flag lifts.
 _PLAN_OPTIONS = ApplyOptions(prune=True, allow_replace=True)
 
