@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 def stream_doc(name: str, **spec: Any) -> str:
     spec.setdefault("subjects", [f"{name.lower()}.>"])
-    return f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
+    return (
+        "apiVersion: jsops/v1\nkind: Stream\n"
+        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
+    )
 
 
 def consumer_doc(stream: str, name: str, **spec: Any) -> str:
@@ -214,7 +217,7 @@ def test_consumer_replace_says_how_many_processed_messages_come_again(
     code, out, _ = project.cli("plan")
     expected = "delivery restarts (deliver_policy all): 200 already processed messages"
     assert expected in out and "are redelivered" in out
-    code, out, _ = project.cli("plan", "--format", "markdown")
+    _, out, _ = project.cli("plan", "--format", "markdown")
     assert expected in out
 
     # deliver_policy new: nothing comes again, the 300 pending are never delivered
@@ -226,5 +229,5 @@ def test_consumer_replace_says_how_many_processed_messages_come_again(
     )
     change = only_change(plan_json(project))
     assert change["loss"]["redelivered"] == 0 and change["loss"]["skipped"] == 300
-    code, out, _ = project.cli("plan")
+    _, out, _ = project.cli("plan")
     assert "300 pending messages never delivered" in out
