@@ -214,7 +214,7 @@ def test_consumer_replace_says_how_many_processed_messages_come_again(
     assert change["action"] == "replace" and change["destructive"] is True
     assert change["loss"]["redelivered"] == 200
     assert change["loss"]["num_pending"] == 300
-    code, out, _ = project.cli("plan")
+    _, out, _ = project.cli("plan")
     expected = "delivery restarts (deliver_policy all): 200 already processed messages"
     assert expected in out and "are redelivered" in out
     _, out, _ = project.cli("plan", "--format", "markdown")
