@@ -756,8 +756,14 @@ def _check_targets(
 
 
 def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> list[Diagnostic]:
-    """More replicas than the target cluster has servers is a plan error (when known)."""
+    """More replicas than the target cluster has servers is a plan error (when known).
+
+    The size is the servers the connected one advertises, which leaves out servers that
+    are down: a stream that already has at least these replicas is not judged by it."""
     replicas = send.get("num_replicas") or 1
+    existing = (live.streams.get(res.address.name) or {}).get("config") or {}
+    if int(existing.get("num_replicas") or 1) >= replicas:
+        return []
     size = live.cluster_size
     placement = send.get("placement") or {}
     elsewhere = (
