@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.apply import ApplyResult, OnEvent, apply_plan
 from reconciler.connection import ConnectSettings, connect, resolve_settings
@@ -58,6 +58,9 @@ from reconciler.refusals import (
 )
 from reconciler.render import refusal_text
 from reconciler.validate import load_desired
+
+if TYPE_CHECKING:
+    from reconciler.graph import Graph
 
 T = TypeVar("T")
 UNKNOWN_API_LEVEL = 10**6  # gates nothing: used when no server of the target was read
@@ -349,3 +352,33 @@ def refused(found: Sequence[Refusal]) -> JsopsError:
     return ApplyRefused(
         "apply refused, nothing was changed:\n" + "\n".join(refusal_text(r) for r in found)
     )
+
+
+def topology(target: Target, *, paths: Sequence[str] | None = None, live: bool = False) -> Graph:
+    """The graph of the environment's manifests (``jsops graph``); with ``live``, also
+    the streams and consumers of the environment's account that no manifest declares
+    (drawn dashed). Reads the server only with ``live``."""
+    from reconciler.graph import Entry, build_graph
+    from reconciler.models import Address
+    from reconciler.normalize import stream_api_config
+
+    desired = load_desired(target.project, target.env_name, paths)
+    project = target.project.name
+    entries = [
+        Entry(r.address, stream_api_config(r, project) if r.address.kind is Kind.STREAM else None)
+        for r in desired
+    ]
+    if live:
+        state = asyncio.run(_with_connections(target, _read_own_account))
+        declared = {r.address for r in desired}
+        for name, info in sorted(state.streams.items()):
+            if Address(Kind.STREAM, name) not in declared:
+                entries.append(Entry(Address(Kind.STREAM, name), info["config"], "live"))
+        for stream, name in sorted(state.consumers):
+            if Address(Kind.CONSUMER, name, stream=stream) not in declared:
+                entries.append(Entry(Address(Kind.CONSUMER, name, stream=stream), None, "live"))
+    return build_graph(entries)
+
+
+async def _read_own_account(conns: Connections) -> LiveState:
+    return await read_live_state(await conns.client(None))

@@ -150,9 +150,17 @@ def plan(
     from reconciler import api, planfile, render
 
     opts = _merge(ctx, **kwargs)
-    the_plan = api.plan(
-        _target(opts), prune=prune, targets=targets, allow_empty_prune=allow_empty_prune
-    )
+    target = None
+    try:
+        target = _target(opts)
+        the_plan = api.plan(
+            target, prune=prune, targets=targets, allow_empty_prune=allow_empty_prune
+        )
+    except Exception as exc:
+        if fmt == "markdown":  # a CI step posting stdout still posts why the plan failed
+            env = target.env_name if target else opts.env
+            click.echo(render.render_markdown_failure(exc, env), nl=False)
+        raise
     if fmt == "text":
         click.echo(render.render_text(the_plan, color=_color(opts), show_noop=show_noop), nl=False)
     else:
@@ -254,6 +262,59 @@ def apply(
         _err(render.summary_line(the_plan))
         return 0
     _err(f"Apply complete: {result.summary()}.")
+    return 0
+
+
+@cli.command()
+@click.argument("planfile", type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@global_options
+@click.pass_context
+def show(ctx: click.Context, /, planfile: str, fmt: str, **kwargs: Any) -> int:
+    """Show a saved plan (no server needed), as plan prints it."""
+    from reconciler import planfile as planfiles
+    from reconciler import render
+
+    opts = _merge(ctx, **kwargs)
+    saved = planfiles.read_plan(planfile)
+    if fmt == "text":
+        click.echo(render.render_text(saved, color=_color(opts)), nl=False)
+    else:
+        click.echo(render.RENDERERS[fmt](saved), nl=False)
+    _err(render.summary_line(saved))
+    return 0
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+)
+@click.option("--live", is_flag=True, help="Add what only the server has (dashed).")
+@global_options
+@click.pass_context
+def graph(
+    ctx: click.Context, /, paths: tuple[str, ...], fmt: str, live: bool, **kwargs: Any
+) -> int:
+    """Draw the topology: streams, mirrors, sources (across domains and accounts),
+    consumers and buckets, from the manifests (and with --live the server)."""
+    from reconciler import api
+    from reconciler.graph import RENDERERS
+
+    opts = _merge(ctx, **kwargs)
+    topology = api.topology(_target(opts), paths=list(paths) or None, live=live)
+    click.echo(RENDERERS[fmt](topology), nl=False)
+    _err(f"{len(topology.nodes)} node(s), {len(topology.edges)} edge(s)")
     return 0
 
 

@@ -262,41 +262,253 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plan: Plan) -> str:
-    import jinja2  # only the markdown format needs it
+# GitHub refuses a comment body over 65,536 characters. The markdown plan stays a margin
+# below it, so a CI step may add its own marker line or heading and still post it.
+COMMENT_LIMIT = 65_536
+MARKDOWN_BUDGET = COMMENT_LIMIT - 1_536
+DIAGRAM_NODES = 40  # boxes in the plan's Mermaid diagram (it stays readable and small)
+UNMANAGED_LISTED = 20
+REFUSED_LISTED = 20
+_ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE, Action.NOOP)
+_KIND_ORDER = {"Account": 0, "Stream": 1, "KeyValue": 2, "ObjectStore": 3, "Consumer": 4}
+_TABLE_HEAD = ["| | resource | action | details |", "|---|---|---|---|"]
+_JSON_HINT = (
+    "the JSON plan has everything (`jsops plan --format json`, or "
+    "`jsops show PLANFILE --format json` for a saved plan)"
+)
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("reconciler", "templates"),
-        trim_blocks=True,
-        autoescape=False,
-        keep_trailing_newline=True,
+
+class _Budget:
+    """Characters left for the parts of a comment that can be cut."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def take(self, lines: list[str]) -> bool:
+        """Spend on ``lines`` (each counted with its newline) if they fit."""
+        size = sum(len(line) + 1 for line in lines)
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+def _lines_size(lines: list[str]) -> int:
+    return sum(len(line) + 1 for line in lines)
+
+
+def _md_details(change: Change) -> str:
+    parts = [f"**{DRIFT_NOTE}**"] if change.drift else []
+    if reason := _reason_note(change):
+        parts.append(reason)
+    if change.replace_reasons:
+        parts.append("; ".join(change.replace_reasons))
+    loss = loss_text(change)
+    if loss:
+        parts.append(f"loses {loss}")
+    parts += _plan_refusals(change)
+    return _md_escape("; ".join(parts))
+
+
+def _md_row(change: Change) -> str:
+    warn = " ⚠️" if change.destructive else ""
+    return (
+        f"| `{change.action.symbol}` | `{_md_escape(str(change.address))}` | "
+        f"{change.action.value}{warn} | {_md_details(change)} |"
     )
-    template = env.get_template("plan.md.j2")
 
-    def details(change: Change) -> str:
-        parts = [f"**{DRIFT_NOTE}**"] if change.drift else []
-        if reason := _reason_note(change):
-            parts.append(reason)
-        if change.replace_reasons:
-            parts.append("; ".join(change.replace_reasons))
-        if loss_text(change):
-            parts.append(f"loses {loss_text(change)}")
-        parts += _plan_refusals(change)
-        return _md_escape("; ".join(parts))
 
-    def fmt(change: Change, path: str, value: Any) -> str:
-        return "`" + _md_escape(human(change.address.kind, path, value)) + "`"
+def _md_value(change: Change, path: str, value: Any) -> str:
+    return "`" + _md_escape(human(change.address.kind, path, value)) + "`"
 
+
+def _md_diff_block(change: Change) -> list[str]:
+    lines = [
+        f"<details><summary>{change.action.value} <code>{change.address}</code></summary>",
+        "",
+        "| field | before | after |",
+        "|---|---|---|",
+    ]
+    for d in change.diff:
+        lines.append(
+            f"| `{d.path}` | {_md_value(change, d.path, d.before)} | "
+            f"{_md_value(change, d.path, d.after)} |"
+        )
+    return [*lines, "", "</details>", ""]
+
+
+def _kind_table(plan: Plan) -> list[str]:
+    counts: dict[str, dict[Action, int]] = {}
+    for change in plan.changes:
+        row = counts.setdefault(change.address.kind, dict.fromkeys(_ACTIONS, 0))
+        row[change.action] += 1
+    lines = [
+        "| kind | create | update | replace | delete | unchanged |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind, row in sorted(counts.items(), key=lambda item: _KIND_ORDER.get(item[0], 9)):
+        lines.append(f"| {kind} | " + " | ".join(str(row[a]) for a in _ACTIONS) + " |")
+    return [*lines, ""]
+
+
+def _table(changes: list[Change], budget: _Budget, heading: str | None) -> tuple[list[str], int]:
+    """A table of ``changes``, as many rows as the budget allows: (lines, rows left out)."""
+    head = ([heading, ""] if heading else []) + _TABLE_HEAD
+    if not changes or not budget.take(head):
+        return [], len(changes)
+    rows = []
+    for change in changes:
+        row = _md_row(change)
+        if not budget.take([row]):
+            break
+        rows.append(row)
+    return [*head, *rows, ""], len(changes) - len(rows)
+
+
+def _diagram(plan: Plan, budget: _Budget) -> list[str]:
+    from reconciler.graph import plan_graph, to_mermaid
+
+    graph, left_out = plan_graph(plan.pending(), DIAGRAM_NODES)
+    if not graph.edges:  # boxes without arrows tell nothing the tables do not
+        return []
+    caption = "What changes, and what it reads from"
+    if left_out:
+        caption += f" ({left_out} more changes not drawn)"
+    lines = [f"<details open><summary>{caption}</summary>", "", "```mermaid"]
+    lines += to_mermaid(graph).splitlines()
+    lines += ["```", "", "</details>", ""]
+    return lines if budget.take(lines) else []
+
+
+def _unmanaged(plan: Plan) -> list[str]:
+    if not plan.unmanaged:
+        return []
+    shown = ", ".join(f"`{u}`" for u in plan.unmanaged[:UNMANAGED_LISTED])
+    more = len(plan.unmanaged) - UNMANAGED_LISTED
+    if more > 0:
+        shown += f" and {more} more"
+    return [
+        "Unmanaged (owned by this project, declared in no manifest; deleted only with "
+        f"`--prune`): {shown}",
+        "",
+    ]
+
+
+def _footer(plan: Plan) -> list[str]:
+    return [
+        f"<sub>jsops · project `{plan.project}` · server {plan.server_version or '?'} "
+        f"(API level {plan.api_level})</sub>"
+    ]
+
+
+def render_markdown(plan: Plan, *, limit: int = MARKDOWN_BUDGET) -> str:
+    """A pull-request comment that always fits in ``limit`` characters: the summary per
+    kind and action, every destructive change first, then a diagram of what changes,
+    the other changes and their field diffs while they fit; what is cut is counted in
+    a note that points to the JSON plan."""
     pending = plan.pending()
-    return template.render(
-        plan=plan,
-        pending=pending,
-        summary=summary_line(plan),
-        details=details,
-        fmt=fmt,
-        destructive=[c for c in pending if c.destructive],
-        refused=[c for c in pending if _plan_refusals(c)],
+    destructive = [c for c in pending if c.destructive]
+    others = [c for c in pending if not c.destructive]
+    refused = [c for c in pending if _plan_refusals(c)]
+    head = [
+        f"### jsops plan: `{plan.environment}`" + ("" if plan.has_changes else " (no changes)"),
+        "",
+        summary_line(plan),
+        "",
+    ]
+    if plan.has_changes:
+        head += _kind_table(plan)
+    if destructive:
+        head += [
+            "> [!WARNING]",
+            f"> {len(destructive)} destructive change(s): data or delivery state will be lost.",
+            "",
+        ]
+    if refused:
+        listed = ", ".join(f"`{c.address}`" for c in refused[:REFUSED_LISTED])
+        more = len(refused) - REFUSED_LISTED
+        head += [
+            "> [!CAUTION]",
+            f"> {len(refused)} change(s) refused (apply stops before writing anything): "
+            f"{listed}{f' and {more} more' if more > 0 else ''}.",
+            "",
+        ]
+    tail = _unmanaged(plan) + _footer(plan)
+    note_room = 600  # the cut note below is shorter than this
+    budget = _Budget(limit - _lines_size(head) - _lines_size(tail) - note_room)
+
+    first, cut_destructive = _table(
+        destructive, budget, f"#### Destructive changes ({len(destructive)})" if others else None
     )
+    diagram = _diagram(plan, budget)
+    second, cut_others = _table(
+        others, budget, f"#### Other changes ({len(others)})" if destructive else None
+    )
+    details: list[str] = []
+    undetailed = 0
+    for change in pending:
+        if not change.diff:
+            continue
+        block = _md_diff_block(change)
+        if undetailed or not budget.take(block):
+            undetailed += 1
+            continue
+        details += block
+
+    note: list[str] = []
+    if cut_destructive or cut_others or undetailed:
+        parts = []
+        if cut_destructive or cut_others:
+            parts.append(f"{cut_destructive + cut_others} of {len(pending)} changes are not listed")
+        if undetailed:
+            parts.append(f"{undetailed} have their field changes left out")
+        note = [
+            "> [!NOTE]",
+            f"> Cut to fit one comment: {', '.join(parts)}; {_JSON_HINT}.",
+            "",
+        ]
+    return "\n".join(head + first + diagram + second + details + note + tail) + "\n"
+
+
+def render_markdown_failure(
+    error: BaseException, environment: str | None, *, limit: int = MARKDOWN_BUDGET
+) -> str:
+    """The comment of a plan that failed: why, with every manifest error's location (as
+    many as fit), so a CI step that posts stdout never posts an empty comment."""
+    from reconciler.errors import JsopsError, ManifestError
+
+    where = f"`{environment}`" if environment else "(no environment)"
+    head = [f"### jsops plan: {where} (failed)", "", "> [!CAUTION]"]
+    tail = ["", "<sub>jsops · nothing was changed</sub>"]
+    if isinstance(error, ManifestError):
+        count = len(error.diagnostics)
+        head += [
+            f"> The plan failed: {count} error(s) in the manifests. Nothing was sent to a "
+            "server. `jsops validate` lists them all.",
+            "",
+            "| location | error |",
+            "|---|---|",
+        ]
+        budget = _Budget(limit - _lines_size(head) - _lines_size(tail) - 200)
+        rows = []
+        for diag in error.diagnostics:
+            text = diag.message + (f" ({diag.hint})" if diag.hint else "")
+            if diag.location.rendered:
+                text += " (line in rendered template)"
+            row = f"| `{_md_escape(str(diag.location))}` | {_md_escape(text)} |"
+            if not budget.take([row]):
+                break
+            rows.append(row)
+        if len(rows) < count:
+            rows += ["", f"{count - len(rows)} more error(s) not listed: run `jsops validate`."]
+        return "\n".join(head + rows + tail) + "\n"
+    if isinstance(error, JsopsError):
+        lines = error.lines()
+    else:
+        lines = [f"internal error: {type(error).__name__}: {error}"]
+    text = _md_escape(" ".join(lines))[: limit // 2]
+    head.append(f"> The plan failed: {text}")
+    return "\n".join(head + tail) + "\n"
 
 
 RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}
