@@ -356,24 +356,31 @@ def refused(found: Sequence[Refusal]) -> JsopsError:
 
 def topology(target: Target, *, paths: Sequence[str] | None = None, live: bool = False) -> Graph:
     """The graph of the environment's manifests (``jsops graph``); with ``live``, also
-    the streams and consumers of the environment's account that no manifest declares
-    (drawn dashed). Reads the server only with ``live``."""
+    the streams, buckets and consumers of the environment's account that no manifest
+    declares (drawn dashed). Reads the server only with ``live``."""
+    from reconciler import buckets
     from reconciler.graph import Entry, build_graph
     from reconciler.models import Address
     from reconciler.normalize import stream_api_config
 
     desired = load_desired(target.project, target.env_name, paths)
     project = target.project.name
+    streams, bucket_of = buckets.lower_all(desired)
     entries = [
-        Entry(r.address, stream_api_config(r, project) if r.address.kind is Kind.STREAM else None)
-        for r in desired
+        Entry(
+            bucket_of[r.address].address if r.address in bucket_of else r.address,
+            stream_api_config(r, project),
+        )
+        for r in streams
     ]
+    entries += [Entry(r.address) for r in desired if r.address.kind is Kind.CONSUMER]
     if live:
         state = asyncio.run(_with_connections(target, _read_own_account))
         declared = {r.address for r in desired}
         for name, info in sorted(state.streams.items()):
-            if Address(Kind.STREAM, name) not in declared:
-                entries.append(Entry(Address(Kind.STREAM, name), info["config"], "live"))
+            address = buckets.live_address(name, info["config"])
+            if address not in declared:
+                entries.append(Entry(address, info["config"], "live"))
         for stream, name in sorted(state.consumers):
             if Address(Kind.CONSUMER, name, stream=stream) not in declared:
                 entries.append(Entry(Address(Kind.CONSUMER, name, stream=stream), None, "live"))

@@ -146,3 +146,39 @@ def test_show_of_a_missing_or_bad_file_is_one_line(project: TestProject) -> None
     code, _, err = project.cli("show", "bad.json")
     assert code == 1
     assert "format_version 99" in err and "Traceback" not in err
+
+
+def test_graph_draws_buckets_as_buckets(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "nats://127.0.0.1:1")
+    project.write(
+        "kv.yaml",
+        """
+        apiVersion: jsops/v1
+        kind: KeyValue
+        metadata: {name: base}
+        spec: {history: 5}
+        ---
+        apiVersion: jsops/v1
+        kind: KeyValue
+        metadata: {name: replica}
+        spec: {mirror: {name: base}}
+        ---
+        apiVersion: jsops/v1
+        kind: ObjectStore
+        metadata: {name: files}
+        ---
+        apiVersion: jsops/v1
+        kind: KeyValue
+        metadata: {name: merged}
+        spec: {sources: [{name: base}, {name: base, domain: edge}]}
+        """,
+    )
+    code, out, err = project.cli("graph")
+    assert code == 0, err
+    assert _edges(out) == {
+        ("KeyValue base", "KeyValue replica", "mirror"),
+        ("KeyValue base", "KeyValue merged", "source"),
+    }
+    assert '[["ObjectStore files"]]' in out
+    assert '[["KeyValue base"]]' in out
+    assert re.search(r'subgraph g\d+\["domain edge"\]', out)
