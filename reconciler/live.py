@@ -252,10 +252,6 @@ class LiveState:
     # Messages per subject of the few streams whose per-subject limit a plan lowers.
     subject_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    @property
-    def clustered(self) -> bool:
-        return self.cluster_size != 1
-
     def consumers_of(self, stream: str) -> list[dict[str, Any]]:
         return [info for (s, _), info in self.consumers.items() if s == stream]
 

@@ -14,7 +14,6 @@ can match, so policy's overlap checks stay near-linear in the number of subjects
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -55,11 +54,6 @@ def overlaps(a: str, b: str) -> bool:
         if x != y and x != "*" and y != "*":
             return False
     return True
-
-
-def matches(pattern: str, literal: str) -> bool:
-    """True when the literal subject ``literal`` is matched by ``pattern``."""
-    return covers(pattern, literal)
 
 
 def under_prefix(prefix: str, subject: str) -> bool:
@@ -155,13 +149,3 @@ class SubjectTrie(Generic[T]):
                     if child is not None:
                         stack.append((child, i + 1))
         return out
-
-
-def overlapping_pairs(subjects: Sequence[str]) -> list[tuple[int, int]]:
-    """Every pair ``(i, j)``, ``i < j``, of indexes whose subjects overlap (sorted)."""
-    trie: SubjectTrie[int] = SubjectTrie()
-    pairs: list[tuple[int, int]] = []
-    for j, subject in enumerate(subjects):
-        pairs.extend((i, j) for _, i in trie.overlapping(subject))
-        trie.insert(subject, j)
-    return sorted(pairs)

@@ -23,7 +23,7 @@ from reconciler.environments import ProjectConfig
 from reconciler.errors import Location
 from reconciler.models import Address, Resource, StreamManifest
 from reconciler.policy import check_overlap, check_policy
-from reconciler.subjects import SubjectTrie, overlapping_pairs
+from reconciler.subjects import SubjectTrie
 
 MAX_LEN = 4
 UNIVERSE = universe(MAX_LEN)
@@ -58,6 +58,17 @@ def test_trie_query_returns_exactly_the_overlapping_subjects_once_each(
     assert all(n == 1 for n in found.values())  # never the same entry twice
     assert set(found) == {i for i, s in enumerate(stored) if brute_overlaps(s, query)}
     assert all(stored[i] == s for s, i in trie.overlapping(query))
+
+
+def overlapping_pairs(subjects: list[str]) -> list[tuple[int, int]]:
+    """Every pair ``(i, j)``, ``i < j``, whose subjects overlap, found by inserting each
+    subject after querying it (as policy's overlap check does)."""
+    trie: SubjectTrie[int] = SubjectTrie()
+    pairs: list[tuple[int, int]] = []
+    for j, subject in enumerate(subjects):
+        pairs.extend((i, j) for _, i in trie.overlapping(subject))
+        trie.insert(subject, j)
+    return sorted(pairs)
 
 
 @EXAMPLES
@@ -149,12 +160,12 @@ def realistic_subjects(n_streams: int, seed: int = 5) -> list[list[str]]:
 def test_five_thousand_streams_are_checked_in_well_under_a_second() -> None:
     resources = _resources(realistic_subjects(5000))
     config = ProjectConfig.model_validate({"tenants": {f"t{i:03d}": {} for i in range(250)}})
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes on the machine do not count
     assert check_overlap(resources) == []
     problems = check_policy(resources, config)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert problems == []
-    assert elapsed < 1.0, f"{elapsed:.2f}s"
+    assert elapsed < 1.0, f"{elapsed:.2f}s of CPU"
 
 
 def test_the_finder_does_not_compare_all_pairs() -> None:
