@@ -35,7 +35,7 @@ from reconciler.diagnostics import did_you_mean, pydantic_diagnostics
 from reconciler.errors import Diagnostic, KeyPath, Location, ManifestError, UsageError
 from reconciler.load import Document, SourceFile, display_path, parse, read_source
 from reconciler.models import StreamSpec
-from reconciler.models.types import STRICT, Int, Limit, Size, check_subject
+from reconciler.models.types import STRICT, Int, Limit, Size, check_subject, valid_domain
 from reconciler.subjects import under_prefix
 
 DEFAULT_CONFIG = "jsops.yaml"
@@ -88,7 +88,7 @@ class EnvironmentConfig(BaseModel):
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(c in value for c in " \t.*>")):
+        if value is not None and not valid_domain(value):
             raise ValueError(f'invalid JetStream domain "{value}"')
         return value
 

@@ -13,10 +13,9 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
-from pydantic_core import PydanticCustomError
 
-from reconciler.models.stream import External, Placement, Problem, RePublish, _valid_domain
-from reconciler.models.types import STRICT, Duration, Int, Size, Timestamp
+from reconciler.models.stream import External, Placement, Problem, RePublish, remote_problems
+from reconciler.models.types import STRICT, Duration, Int, Size, Timestamp, checked
 
 # nats.go validBucketRe / nats.py VALID_BUCKET_RE
 BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -35,14 +34,7 @@ def check_bucket_name(value: str) -> str | None:
     return None
 
 
-def _bucket_name(value: str) -> str:
-    problem = check_bucket_name(value)
-    if problem:
-        raise PydanticCustomError("bad_name", problem)
-    return value
-
-
-BucketName = Annotated[str, AfterValidator(_bucket_name)]
+BucketName = Annotated[str, AfterValidator(checked(check_bucket_name, "bad_name"))]
 Compression = Literal["none", "s2"] | bool
 
 
@@ -68,17 +60,7 @@ class BucketSource(BaseModel):
         problem = check_bucket_name(self.bucket)
         if problem:
             out.append((("name",), problem))
-        if self.domain is not None and self.external is not None:
-            out.append(
-                (
-                    ("domain",),
-                    "domain and external are mutually exclusive (domain is "
-                    "shorthand for external.api)",
-                )
-            )
-        if self.domain is not None and not _valid_domain(self.domain):
-            out.append((("domain",), f"invalid JetStream domain {json.dumps(self.domain)}"))
-        return out
+        return out + remote_problems(self.domain, self.external)
 
 
 class _BucketSpec(BaseModel):

@@ -22,6 +22,7 @@ from reconciler.models.types import (
     Size,
     Subject,
     Timestamp,
+    valid_domain,
 )
 from reconciler.subjects import covers, overlaps
 
@@ -70,17 +71,7 @@ class StreamSource(BaseModel):
         return self.domain or (self.external.api if self.external else None)
 
     def problems(self) -> list[Problem]:
-        out: list[Problem] = []
-        if self.domain is not None and self.external is not None:
-            out.append(
-                (
-                    ("domain",),
-                    "domain and external are mutually exclusive (domain is "
-                    "shorthand for external.api)",
-                )
-            )
-        if self.domain is not None and not _valid_domain(self.domain):
-            out.append((("domain",), f"invalid JetStream domain {json.dumps(self.domain)}"))
+        out = remote_problems(self.domain, self.external)
         if self.filter_subject and self.subject_transforms:
             out.append(
                 (
@@ -266,5 +257,17 @@ class StreamSpec(BaseModel):
         return out
 
 
-def _valid_domain(domain: str) -> bool:
-    return bool(domain) and not any(ch in domain for ch in " \t.*>")
+def remote_problems(domain: str | None, external: External | None) -> list[Problem]:
+    """The rules of an origin's ``domain`` (a mirror's or a source's, of a stream or a
+    bucket): a valid domain name, and not together with ``external``."""
+    out: list[Problem] = []
+    if domain is not None and external is not None:
+        out.append(
+            (
+                ("domain",),
+                "domain and external are mutually exclusive (domain is shorthand for external.api)",
+            )
+        )
+    if domain is not None and not valid_domain(domain):
+        out.append((("domain",), f"invalid JetStream domain {json.dumps(domain)}"))
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import typing
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
 
@@ -102,11 +103,25 @@ def check_name(value: str, what: str = "name") -> str | None:
     return None
 
 
-def _name(value: str) -> str:
-    problem = check_name(value)
-    if problem:
-        raise PydanticCustomError("bad_name", problem)
-    return value
+def checked(check: Callable[[str], str | None], code: str) -> Callable[[str], str]:
+    """A field validator from a ``check_*`` function (the problem in words, or None):
+    the problem becomes a pydantic error of type ``code``."""
+
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem:
+            raise PydanticCustomError(code, problem)
+        return value
+
+    return validate
+
+
+def valid_domain(domain: str) -> bool:
+    """A JetStream domain name: not empty, no whitespace, dots or wildcards."""
+    return bool(domain) and not any(ch in domain for ch in " \t.*>")
+
+
+_name = checked(check_name, "bad_name")
 
 
 def check_subject(subject: str, *, wildcards: bool = True) -> str | None:
@@ -127,18 +142,10 @@ def check_subject(subject: str, *, wildcards: bool = True) -> str | None:
     return None
 
 
-def _subject(value: str) -> str:
-    problem = check_subject(value)
-    if problem:
-        raise PydanticCustomError("bad_subject", problem)
-    return value
+_subject = checked(check_subject, "bad_subject")
 
 
-def _literal_subject(value: str) -> str:
-    problem = check_subject(value, wildcards=False)
-    if problem:
-        raise PydanticCustomError("bad_subject", problem)
-    return value
+_literal_subject = checked(lambda value: check_subject(value, wildcards=False), "bad_subject")
 
 
 def _timestamp(value: Any) -> str:
