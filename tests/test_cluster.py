@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from harness.project import make_project
-from harness.servers import js_request_sync, unique_name
+from harness.servers import JsWriteCounter, js_request_sync, unique_name
 
 from reconciler.plan import Action
+
+
+def stream_doc(name: str, **spec: Any) -> str:
+    spec.setdefault("subjects", [f"{name.lower()}.>"])
+    head = f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
+    return head + f"spec: {json.dumps(spec)}\n"
+
 
 STREAM = """
     apiVersion: jsops/v1
@@ -61,3 +71,29 @@ def test_replicas_on_a_standalone_server_is_a_plan_error(nats_server, tmp_path) 
     code, _out, err = project.cli("plan")
     assert code == 1
     assert "s.yaml:6:3: num_replicas 3: the server is not clustered" in err, err
+
+
+def test_saved_plan_is_bound_to_the_cluster_not_the_node(nats_cluster, tmp_path) -> None:
+    """A plan made through one node applies through another node of the same cluster;
+    an environment pinned to another cluster refuses to run (and writes nothing)."""
+    n1, n2 = nats_cluster.urls[0], nats_cluster.urls[1]
+    project = make_project(
+        tmp_path, n1, envs={"test": {"servers": [n1], "expect": {"cluster": "c1"}}}
+    )
+    name = unique_name("NODES")
+    project.write("s.yaml", stream_doc(name, num_replicas=3))
+    code, _, err = project.cli("plan", "--out", "plan.json")
+    assert code == 0, err
+    assert json.loads((project.root / "plan.json").read_text())["identity"]["cluster"] == "c1"
+    code, _, err = project.cli("apply", "plan.json", "--server", n2)
+    assert code == 0, err
+
+    pinned = make_project(
+        tmp_path, n1, envs={"test": {"servers": [n1], "expect": {"cluster": "east"}}}
+    )
+    pinned.write("s.yaml", stream_doc(unique_name("EAST")))
+    with JsWriteCounter(n1) as counter:
+        code, _, err = pinned.cli("apply", "--auto-approve")
+    assert code == 1
+    assert 'expects cluster "east" but found c1' in err
+    assert counter.writes == []
