@@ -188,34 +188,27 @@ def saved_plan_refusals(saved: Plan, fresh: Plan) -> list[Refusal]:
         new = now.get(key)
         if new is None:
             out.append(Refusal(Code.SAVED_DIFFERS, old.address, "not in a plan made now"))
-        elif old.action is Action.CREATE and new.action is not Action.CREATE:
-            out.append(Refusal(Code.SAVED_STALE, old.address, "now exists (the plan creates it)"))
+            continue
+        why = None
+        code = Code.SAVED_STALE
+        if old.action is Action.CREATE and new.action is not Action.CREATE:
+            why = "now exists (the plan creates it)"
         elif old.action is not Action.CREATE and new.action is Action.CREATE:
-            out.append(
-                Refusal(
-                    Code.SAVED_STALE,
-                    old.address,
-                    f"no longer exists (the plan {old.action.value}s it)",
-                )
-            )
+            why = f"no longer exists (the plan {old.action.value}s it)"
         elif old.live_digest != new.live_digest:
-            out.append(Refusal(Code.SAVED_STALE, old.address, "changed since the plan was made"))
+            why = "changed since the plan was made"
         elif _comparable(old) != _comparable(new):
             fields = [
                 name
                 for name in Change.__slots__
                 if name not in _NOT_COMPARED and getattr(old, name) != getattr(new, name)
             ]
-            out.append(
-                Refusal(
-                    Code.SAVED_DIFFERS,
-                    old.address,
-                    "differs from a plan made now (" + ", ".join(fields) + ")",
-                )
-            )
+            code, why = Code.SAVED_DIFFERS, f"differs from a plan made now ({', '.join(fields)})"
+        if why is not None:
+            out.append(Refusal(code, old.address, why, new))
     for key, new in now.items():
         if key not in before:
-            out.append(Refusal(Code.SAVED_DIFFERS, new.address, "missing from the plan file"))
+            out.append(Refusal(Code.SAVED_DIFFERS, new.address, "missing from the plan file", new))
     if (saved.prune, saved.targets) != (fresh.prune, fresh.targets):
         out.append(Refusal(Code.SAVED_DIFFERS, None, "made with other --prune/--target options"))
     return out

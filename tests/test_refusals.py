@@ -3,13 +3,16 @@ refused for what, which flag lifts it, and how each refusal reads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from reconciler import render
 from reconciler.environments import ProjectConfig
+from reconciler.live import ServerIdentity
 from reconciler.models import Address
 from reconciler.plan import Action, Change, Plan
-from reconciler.refusals import ApplyOptions, Code, refusals
+from reconciler.refusals import ApplyOptions, Code, refusals, saved_plan_refusals
 
 STREAM = Address("Stream", "S")
 DEFAULT = ApplyOptions()
@@ -106,4 +109,57 @@ def test_wording_names_the_flag_and_the_loss() -> None:
         "(would lose 3 messages (1KiB))",
         'm.yaml:3:9: Stream S: update refused: owned by project "billing" (jsops.owner); '
         "--allow-takeover takes it over",
+    ]
+
+
+# ------------------------------------------------------------------ saved plans
+
+
+def _identity(**kwargs: str | None) -> ServerIdentity:
+    return ServerIdentity(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("saved", "fresh", "refused"),
+    [
+        pytest.param({"server_name": "a"}, {"server_name": "a"}, False, id="same server"),
+        pytest.param({"server_name": "a"}, {"server_name": "b"}, True, id="another server"),
+        pytest.param(
+            {"cluster": "c1", "server_name": "n1"},
+            {"cluster": "c1", "server_name": "n2"},
+            False,
+            id="another node of the cluster",
+        ),
+        pytest.param({"cluster": "c1"}, {"cluster": "c2"}, True, id="another cluster"),
+        pytest.param({"domain": "leaf"}, {"domain": "hub"}, True, id="another domain"),
+        pytest.param({"account": "A"}, {"account": "B"}, True, id="another account"),
+        pytest.param({"account": None}, {"account": "B"}, False, id="account unknown once"),
+    ],
+)
+def test_saved_plan_identity(saved: dict[str, str], fresh: dict[str, str], refused: bool) -> None:
+    changes = [change(Action.UPDATE)]
+    old = Plan("dev", "p", changes, identity=_identity(**saved), declared=1)
+    new = Plan("dev", "p", changes, identity=_identity(**fresh), declared=1)
+    codes = [r.code for r in saved_plan_refusals(old, new)]
+    assert codes == ([Code.SAVED_IDENTITY] if refused else [])
+
+
+def test_saved_plan_compares_what_apply_does_not_what_moves_on_its_own() -> None:
+    ident = _identity(server_name="s1")
+    base = change(Action.UPDATE, send={"max_age": 1}, loss={"messages": 1}, live_digest="d")
+    old = Plan("dev", "p", [base], identity=ident, declared=1)
+    moved = Plan(
+        "dev",
+        "p",
+        [dataclasses.replace(base, loss={"messages": 9}, location="m.yaml:9:1")],
+        identity=ident,
+        declared=1,
+    )
+    assert saved_plan_refusals(old, moved) == []  # loss counts and lines move on their own
+    edited = Plan(
+        "dev", "p", [dataclasses.replace(base, send={"max_age": 2})], identity=ident, declared=1
+    )
+    found = saved_plan_refusals(old, edited)
+    assert [render.refusal_text(r) for r in found] == [
+        "m.yaml:3:9: Stream S: differs from a plan made now (send)"
     ]
