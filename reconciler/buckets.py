@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.diff import diff_config
-from reconciler.errors import Location
+from reconciler.errors import Diagnostic, Location
 from reconciler.models import (
     BUCKET_KINDS,
     Address,
@@ -137,6 +137,29 @@ def live_address(name: str, config: dict[str, Any], account: str | None = None) 
         if sorted(config.get("subjects") or []) == sorted(obj_subjects(bucket)):
             return Address(Kind.OBJECT_STORE, bucket, account=account)
     return Address(Kind.STREAM, name, account=account)
+
+
+def check_clashes(resources: Iterable[Resource]) -> list[Diagnostic]:
+    """A Stream manifest named like a bucket's stream (``KV_config`` and KeyValue
+    ``config``) declares that stream twice."""
+    resources = list(resources)
+    streams = {r.address: r for r in resources if r.address.kind == Kind.STREAM}
+    problems = []
+    for res in resources:
+        if res.address.kind not in BUCKETS:
+            continue
+        stream = streams.get(stream_address(res.address))
+        if stream is not None and stream.shares_environment(res):
+            problems.append(
+                Diagnostic(
+                    res.location,
+                    f"{res.address} is the stream {stream.address.name}, which is declared "
+                    f"at {stream.location}",
+                    code="duplicate",
+                    related=(stream.location,),
+                )
+            )
+    return problems
 
 
 # ---------------------------------------------------------------- bucket -> stream

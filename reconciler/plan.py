@@ -504,7 +504,7 @@ def build_plan(
             buckets.keep_live_choices(send, live.streams.get(name))
             kind = bucket.address.kind
             errors += _level_errors(bucket, kind, buckets.spec_config(bucket), live.api_level)
-        errors += _replica_errors(res, send, live)
+        errors += _replica_errors(bucket or res, send, live)
         canon = canonical_stream(send)
         desired_canon[name] = canon
         info = live.streams.get(name)
@@ -773,10 +773,11 @@ def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> lis
         return []
     where = "the server is not clustered" if size == 1 else f"the cluster has {size} servers"
     doc = res.document
+    field = "replicas" if res.address.kind in buckets.BUCKETS else "num_replicas"
     return [
         Diagnostic(
-            doc.locate(("spec", "num_replicas")) if doc else res.location,
-            f"num_replicas {replicas}: {where}",
+            doc.locate(("spec", field)) if doc else res.location,
+            f"{field} {replicas}: {where}",
             code="replicas",
         )
     ]

@@ -21,6 +21,13 @@ environment's ``values.replicas`` when it has one, else the origin's. ``--set
 FIELD=VALUE`` overrides any spec field of every promoted stream (YAML values, units
 allowed: ``--set max_age=30d``).
 
+Buckets promote the same way: a KeyValue bucket becomes a KeyValue that mirrors or
+sources it (keeping ``history``, ``ttl``, ``max_bytes``, ``max_value_size``, ``storage``,
+``compression``; ``replicas`` as above), or is copied; an ObjectStore is only copied
+(the clients' ObjectStore config has no mirror or sources). A bucket's file is
+``<name>.keyvalue.yaml`` / ``<name>.objectstore.yaml``, and ``--set`` applies to each
+kind only the fields that kind has.
+
 The output depends only on the manifests and the options (sorted, no timestamps), so
 promoting twice with unchanged inputs writes byte-identical files.
 """
@@ -37,7 +44,7 @@ from ruamel.yaml import YAML
 from reconciler.environments import Project
 from reconciler.errors import ManifestError, UsageError
 from reconciler.export import dump_documents, humanize_spec
-from reconciler.models import Kind, Resource, StreamSpec
+from reconciler.models import KeyValueSpec, Kind, ObjectStoreSpec, Resource, StreamSpec
 from reconciler.validate import dedupe, load_desired, validate_paths
 
 MODES = ("mirror", "source", "copy")
@@ -51,6 +58,17 @@ KEPT_LIMITS = (
     "discard",
     "compression",
 )
+# Per kind: the spec model, the limits a mirror/source keeps, the replicas field.
+SPECS: dict[Kind, type[StreamSpec | KeyValueSpec | ObjectStoreSpec]] = {
+    Kind.STREAM: StreamSpec,
+    Kind.KEY_VALUE: KeyValueSpec,
+    Kind.OBJECT_STORE: ObjectStoreSpec,
+}
+KEPT: dict[Kind, tuple[str, ...]] = {
+    Kind.STREAM: KEPT_LIMITS,
+    Kind.KEY_VALUE: ("history", "ttl", "max_bytes", "max_value_size", "storage", "compression"),
+}
+REPLICAS = {Kind.STREAM: "num_replicas", Kind.KEY_VALUE: "replicas", Kind.OBJECT_STORE: "replicas"}
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -65,8 +83,10 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _selected(resources: Sequence[Resource], select: Sequence[str]) -> list[Resource]:
-    streams = [r for r in resources if r.address.kind == Kind.STREAM]
+def _selected(
+    resources: Sequence[Resource], select: Sequence[str], kinds: Sequence[Kind]
+) -> list[Resource]:
+    streams = [r for r in resources if r.address.kind in kinds]
     if not select:
         return streams
     return [r for r in streams if any(fnmatch.fnmatchcase(r.address.name, p) for p in select)]
@@ -101,11 +121,12 @@ def promote(
     _, source_cfg = project.environment(from_env)
     _, target_cfg = project.environment(to_env)
     overrides = overrides or {}
-    unknown = [k for k in overrides if k not in StreamSpec.model_fields]
+    unknown = [k for k in overrides if not any(k in m.model_fields for m in SPECS.values())]
     if unknown:
         raise UsageError(f"--set: unknown stream field(s): {', '.join(unknown)}")
     desired = load_desired(project, from_env)
-    origins = [r for r in _selected(desired, select) if not r.in_environment(to_env)]
+    kinds = list(SPECS) if mode == "copy" else list(KEPT)
+    origins = [r for r in _selected(desired, select, kinds) if not r.in_environment(to_env)]
     if not origins:
         raise UsageError(
             f'no stream declared for "{from_env}" (and not already for "{to_env}") matches'
@@ -116,7 +137,7 @@ def promote(
     if mode == "copy":
         rendered = {r.address: r for r in _rendered_for(project, to_env)}
         for origin in sorted(origins, key=lambda r: r.address.name):
-            stem = name_template.format(name=origin.address.name, from_env=from_env, to_env=to_env)
+            stem = _stem(origin, name_template, from_env, to_env)
             files[stem] = _copy(
                 origin, rendered, desired, to_env, name_template, from_env, overrides
             )
@@ -129,6 +150,7 @@ def promote(
                 f'{origin.address}: "{from_env}" and "{to_env}" share a JetStream domain, '
                 "so the promoted stream needs another name (--name '{name}_PROMOTED')"
             )
+        kind = origin.address.kind
         src = _spec(origin)
         spec: dict[str, Any] = {
             "description": f"{mode.capitalize()} of {origin.address.name} from {from_env}"
@@ -140,18 +162,31 @@ def promote(
             spec["mirror"] = reference
         else:
             spec["sources"] = [reference]
-        spec.update({k: src[k] for k in KEPT_LIMITS if k in src})
-        spec["num_replicas"] = int(replicas) if replicas is not None else src.get("num_replicas", 1)
-        spec.update(overrides)
-        files[name] = [
+        spec.update({k: src[k] for k in KEPT[kind] if k in src})
+        field = REPLICAS[kind]
+        spec[field] = int(replicas) if replicas is not None else src.get(field, 1)
+        spec.update(_overrides_for(kind, overrides))
+        files[_stem(origin, name_template, from_env, to_env)] = [
             {
                 "apiVersion": "jsops/v1",
-                "kind": Kind.STREAM.value,
+                "kind": kind.value,
                 "metadata": _meta(name, to_env, origin),
-                "spec": humanize_spec(Kind.STREAM, spec),
+                "spec": humanize_spec(kind, spec),
             }
         ]
     return files
+
+
+def _overrides_for(kind: Kind, overrides: dict[str, Any]) -> dict[str, Any]:
+    fields = SPECS[kind].model_fields
+    return {k: v for k, v in overrides.items() if k in fields}
+
+
+def _stem(origin: Resource, name_template: str, from_env: str, to_env: str) -> str:
+    """The promoted file's stem: the promoted name (a bucket's with its kind)."""
+    name = name_template.format(name=origin.address.name, from_env=from_env, to_env=to_env)
+    kind = origin.address.kind
+    return name if kind == Kind.STREAM else f"{name}.{kind.value.lower()}"
 
 
 def _rendered_for(project: Project, env: str) -> list[Resource]:
@@ -174,20 +209,23 @@ def _copy(
 ) -> list[dict[str, Any]]:
     stream = rendered.get(origin.address, origin)
     name = name_template.format(name=origin.address.name, from_env=from_env, to_env=to_env)
-    spec = {**_spec(stream), **overrides}
+    kind = origin.address.kind
+    spec = {**_spec(stream), **_overrides_for(kind, overrides)}
     docs = [
         {
             "apiVersion": "jsops/v1",
-            "kind": Kind.STREAM.value,
+            "kind": kind.value,
             "metadata": _meta(name, to_env, origin),
-            "spec": humanize_spec(Kind.STREAM, spec),
+            "spec": humanize_spec(kind, spec),
         }
     ]
     consumers = sorted(
         (
             r
             for r in desired
-            if r.address.kind == Kind.CONSUMER and r.address.stream == origin.address.name
+            if kind == Kind.STREAM
+            and r.address.kind == Kind.CONSUMER
+            and r.address.stream == origin.address.name
         ),
         key=lambda r: r.address.name,
     )

@@ -41,6 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.buckets import check_clashes as check_bucket_clashes
 from reconciler.diagnostics import did_you_mean, dotted, pydantic_diagnostics, short_value
 from reconciler.environments import Project
 from reconciler.errors import Diagnostic, ManifestError
@@ -202,6 +203,7 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
             )
             continue
         problems += _check_filters(res, declared[0])
+    problems += check_bucket_clashes(resources)
     problems += _check_source_cycles([r for r in resources if r.address.kind == Kind.STREAM])
     return problems
 

@@ -234,7 +234,9 @@ def test_tenants_quotas_and_names_apply_to_buckets() -> None:
 # ------------------------------------------------------------------ export / adoption
 
 
-def test_client_made_buckets_export_as_buckets_and_adopt(tmp_path: Path, nats_server) -> None:
+def test_client_made_buckets_export_as_buckets_and_adopt(
+    tmp_path: Path, nats_server, server_version
+) -> None:
     from nats.js.api import KeyValueConfig, StorageType
 
     kv_py, kv_go, obj = unique_name("kvpy"), unique_name("kvgo"), unique_name("obj")
@@ -274,6 +276,9 @@ def test_client_made_buckets_export_as_buckets_and_adopt(tmp_path: Path, nats_se
         "subject_delete_marker_ttl": 300 * 10**9,
         "metadata": {"team": "platform"},
     }
+    marker = server_version >= (2, 11, 0)  # limit_marker_ttl needs API level 1
+    if not marker:
+        del go_config["allow_msg_ttl"], go_config["subject_delete_marker_ttl"]
     reply = js_request_sync(nats_server.url, f"$JS.API.STREAM.CREATE.KV_{kv_go}", go_config)
     assert "error" not in reply, reply
 
@@ -289,7 +294,7 @@ def test_client_made_buckets_export_as_buckets_and_adopt(tmp_path: Path, nats_se
     assert "kind: KeyValue" in py_text and f"name: {kv_py}" in py_text
     assert "history: 7" in py_text and "ttl: 1h" in py_text and "max_value_size: 4KiB" in py_text
     go_text = (project.root / "manifests" / f"KV_{kv_go}.yaml").read_text()
-    assert "limit_marker_ttl: 5m" in go_text and "compression: s2" in go_text
+    assert ("limit_marker_ttl: 5m" in go_text) is marker and "compression: s2" in go_text
     assert "team: platform" in go_text and "max_bytes: 1MiB" in go_text
     assert "kind: ObjectStore" in (project.root / "manifests" / f"OBJ_{obj}.yaml").read_text()
     assert "KV_" not in py_text.split("kind:")[1] and "subjects" not in py_text
@@ -319,18 +324,26 @@ def _hub_leaf_project(tmp_path: Path, hub_and_leaf: Any) -> TestProject:
     )
 
 
-def test_leaf_bucket_mirrored_into_the_hub_receives_puts(tmp_path: Path, hub_and_leaf) -> None:
+def test_leaf_bucket_promoted_as_a_hub_mirror_receives_puts(tmp_path: Path, hub_and_leaf) -> None:
     project = _hub_leaf_project(tmp_path, hub_and_leaf)
     name = unique_name("flags")
     project.write(
         "flags.yaml",
-        bucket_doc("KeyValue", name, {"environments": ["dev"]}, history=2)
+        bucket_doc("KeyValue", name, {"environments": ["dev"]}, history=2, ttl="1d")
         + "---\n"
-        + bucket_doc(
-            "KeyValue", name, {"environments": ["prod"]}, mirror={"name": name, "domain": "leaf"}
-        ),
+        + bucket_doc("ObjectStore", name, {"environments": ["dev"]}),
     )
     apply_ok(project, env="dev")
+    out = project.root / "manifests" / "promoted"
+    promote = ("promote", "--from", "dev", "--to", "prod", "--select", name, "--out", str(out))
+    code, _out, err = project.cli(*promote)
+    assert code == 0, err
+    # the ObjectStore has no mirror in the clients' config: mirror mode leaves it out
+    assert [f.name for f in out.iterdir()] == [f"{name}.keyvalue.yaml"]
+    text = (out / f"{name}.keyvalue.yaml").read_text()
+    assert "kind: KeyValue" in text and "domain: leaf" in text
+    assert "history: 2" in text and "ttl: 1d" in text and "environments:\n    - prod" in text
+
     prod = apply_ok(project, env="prod")
     assert [c.address.target for c in prod.changes] == [f"KeyValue/{name}"]
     assert prod.changes[0].external_refs == (f"KeyValue {name} (domain leaf)",)
@@ -363,3 +376,127 @@ def test_leaf_bucket_mirrored_into_the_hub_receives_puts(tmp_path: Path, hub_and
     assert _wait(lambda: run(get_on_hub()) == b"on")
     for env in ("dev", "prod"):
         assert not project.plan(env=env).has_changes, env
+
+
+# ------------------------------------------------------------------ sources, limit markers
+
+
+def test_bucket_sourcing_another_gets_its_keys(project: TestProject, nats_server) -> None:
+    origin, merged = unique_name("orig"), unique_name("merged")
+    project.write(
+        "kv.yaml",
+        kv_doc(origin) + "---\n" + kv_doc(merged, history=2, sources=[{"name": origin}]),
+    )
+    first = apply_ok(project)
+    change = next(c for c in first.changes if c.address.name == merged)
+    assert change.depends_on == (f"KeyValue {origin}",)
+    config = stream_config(nats_server.url, f"KV_{merged}")
+    assert config is not None and config["subjects"] == [f"$KV.{merged}.>"]
+    assert config["sources"][0]["name"] == f"KV_{origin}"
+    assert config["sources"][0]["subject_transforms"] == [
+        {"src": f"$KV.{origin}.>", "dest": f"$KV.{merged}.>"}
+    ]
+
+    async def put() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await (await nc.jetstream().key_value(origin)).put("k", b"v")
+        finally:
+            await nc.close()
+
+    async def get() -> bytes | None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            return (await (await nc.jetstream().key_value(merged)).get("k")).value
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        finally:
+            await nc.close()
+
+    run(put())
+    assert _wait(lambda: run(get()) == b"v")
+    assert not project.plan().has_changes
+
+
+def test_limit_marker_ttl_needs_api_level_1(project: TestProject, nats_server, server_version):
+    name = unique_name("cfg")
+    project.write("kv.yaml", kv_doc(name, limit_marker_ttl="5m"))
+    if server_version < (2, 11, 0):
+        code, out, err = project.cli("plan")
+        assert code == 1 and out == ""
+        assert (
+            "kv.yaml:4:8: limit_marker_ttl needs JetStream API level 1, the server has level 0"
+            in err
+        )
+        return
+    apply_ok(project)
+    config = stream_config(nats_server.url, f"KV_{name}")
+    assert config is not None
+    assert config["allow_msg_ttl"] is True
+    assert config["subject_delete_marker_ttl"] == 300 * 10**9
+    with JsWriteCounter(nats_server.url) as counter:
+        assert not project.plan().has_changes
+        apply_ok(project)
+    assert counter.writes == []
+
+
+# ------------------------------------------------------------------ prune, prevent_destroy
+
+
+def test_prune_deletes_owned_buckets_in_bucket_terms(project: TestProject, nats_server) -> None:
+    keep, kv, obj = unique_name("keep"), unique_name("gone"), unique_name("gone")
+    project.write("keep.yaml", kv_doc(keep))
+    project.write("kv.yaml", kv_doc(kv))
+    project.write("obj.yaml", bucket_doc("ObjectStore", obj))
+    apply_ok(project)
+    project.remove("kv.yaml")
+    project.remove("obj.yaml")
+    plan = project.plan()
+    assert set(plan.unmanaged) == {f"KeyValue {kv}", f"ObjectStore {obj}"}
+    pruning = project.plan(prune=True)
+    assert sorted((c.action, c.address.target) for c in pruning.pending()) == [
+        (Action.DELETE, f"KeyValue/{kv}"),
+        (Action.DELETE, f"ObjectStore/{obj}"),
+    ]
+    code, _, err = project.cli("apply", "--auto-approve", "--prune")
+    assert code == 0, err
+    assert stream_config(nats_server.url, f"KV_{kv}") is None
+    assert stream_config(nats_server.url, f"OBJ_{obj}") is None
+    assert stream_config(nats_server.url, f"KV_{keep}") is not None
+
+
+def test_prevent_destroy_protects_a_bucket(project: TestProject, nats_server) -> None:
+    keep, name = unique_name("keep"), unique_name("safe")
+    project.write("keep.yaml", kv_doc(keep))
+    project.write("kv.yaml", bucket_doc("KeyValue", name, {"prevent_destroy": True}))
+    apply_ok(project)
+    project.write(
+        "kv.yaml", bucket_doc("KeyValue", name, {"prevent_destroy": True}, storage="memory")
+    )
+    code, _, err = project.cli("apply", "--auto-approve", "--allow-replace")
+    assert code == 1
+    assert f"KeyValue {name}" in err and "prevent_destroy" in err and "KV_" not in err
+    project.remove("kv.yaml")
+    code, _, err = project.cli("apply", "--auto-approve", "--prune")
+    assert code == 1
+    assert f"KeyValue {name}" in err and "prevent_destroy" in err
+    assert stream_config(nats_server.url, f"KV_{name}") is not None
+
+
+def test_more_replicas_than_servers_is_a_plan_error_in_bucket_terms(project: TestProject):
+    project.write("kv.yaml", kv_doc(unique_name("cfg"), replicas=3))
+    code, out, err = project.cli("plan")
+    assert code == 1 and out == ""
+    assert "kv.yaml:4:8: replicas 3: the server is not clustered" in err
+
+
+def test_a_stream_named_like_a_buckets_stream_is_a_duplicate(tmp_path: Path) -> None:
+    from harness.project import run_cli
+
+    (tmp_path / "m.yaml").write_text(
+        kv_doc("config")
+        + "---\napiVersion: jsops/v1\nkind: Stream\nmetadata: {name: KV_config}\nspec: {}\n"
+    )
+    code, _, err = run_cli(["validate", "m.yaml"], cwd=tmp_path)
+    assert code == 1
+    assert "m.yaml:3:12: KeyValue config is the stream KV_config, which is declared at m.yaml:8:12"
