@@ -499,4 +499,7 @@ def test_a_stream_named_like_a_buckets_stream_is_a_duplicate(tmp_path: Path) -> 
     )
     code, _, err = run_cli(["validate", "m.yaml"], cwd=tmp_path)
     assert code == 1
-    assert "m.yaml:3:12: KeyValue config is the stream KV_config, which is declared at m.yaml:8:12"
+    assert (
+        "m.yaml:3:12: KeyValue config is the stream KV_config, which is declared at m.yaml:8:12"
+        in err
+    )
