@@ -176,6 +176,10 @@ class SourceFile:
             return len(source) - len(rest) + 1
         return col
 
+    def release_positions(self) -> None:
+        """Drop the composed nodes (a later ``positions()`` composes the file again)."""
+        self._positions = None
+
     def positions(self) -> list[Node | None]:
         """The composed YAML node of each document (their marks are the positions)."""
         if self._positions is None:

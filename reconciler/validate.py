@@ -312,7 +312,7 @@ def validate_loaded(
     for doc in loaded.documents:
         if doc.source is not current:
             if current is not None:
-                current._positions = None  # done with its nodes: free them (see below)
+                current.release_positions()  # done with its nodes: free them (see below)
             current = doc.source
         resource, doc_problems = validate_document(doc)
         problems += doc_problems
@@ -321,7 +321,7 @@ def validate_loaded(
     # A file's composed nodes are only needed to locate its problems; later checks
     # that find one re-parse just that file, so peak memory is one file's nodes.
     if current is not None:
-        current._positions = None
+        current.release_positions()
     if known_envs is not None:
         problems += _check_environment_names(resources, known_envs)
     if env is not None:
@@ -396,7 +396,7 @@ def release_positions(resources: Sequence[Resource]) -> None:
     for res in resources:
         doc = res.document
         if doc is not None:
-            doc.source._positions = None
+            doc.source.release_positions()
             doc.data = None
 
 
