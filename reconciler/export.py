@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from reconciler.buckets import export_spec as bucket_export_spec
 from reconciler.buckets import live_address
 from reconciler.live import LiveState
-from reconciler.models import Kind
+from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
@@ -35,7 +35,6 @@ from reconciler.normalize import (
     paused_until,
     user_metadata,
 )
-from reconciler.render import UNIT_PATHS
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema={schemas}/manifest.schema.json\n"
 _DOMAIN_API = re.compile(r"^\$JS\.([^.]+)\.API$")

@@ -12,8 +12,7 @@ from typing import Any
 import click
 
 from reconciler import planfile
-from reconciler.models import ConsumerSpec, KeyValueSpec, Kind, ObjectStoreSpec, StreamSpec
-from reconciler.models.types import unit_paths
+from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
 from reconciler.plan import Action, Change, Plan, Reason
 from reconciler.refusals import ApplyOptions, Code, Refusal, change_refusals
@@ -24,18 +23,6 @@ _COLORS = {
     Action.REPLACE: "magenta",
     Action.DELETE: "red",
     Action.NOOP: None,
-}
-
-
-_STREAM_UNITS = unit_paths(StreamSpec)
-UNIT_PATHS = {
-    Kind.STREAM: _STREAM_UNITS,
-    Kind.CONSUMER: unit_paths(ConsumerSpec),
-    # a bucket's diff: bucket fields, and ``stream.<field>`` for what no bucket field covers
-    **{
-        kind: {**unit_paths(spec), **{f"stream.{k}": v for k, v in _STREAM_UNITS.items()}}
-        for kind, spec in ((Kind.KEY_VALUE, KeyValueSpec), (Kind.OBJECT_STORE, ObjectStoreSpec))
-    },
 }
 
 

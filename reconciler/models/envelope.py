@@ -12,7 +12,7 @@ from reconciler.models.account import AccountSpec
 from reconciler.models.bucket import BucketName, KeyValueSpec, ObjectStoreSpec
 from reconciler.models.consumer import ConsumerSpec
 from reconciler.models.stream import StreamSpec
-from reconciler.models.types import STRICT, Name
+from reconciler.models.types import STRICT, Name, unit_paths
 
 if TYPE_CHECKING:
     from reconciler.errors import Location
@@ -121,6 +121,19 @@ KINDS: dict[Kind, type[Manifest]] = {
 }
 # Kinds that are a JetStream stream underneath (reconciler.buckets builds them).
 BUCKET_KINDS = (Kind.KEY_VALUE, Kind.OBJECT_STORE)
+
+# kind -> dotted field path -> "duration" | "size": the fields people read in human units
+# (render, export), read from the models' Duration and Size types.
+_STREAM_UNITS = unit_paths(StreamSpec)
+UNIT_PATHS: dict[Kind, dict[str, str]] = {
+    Kind.STREAM: _STREAM_UNITS,
+    Kind.CONSUMER: unit_paths(ConsumerSpec),
+    # a bucket's diff: bucket fields, and ``stream.<field>`` for what no bucket field covers
+    **{
+        kind: {**unit_paths(spec), **{f"stream.{k}": v for k, v in _STREAM_UNITS.items()}}
+        for kind, spec in ((Kind.KEY_VALUE, KeyValueSpec), (Kind.OBJECT_STORE, ObjectStoreSpec))
+    },
+}
 
 
 @dataclass(frozen=True, order=True, slots=True)
