@@ -124,7 +124,8 @@ def _color(opts: Options) -> bool:
     "targets",
     multiple=True,
     metavar="KIND/NAME",
-    help="Only this resource (Stream/NAME, Consumer/STREAM/NAME); repeatable.",
+    help="Only this resource (Stream/NAME, Consumer/STREAM/NAME, KeyValue/BUCKET, "
+    "ObjectStore/BUCKET); repeatable.",
 )
 @click.option("--show-noop", is_flag=True, help="List unchanged resources too (text format).")
 @click.option(

@@ -136,7 +136,14 @@ def test_history_change_is_one_update_in_bucket_terms(project: TestProject) -> N
     assert code == 0, err
     assert f"~ KeyValue {name}" in out and "history: 5 -> 10" in out
     assert "KV_" not in out
-    apply_ok(project)
+    code, _, err = project.cli("plan", "--out", "plan.json")
+    assert code == 0, err
+    saved = json.loads((project.root / "plan.json").read_text())
+    (entry,) = [c for c in saved["changes"] if c["action"] != "noop"]
+    assert (entry["kind"], entry["name"]) == ("KeyValue", name)
+    assert entry["diff"] == [{"path": "history", "before": 5, "after": 10}]
+    code, _, err = project.cli("apply", "plan.json")
+    assert code == 0, err
     assert not project.plan().has_changes
 
 
@@ -503,3 +510,26 @@ def test_a_stream_named_like_a_buckets_stream_is_a_duplicate(tmp_path: Path) -> 
         "m.yaml:3:12: KeyValue config is the stream KV_config, which is declared at m.yaml:8:12"
         in err
     )
+
+
+def test_out_of_band_changes_show_in_bucket_terms(project: TestProject, nats_server) -> None:
+    name = unique_name("cfg")
+    project.write("kv.yaml", kv_doc(name, history=4))
+    apply_ok(project)
+    config = stream_config(nats_server.url, f"KV_{name}")
+    assert config is not None
+    config.update(max_msgs_per_subject=9, max_msgs=100)
+    reply = js_request_sync(nats_server.url, f"$JS.API.STREAM.UPDATE.KV_{name}", config)
+    assert "error" not in reply, reply
+    change = project.plan().pending()[0]
+    assert change.action is Action.UPDATE and change.drift
+    assert [(d.path, d.before, d.after) for d in change.diff] == [
+        ("history", 9, 4),
+        ("stream.max_msgs", 100, -1),
+    ]
+    code, out, _ = project.cli("plan", "--format", "json")
+    assert code == 0
+    (entry,) = [c for c in json.loads(out)["changes"] if c["name"] == name]
+    assert entry["kind"] == "KeyValue" and entry["drift"] is True
+    apply_ok(project)
+    assert not project.plan().has_changes

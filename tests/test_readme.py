@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.models import ConsumerSpec, StreamSpec
+from reconciler.models import ConsumerSpec, KeyValueSpec, ObjectStoreSpec, StreamSpec
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -20,7 +20,12 @@ def _table_fields(heading: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("heading", "model"),
-    [("### Stream `spec` fields", StreamSpec), ("### Consumer `spec` fields", ConsumerSpec)],
+    [
+        ("### Stream `spec` fields", StreamSpec),
+        ("### Consumer `spec` fields", ConsumerSpec),
+        ("### KeyValue `spec` fields", KeyValueSpec),
+        ("### ObjectStore `spec` fields", ObjectStoreSpec),
+    ],
 )
 def test_reference_table_matches_model(heading: str, model: type) -> None:
     assert _table_fields(heading) == set(model.model_fields)
