@@ -183,6 +183,11 @@ def _plan_refusals(change: Change) -> list[str]:
     return notes
 
 
+def _on(plan: Plan) -> str:
+    """`` on cluster c1, no domain, account $G``: the target the plan was read from."""
+    return f" on {plan.identity.describe()}" if plan.identity else ""
+
+
 def summary_line(plan: Plan) -> str:
     s = plan.summary
     if not plan.has_changes:
@@ -196,7 +201,7 @@ def summary_line(plan: Plan) -> str:
 def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> str:
     lines = [
         f'jsops plan: project "{plan.project}", environment "{plan.environment}" '
-        f"(server {plan.server_version or '?'}, API level {plan.api_level})",
+        f"(server {plan.server_version or '?'}, API level {plan.api_level})" + _on(plan),
         "",
     ]
     for change in plan.changes:
@@ -384,7 +389,7 @@ def _unmanaged(plan: Plan) -> list[str]:
 def _footer(plan: Plan) -> list[str]:
     return [
         f"<sub>jsops · project `{plan.project}` · server {plan.server_version or '?'} "
-        f"(API level {plan.api_level})</sub>"
+        f"(API level {plan.api_level}){_on(plan)}</sub>"
     ]
 
 
