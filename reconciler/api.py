@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.apply import ApplyResult, OnEvent, apply_plan
+from reconciler.capacity import capacity_problems
 from reconciler.connection import ConnectSettings, connect, resolve_settings
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import (
     ApplyRefused,
+    CapacityError,
     JsopsError,
     ManifestError,
     PlanRefused,
@@ -210,7 +212,7 @@ async def plan_async(
         who = await connection_account(system, target.settings.timeout)
         identity = identity_of(system, {}, who)
         check_expected(target, identity)
-    return assemble_plan(
+    the_plan = assemble_plan(
         target.env_name,
         target.project.name,
         list(account_changes.values()),
@@ -220,6 +222,15 @@ async def plan_async(
         targets=targets,
         declared=len(desired),
     )
+    kept = {c.key for c in the_plan.changes}
+    shortfalls = [
+        problem
+        for sub, live in parts
+        for problem in capacity_problems([c for c in sub.changes if c.key in kept], live)
+    ]
+    if shortfalls:  # the server would refuse these writes part way: say so before any
+        raise CapacityError(shortfalls)
+    return the_plan
 
 
 async def _read_subject_counts(client: JetStreamClient, live: LiveState, names: list[str]) -> None:

@@ -7,13 +7,17 @@ The plan given here has passed the refusal gate (``reconciler.refusals``, run on
    dependency order (streams before their consumers, origins before the streams that
    read them), independent ones concurrently under a bound. A failed change skips
    its dependents; the others go on.
-2. The result says what was done, what failed (with the server's error) and what
-   was skipped.
+2. A run of identical failures (``FAILURE_RUN`` in a row with the same error, e.g. the
+   server out of storage) stops the apply early: what was not started yet is reported
+   as not attempted, instead of thousands of failures of the same kind.
+3. The result says what was done, what failed (with the server's error, identical
+   errors shown a few times and then counted), what was skipped and not attempted.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,6 +29,8 @@ from reconciler.models import Kind
 from reconciler.plan import Action, Change, Plan
 
 APPLY_CONCURRENCY = 128
+FAILURE_RUN = 10  # identical failures in a row that stop an apply
+SAME_FAILURES_SHOWN = 3  # lines per distinct error before "and N more"
 
 
 class ApplyStatus(StrEnum):
@@ -33,10 +39,29 @@ class ApplyStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"  # a change it depends on failed or was skipped
+    NOT_ATTEMPTED = "not_attempted"  # the apply stopped early before starting it
 
 
 OnEvent = Callable[[ApplyStatus, Change, str], None]
-_UNFINISHED = (ApplyStatus.FAILED, ApplyStatus.SKIPPED)
+_UNFINISHED = (ApplyStatus.FAILED, ApplyStatus.SKIPPED, ApplyStatus.NOT_ATTEMPTED)
+
+
+@dataclass
+class _Brake:
+    """Stops an apply after ``FAILURE_RUN`` failures in a row with the same error."""
+
+    run: int = 0
+    last: object = None
+    stopped: str = ""
+
+    def record(self, key: object, why: str) -> None:
+        self.run = self.run + 1 if key == self.last else 1
+        self.last = key
+        if self.run >= FAILURE_RUN and not self.stopped:
+            self.stopped = f"stopped after {self.run} failures in a row with the same error: {why}"
+
+    def success(self) -> None:
+        self.run, self.last = 0, None
 
 
 @dataclass
@@ -46,13 +71,18 @@ class ApplyResult:
     done: list[Change] = field(default_factory=list)
     failed: list[tuple[Change, str]] = field(default_factory=list)
     skipped: list[tuple[Change, str]] = field(default_factory=list)
+    not_attempted: list[Change] = field(default_factory=list)
+    stopped: str = ""  # why the apply stopped early, if it did
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        return not self.failed and not self.skipped and not self.not_attempted
 
     def summary(self) -> str:
-        return f"{len(self.done)} done, {len(self.failed)} failed, {len(self.skipped)} skipped"
+        text = f"{len(self.done)} done, {len(self.failed)} failed, {len(self.skipped)} skipped"
+        if self.not_attempted:
+            text += f", {len(self.not_attempted)} not attempted"
+        return text
 
 
 async def _run_change(conns: Connections, change: Change) -> None:
@@ -117,9 +147,11 @@ async def apply_plan(
     # stream renamed in the manifests frees its subjects before its successor is created.
     deletes = [c for c in pending if c.action is Action.DELETE]
     others = [c for c in pending if c.action is not Action.DELETE]
+    brake = _Brake()
     for phase in (deletes, others):
         if phase:
-            await _run_phase(phase, conns, result, outcome, concurrency, on_event)
+            await _run_phase(phase, conns, result, outcome, concurrency, on_event, brake)
+    result.stopped = brake.stopped
     if not result.ok:
         raise _failure(plan, result)
     return result
@@ -132,6 +164,7 @@ async def _run_phase(
     outcome: dict[str, ApplyStatus],
     concurrency: int,
     on_event: OnEvent | None,
+    brake: _Brake,
 ) -> None:
     """Run changes as soon as what they depend on is done, ``concurrency`` at a time.
 
@@ -153,6 +186,8 @@ async def _run_phase(
             result.done.append(change)
         elif status is ApplyStatus.FAILED:
             result.failed.append((change, why))
+        elif status is ApplyStatus.NOT_ATTEMPTED:
+            result.not_attempted.append(change)
         else:
             result.skipped.append((change, why))
         if on_event:
@@ -188,11 +223,17 @@ async def _run_phase(
     async def worker() -> None:
         while True:
             change = await queue.get()
+            if brake.stopped:
+                settle(change, ApplyStatus.NOT_ATTEMPTED, brake.stopped)
+                continue
             try:
                 await _run_change(conns, change)
             except JsopsError as exc:
+                code = exc.err_code if isinstance(exc, ApiError) else 0
+                brake.record(code or str(exc), str(exc))
                 settle(change, ApplyStatus.FAILED, str(exc))
             else:
+                brake.success()
                 settle(change, ApplyStatus.DONE)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(phase)))]
@@ -224,16 +265,28 @@ def _in_cycles(
 
 
 def _failure(plan: Plan, result: ApplyResult) -> ApplyFailed:
-    """One line per failed or skipped change, then what was done, in plan order."""
+    """One line per failed or skipped change (a few per identical error, then a count),
+    then what was not attempted and what was done, in plan order."""
     order = {c.key: i for i, c in enumerate(plan.changes)}
-    lines = [
-        f"{c.address}: {c.action.value} failed: {why}"
-        for c, why in sorted(result.failed, key=lambda item: order[item[0].key])
+    lines: list[str] = []
+    shown: Counter[str] = Counter()
+    for c, why in sorted(result.failed, key=lambda item: order[item[0].key]):
+        shown[why] += 1
+        if shown[why] <= SAME_FAILURES_SHOWN:
+            lines.append(f"{c.address}: {c.action.value} failed: {why}")
+    lines += [
+        f"... and {count - SAME_FAILURES_SHOWN} more failed: {why}"
+        for why, count in shown.items()
+        if count > SAME_FAILURES_SHOWN
     ]
     lines += [
         f"{c.address}: {c.action.value} skipped: {why}"
         for c, why in sorted(result.skipped, key=lambda item: order[item[0].key])
     ]
+    if result.not_attempted:
+        lines.append(
+            f"{len(result.not_attempted)} change(s) not attempted: the apply {result.stopped}"
+        )
     done = sorted(result.done, key=lambda c: order[c.key])
     lines.append(f"done: {', '.join(f'{c.action.value} {c.address}' for c in done) or 'nothing'}")
     lines.append(f"apply incomplete: {result.summary()}")

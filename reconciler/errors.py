@@ -7,6 +7,7 @@ one line per message on stderr and exit 1 (``cli.main`` is the only place that d
     ├── UsageError                bad command line or project file option
     ├── ManifestError             one or more located Diagnostics (validation)
     ├── ConnectionFailed          server unreachable, bad credentials, no JetStream
+    ├── CapacityError             the plan does not fit the account's JetStream limits
     ├── LiveUnavailable           the server lists streams it cannot report (servers down)
     ├── ApiError                  the JetStream API answered with an error
     ├── StalePlanError            a saved plan is not what jsops would plan now
@@ -120,6 +121,17 @@ class ErrCode(IntEnum):
     NOT_ENABLED = 10076  # 503 JSNotEnabledErr
     CONSUMER_ALREADY_EXISTS = 10148  # 400 JSConsumerAlreadyExists (action: create)
     CONSUMER_DOES_NOT_EXIST = 10149  # 400 JSConsumerDoesNotExist (action: update)
+
+
+class CapacityError(JsopsError):
+    """A plan that does not fit the account's JetStream limits; one line per shortfall."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"the plan does not fit the account's JetStream limits ({len(problems)})")
+
+    def lines(self) -> list[str]:
+        return [*self.problems, "nothing was changed (raise the limits or lower the plan)"]
 
 
 class LiveUnavailable(JsopsError):

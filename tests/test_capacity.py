@@ -1,0 +1,135 @@
+"""Capacity: a plan that does not fit the account's JetStream limits fails at plan time,
+naming the shortfall, with nothing written; an apply that meets a run of identical
+failures (limits jsops cannot see) stops early and counts what it did not attempt.
+
+Private servers with config-file accounts (``jetstream`` limits per account).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.project import make_project
+from harness.servers import JsWriteCounter, SingleServer, js_request_sync, start_single
+
+MIB = 1024 * 1024
+
+
+def stream_doc(name: str, **spec: Any) -> str:
+    spec.setdefault("subjects", [f"{name.lower()}.>"])
+    return (
+        "apiVersion: jsops/v1\nkind: Stream\n"
+        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
+    )
+
+
+def consumer_doc(stream: str, name: str) -> str:
+    return (
+        "apiVersion: jsops/v1\nkind: Consumer\n"
+        f"metadata: {{name: {name}, stream: {stream}}}\nspec: {{ack_policy: explicit}}\n"
+    )
+
+
+def _url(server: SingleServer, user: str) -> str:
+    return server.url.replace("nats://", f"nats://{user}:{user}@")
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleServer]:
+    """Account CAP: 10 MiB of file storage, 2 consumers per stream, 30 streams.
+    Account SRV: unlimited, on a server whose own file store is 8 MiB."""
+    config = (
+        "jetstream { max_file: 40MB }\n"
+        "accounts {\n"
+        "  CAP: { jetstream: { max_file: 10MiB, max_streams: 30, max_consumers: 2 },"
+        " users: [ {user: cap, password: cap} ] }\n"
+        "  SRV: { jetstream: enabled, users: [ {user: srv, password: srv} ] }\n"
+        "}\n"
+    )
+    handle = start_single(tmp_path_factory.mktemp("capacity"), config_extra=config)
+    yield handle
+    handle.stop()
+
+
+def streams(url: str) -> list[str]:
+    return js_request_sync(url, "$JS.API.STREAM.NAMES", {}).get("streams") or []
+
+
+def test_streams_that_do_not_fit_the_storage_limit_fail_the_plan(
+    tmp_path: Path, limited: SingleServer
+) -> None:
+    url = _url(limited, "cap")
+    project = make_project(tmp_path, url)
+    project.write(
+        "s.yaml", "---\n".join(stream_doc(f"FIT{i:02d}", max_bytes=MIB) for i in range(20))
+    )
+    code, out, err = project.cli("plan")
+    assert code == 1 and out == ""
+    assert "file streams would reserve 20MiB (max_bytes x num_replicas)" in err
+    assert "over the account's max_storage of 10MiB: short by 10MiB" in err
+    assert "manifests/s.yaml:" in err and "Traceback" not in err
+    with JsWriteCounter(url) as counter:
+        code, _, err = project.cli("apply", "--auto-approve")
+    assert code == 1 and "short by 10MiB" in err
+    assert counter.writes == []
+    assert streams(url) == []
+
+    # ten fit exactly; the eleventh does not
+    project.write(
+        "s.yaml", "---\n".join(stream_doc(f"FIT{i:02d}", max_bytes=MIB) for i in range(10))
+    )
+    code, _, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    project.write(
+        "s.yaml", "---\n".join(stream_doc(f"FIT{i:02d}", max_bytes=MIB) for i in range(11))
+    )
+    code, _, err = project.cli("plan")
+    assert code == 1 and "short by 1MiB (10MiB reserved now" in err
+
+
+def test_counts_over_the_account_limits_fail_the_plan(
+    tmp_path: Path, limited: SingleServer
+) -> None:
+    url = _url(limited, "cap")
+    project = make_project(tmp_path, url)
+    docs = [stream_doc("CONS", max_bytes=1024)]
+    docs += [consumer_doc("CONS", f"c{i}") for i in range(3)]
+    project.write("s.yaml", "---\n".join(docs))
+    code, _, err = project.cli("plan")
+    assert code == 1
+    assert "stream CONS would have 3 consumers after this plan" in err
+    assert "over the account's max_consumers of 2 (per stream; 0 now)" in err
+
+    project.write(
+        "s.yaml", "---\n".join(stream_doc(f"MANY{i:02d}", max_bytes=1024) for i in range(31))
+    )
+    code, _, err = project.cli("plan")
+    assert code == 1 and "over its max_streams of 30" in err and "short by 1" in err
+
+
+def test_a_run_of_identical_failures_stops_the_apply(tmp_path: Path, limited: SingleServer) -> None:
+    """The server's own store (not visible to the account) fills up: the apply stops
+    after a run of the same error and says how many changes it did not attempt."""
+    url = _url(limited, "srv")
+    project = make_project(tmp_path, url)
+    total = 300
+    project.write(
+        "s.yaml", "---\n".join(stream_doc(f"SRV{i:03d}", max_bytes=MIB) for i in range(total))
+    )
+    code, _, err = project.cli("apply", "--auto-approve")
+    assert code == 1
+    lines = err.strip().splitlines()
+    not_attempted = next(line for line in lines if "not attempted: the apply stopped" in line)
+    count = int(not_attempted.split()[0])
+    assert count > 0
+    assert "failures in a row with the same error" in not_attempted
+    failed = [line for line in lines if " failed: " in line and not line.startswith("...")]
+    assert len(failed) <= 3  # identical errors are counted, not repeated
+    assert sum("failed: insufficient storage" in line for line in lines) == 4, err  # 3 + count
+    made = len(streams(url))
+    assert made < 60  # 40MB of server store: ~38 streams of 1MiB
+    assert f"{count} not attempted" in lines[-1]
