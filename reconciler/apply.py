@@ -164,7 +164,7 @@ async def _run_phase(
     outcome: dict[str, ApplyStatus],
     concurrency: int,
     on_event: OnEvent | None,
-    brake: _Brake,
+    brake: _Brake | None = None,
 ) -> None:
     """Run changes as soon as what they depend on is done, ``concurrency`` at a time.
 
@@ -172,6 +172,7 @@ async def _run_phase(
     40,000 changes cost 128 coroutines); a change whose dependency failed or was
     skipped is skipped, and so are its own dependents.
     """
+    brake = brake or _Brake()
     keys = {c.key for c in phase}
     waiting: dict[str, int] = {}
     dependents: dict[str, list[Change]] = {}
