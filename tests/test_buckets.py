@@ -533,3 +533,44 @@ def test_out_of_band_changes_show_in_bucket_terms(project: TestProject, nats_ser
     assert entry["kind"] == "KeyValue" and entry["drift"] is True
     apply_ok(project)
     assert not project.plan().has_changes
+
+
+def test_r3_buckets_on_a_cluster(nats_cluster, tmp_path: Path) -> None:
+    project = make_project(tmp_path, nats_cluster.url)
+    kv, obj = unique_name("cfg"), unique_name("art")
+    project.write(
+        "b.yaml",
+        kv_doc(kv, history=2, replicas=1, placement={"cluster": "c1"})
+        + "---\n"
+        + bucket_doc("ObjectStore", obj, replicas=3),
+    )
+    apply_ok(project)
+    project.write(
+        "b.yaml",
+        kv_doc(kv, history=2, replicas=3, placement={"cluster": "c1"})
+        + "---\n"
+        + bucket_doc("ObjectStore", obj, replicas=3),
+    )
+    (change,) = project.plan().pending()
+    assert change.address.target == f"KeyValue/{kv}" and change.action is Action.UPDATE
+    assert [(d.path, d.before, d.after) for d in change.diff] == [("replicas", 1, 3)]
+    apply_ok(project)
+    config = stream_config(nats_cluster.url, f"KV_{kv}")
+    assert config is not None and config["num_replicas"] == 3
+
+    async def use() -> bytes | None:
+        nc = await nats.connect(nats_cluster.url)
+        try:
+            kv_store = await nc.jetstream().key_value(kv)
+            await kv_store.put("a", b"1")
+            return (await kv_store.get("a")).value
+        except nats.errors.Error:  # right after scaling up, the new peers may still elect
+            return None
+        finally:
+            await nc.close()
+
+    assert _wait(lambda: run(use()) == b"1", timeout=30)
+    with JsWriteCounter(nats_cluster.url) as counter:
+        assert not project.plan().has_changes
+        apply_ok(project)
+    assert counter.writes == []
