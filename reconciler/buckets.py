@@ -47,7 +47,7 @@ from reconciler.models import (
     StreamSpec,
 )
 from reconciler.models.envelope import ResourceMetadata
-from reconciler.normalize import canonical_stream, stream_api_config
+from reconciler.normalize import DIGEST_KEY, canonical_stream, stream_api_config
 
 TWO_MINUTES = 120 * 10**9
 
@@ -340,7 +340,11 @@ def to_bucket_terms(
     kind, name = bucket.address.kind, bucket.address.name
     draft["address"] = bucket.address
     if live_canon is None:
-        shown = {**spec_config(bucket), "metadata": send.get("metadata") or {}}
+        spec = spec_config(bucket)
+        spec["metadata"] = {
+            k: v for k, v in (send.get("metadata") or {}).items() if k != DIGEST_KEY
+        }
+        shown = {field: spec[field] for field in BUCKETS[kind].fields if field in spec}
         draft["diff"] = tuple(diff_config({}, shown))
     elif draft.get("diff"):
         draft["diff"] = tuple(diff_config(view(kind, name, live_canon), view(kind, name, canon)))

@@ -59,6 +59,12 @@ def test_key_value_manifest_works_with_the_client(project: TestProject, nats_ser
     assert [(c.action, c.address.target) for c in first.changes] == [
         (Action.CREATE, f"KeyValue/{name}")
     ]
+    assert [d.path for d in first.changes[0].diff] == [
+        "history",
+        "ttl",
+        "max_value_size",
+        "metadata",
+    ]
     config = stream_config(nats_server.url, f"KV_{name}")
     assert config is not None
     assert config["subjects"] == [f"$KV.{name}.>"]
