@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 
 # The suites that `make test-matrix` runs on every supported nats-server release
 # (tests/harness/releases.py MATRIX; `make test-matrix VERSIONS="2.10.26 2.15.1"`).
-MATRIX_TESTS ?= tests/test_mutability.py tests/test_roundtrip.py tests/test_cluster.py \
-	tests/test_domains.py tests/test_harness.py tests/test_buckets.py
+MATRIX_TESTS ?= tests/test_fidelity.py tests/test_sets.py tests/test_mutability.py \
+	tests/test_roundtrip.py tests/test_cluster.py tests/test_domains.py tests/test_harness.py \
+	tests/test_buckets.py
 VERSIONS ?=
 
 install: $(STAMP)

@@ -26,6 +26,7 @@ from reconciler.buckets import live_address
 from reconciler.live import LiveState
 from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
+from reconciler.mutability import LATEST_LEVEL
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
     JSOPS_KEYS,
@@ -94,11 +95,11 @@ def _user_metadata(config: dict[str, Any], spec: dict[str, Any]) -> None:
         spec["metadata"] = meta
 
 
-def stream_spec(config: dict[str, Any]) -> dict[str, Any]:
-    """The manifest spec of a live stream config."""
+def stream_spec(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[str, Any]:
+    """The manifest spec of a live stream config (defaults as API level ``level`` derives)."""
     name = config["name"]
     fields = [k for k in STREAM_DEFAULTS if k != "metadata"]
-    spec = _minimal(config, fields, lambda c: canonical_stream({**c, "name": name}))
+    spec = _minimal(config, fields, lambda c: canonical_stream({**c, "name": name}, level))
     if "mirror" in spec:
         spec["mirror"] = _source(spec["mirror"])
     if "sources" in spec:
@@ -131,10 +132,10 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
                 "apiVersion": "jsops/v1",
                 "kind": Kind.STREAM.value,
                 "metadata": {"name": name},
-                "spec": stream_spec(config),
+                "spec": stream_spec(config, live.api_level),
             }
         ]
-        stream_canon = canonical_stream(config)
+        stream_canon = canonical_stream(config, live.api_level)
         for info in sorted(live.consumers_of(name), key=lambda i: i["name"]):
             cconfig = info["config"]
             if not cconfig.get("durable_name"):

@@ -140,10 +140,22 @@ def replace_reasons(
 
 # ---------------------------------------------------------------- fields by API level
 # The API level ($JS.API.INFO api.level) a field needs: 1 = 2.11, 2 = 2.12, 4 = 2.14.
-# From 2.12 the server refuses unknown fields (strict JSON), so sending a field an
-# older server does not know is an error at apply time; jsops makes it a plan error.
+# From 2.12 the server refuses unknown fields (strict JSON), and 2.10/2.11 drop them
+# silently, so sending a field an older server does not know is an apply-time error or
+# a lost setting; jsops makes it a plan error naming the release that added the field.
 # Keys are dotted API paths; "field=value" rows gate one enum value.
-FIELD_API_LEVELS: dict[str, dict[str, int]] = {
+# The release that introduced each API level (2.10 has none: level 0).
+LEVEL_RELEASES: dict[int, str] = {0: "2.10", 1: "2.11", 2: "2.12", 3: "2.12", 4: "2.14", 5: "2.15"}
+LATEST_LEVEL = max(LEVEL_RELEASES)
+
+
+def release_of(level: int) -> str:
+    """The first nats-server release line with JetStream API level ``level``."""
+    known = [lvl for lvl in LEVEL_RELEASES if lvl <= level]
+    return LEVEL_RELEASES[max(known)] if known else LEVEL_RELEASES[0]
+
+
+FIELD_API_LEVELS: dict[Kind, dict[str, int]] = {
     Kind.STREAM: {
         "allow_msg_ttl": 1,
         "subject_delete_marker_ttl": 1,
@@ -167,6 +179,24 @@ FIELD_API_LEVELS: dict[str, dict[str, int]] = {
         "ack_policy=flow_control": 4,
     },
 }
+
+
+def top_level_fields_above(kind: Kind, api_level: int) -> frozenset[str]:
+    """Top-level fields a server of ``api_level`` does not know (never sent to it)."""
+    cached = _FIELDS_ABOVE.get((kind, api_level))
+    if cached is not None:
+        return cached
+    return frozenset(
+        key
+        for key, level in FIELD_API_LEVELS[kind].items()
+        if level > api_level and "." not in key and "=" not in key
+    )
+
+
+_FIELDS_ABOVE: dict[tuple[Kind, int], frozenset[str]] = {}
+for _kind in FIELD_API_LEVELS:
+    for _level in LEVEL_RELEASES:
+        _FIELDS_ABOVE[(_kind, _level)] = top_level_fields_above(_kind, _level)
 
 
 def fields_needing_level(

@@ -14,16 +14,26 @@ Two functions per kind:
 Both sides go through the same ``canonical_*`` function, so a freshly applied
 resource compares equal, and a field removed from a manifest goes back to its default.
 Fields the server returns that jsops does not model are left out of the comparison.
+
+Release-dependent: ``canonical_*`` take the target's JetStream API level
+(``$JS.API.INFO`` ``api.level``; 0 for 2.10): the derived defaults that changed between
+releases are the rows of ``VERSIONED_DEFAULTS``, each naming the release it changed in.
+``*_wire_config(canonical, ...)`` is what apply sends: the canonical config with every
+default filled in, without the fields the target's level does not know
+(``reconciler.mutability.FIELD_API_LEVELS``). Set-like lists (``SET_FIELDS``) are
+sorted in the canonical form, so their order never makes a difference.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.models import ConsumerSpec, Kind, Resource, StreamSpec
+from reconciler.mutability import LATEST_LEVEL, top_level_fields_above
 
 OWNER_KEY = "jsops.owner"
 # Written on resources declared with prevent_destroy, so that a prune after the
@@ -75,6 +85,40 @@ STREAM_DEFAULTS: dict[str, Any] = {
     "allow_batched": False,
     "metadata": None,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedDefault:
+    """A derived default that changed in a release: from ``level`` on, ``rule`` holds."""
+
+    kind: Kind
+    field: str
+    level: int  # JetStream API level the row holds from
+    release: str  # the nats-server release it changed in
+    rule: str  # what the server derives from that release on (and before it)
+
+
+VERSIONED_DEFAULTS: tuple[VersionedDefault, ...] = (
+    # checkStreamCfgLocked (server/stream.go): `cfg.Duplicates == 0 && cfg.Mirror == nil`
+    # up to 2.12.x; `&& len(cfg.Sources) == 0` from v2.14.0 on.
+    VersionedDefault(
+        Kind.STREAM,
+        "duplicate_window",
+        4,
+        "2.14.0",
+        "a stream with sources (and no mirror) derives 0; before 2.14 it derives "
+        "min(2m, max_age) like a stream without origins (a mirror derives 0 always)",
+    ),
+)
+_SOURCED_DUPLICATES_ZERO_LEVEL = VERSIONED_DEFAULTS[0].level
+
+# Lists the server treats as sets (it matches subjects, filters and placement tags, never
+# their positions): compared as sets, sorted in the canonical form.
+SET_FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.STREAM: ("subjects", "placement.tags"),
+    Kind.CONSUMER: ("filter_subjects",),
+}
+
 # Limits where 0 (and anything below -1) means unlimited, stored as -1.
 _UNLIMITED_WHEN_ZERO = (
     "max_consumers",
@@ -287,8 +331,13 @@ def _force_stream_flags(config: dict[str, Any]) -> None:
         config["republish"] = {**republish, "src": ">"}
 
 
-def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
-    """A StreamConfig (sent or live) in the comparable form: every modeled field."""
+def _sorted_set(values: list[Any] | None) -> list[Any] | None:
+    return sorted(values) if values else None
+
+
+def canonical_stream(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[str, Any]:
+    """A StreamConfig (sent or live) in the comparable form: every modeled field, with
+    the defaults a server of API level ``level`` derives."""
     out = _with_defaults(config, STREAM_DEFAULTS)
     for key in _UNLIMITED_WHEN_ZERO:
         if out[key] == 0 or out[key] < -1:
@@ -298,10 +347,12 @@ def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
     sources = [_source(s) for s in config.get("sources") or []]
     out["sources"] = sources or None
     has_origin = bool(out["mirror"] or out["sources"])
-    if not out["subjects"] and not has_origin and not out["mirror"]:
+    if not out["subjects"] and not has_origin:
         out["subjects"] = [config.get("name")]
+    else:
+        out["subjects"] = _sorted_set(out["subjects"])
     if not out["duplicate_window"]:
-        if has_origin:
+        if out["mirror"] or (out["sources"] and level >= _SOURCED_DUPLICATES_ZERO_LEVEL):
             out["duplicate_window"] = 0
         else:
             max_age = out["max_age"]
@@ -310,6 +361,8 @@ def canonical_stream(config: dict[str, Any]) -> dict[str, Any]:
     placement = _clean(config.get("placement"))
     if placement:
         placement.pop("preferred", None)
+        if placement.get("tags"):
+            placement["tags"] = sorted(placement["tags"])
     out["placement"] = placement or None
     republish = config.get("republish")
     if republish:
@@ -356,7 +409,9 @@ def canonical_consumer(
     """A ConsumerConfig (sent or live) in the comparable form.
 
     ``stream`` is the canonical config of its stream, for inherited defaults
-    (``consumer_limits``, replicas).
+    (``consumer_limits``, replicas). No consumer default changed between the supported
+    releases (``setConsumerConfigDefaults`` at v2.10.26 .. v2.15.1), so this takes no
+    API level; which fields a release knows is ``consumer_wire_config``'s business.
     """
     out = _with_defaults(config, CONSUMER_DEFAULTS)
     limits = (stream or {}).get("consumer_limits") or {}
@@ -366,8 +421,8 @@ def canonical_consumer(
     if out["ack_wait"] is None:
         if out["backoff"]:
             out["ack_wait"] = out["backoff"][0]
-        else:
-            out["ack_wait"] = DEFAULT_ACK_WAIT
+        elif out["ack_policy"] in ("explicit", "all"):
+            out["ack_wait"] = DEFAULT_ACK_WAIT  # else the server leaves it unset (0)
     push = bool(out["deliver_subject"])
     if out["max_waiting"] is None:
         out["max_waiting"] = 0 if push else DEFAULT_MAX_WAITING
@@ -375,20 +430,58 @@ def canonical_consumer(
         if limits.get("max_ack_pending"):
             out["max_ack_pending"] = limits["max_ack_pending"]
         else:
-            out["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING if acks else -1
+            out["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING if acks else None
     if out["inactive_threshold"] is None:
         out["inactive_threshold"] = limits.get("inactive_threshold") or 0
-    if out["priority_timeout"] is None:
-        out["priority_timeout"] = TWO_MINUTES if out["priority_policy"] == "pinned_client" else 0
+    if out["priority_timeout"] is None and out["priority_policy"] == "pinned_client":
+        out["priority_timeout"] = TWO_MINUTES
     if out["ack_policy"] == "flow_control":
         out["flow_control"] = True
         out["idle_heartbeat"] = out["idle_heartbeat"] or 10**9
     if stream is not None and out["num_replicas"] == stream.get("num_replicas"):
         out["num_replicas"] = 0
+    out["filter_subjects"] = _sorted_set(out["filter_subjects"])
     out["opt_start_time"] = _instant(out["opt_start_time"])
     out["pause_until"] = paused_until(config.get("pause_until"))
     out["description"] = config.get("description") or None
     out["metadata"] = user_metadata(config.get("metadata"))
+    return out
+
+
+# ---------------------------------------------------------------- on the wire
+
+
+def _wire(kind: Kind, canonical: dict[str, Any], level: int) -> dict[str, Any]:
+    """Every field a server of ``level`` knows, its value filled in; unset ones left out."""
+    unknown = top_level_fields_above(kind, level)
+    return {
+        k: v
+        for k, v in canonical.items()
+        if v is not None and k not in unknown and k not in _NEVER_SENT
+    }
+
+
+# Compared, never sent: the comparison's view of a pause (apply uses CONSUMER.PAUSE).
+_NEVER_SENT = frozenset({"pause_until"})
+
+
+def stream_wire_config(
+    name: str, canonical: dict[str, Any], level: int = LATEST_LEVEL
+) -> dict[str, Any]:
+    """The complete StreamConfig apply sends for a canonical desired config."""
+    return {"name": name, **_wire(Kind.STREAM, canonical, level)}
+
+
+def consumer_wire_config(
+    durable: str,
+    canonical: dict[str, Any],
+    level: int = LATEST_LEVEL,
+    pause_until: str | None = None,
+) -> dict[str, Any]:
+    """The complete ConsumerConfig apply sends (``pause_until`` as the manifest says)."""
+    out = {"durable_name": durable, "name": durable, **_wire(Kind.CONSUMER, canonical, level)}
+    if pause_until:
+        out["pause_until"] = pause_until
     return out
 
 

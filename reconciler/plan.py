@@ -35,18 +35,20 @@ from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, LiveUnavailable, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Kind, Resource, StreamSpec
-from reconciler.mutability import fields_needing_level, replace_reasons
+from reconciler.mutability import fields_needing_level, release_of, replace_reasons
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
     STREAM_DEFAULTS,
     canonical_consumer,
     canonical_stream,
     consumer_api_config,
+    consumer_wire_config,
     fingerprint,
     live_fingerprint,
     owner_of,
     protected,
     stream_api_config,
+    stream_wire_config,
 )
 
 
@@ -405,10 +407,13 @@ def _order_streams(streams: list[Resource]) -> list[Resource]:
     return ordered
 
 
-def _level_errors(
-    res: Resource, kind: Kind, config: dict[str, Any], api_level: int
+def level_errors(
+    res: Resource, kind: Kind, config: dict[str, Any], api_level: int, version: str = ""
 ) -> list[Diagnostic]:
+    """A located error for every field of ``config`` newer than the target's API level,
+    naming the release that introduced it (``jsops promote`` checks destinations so too)."""
     out = []
+    server = f"nats-server {version}" if version else "the server"
     for path, level in fields_needing_level(kind, config, api_level):
         doc = res.document
         head = path.split(":")[0].split(".")
@@ -416,7 +421,8 @@ def _level_errors(
         out.append(
             Diagnostic(
                 loc,
-                f"{path} needs JetStream API level {level}, the server has level {api_level}",
+                f"{path} needs nats-server {release_of(level)} or newer (JetStream API "
+                f"level {level}); {server} has API level {api_level}",
                 code="api_level",
             )
         )
@@ -495,18 +501,21 @@ def build_plan(
         name = res.address.name
         spec = res.spec
         assert isinstance(spec, StreamSpec)
-        send = stream_api_config(res, project)
+        manifest = stream_api_config(res, project)
         bucket = bucket_of.get(res.address)
         if bucket is None:
-            _inherit_mirror_direct(send, res, desired_canon, live)
-            errors += _level_errors(res, Kind.STREAM, send, live.api_level)
+            _inherit_mirror_direct(manifest, res, desired_canon, live)
+            errors += level_errors(res, Kind.STREAM, manifest, live.api_level, live.server_version)
         else:
-            buckets.keep_live_choices(send, live.streams.get(name))
+            buckets.keep_live_choices(manifest, live.streams.get(name))
             kind = bucket.address.kind
-            errors += _level_errors(bucket, kind, buckets.spec_config(bucket), live.api_level)
-        errors += _replica_errors(bucket or res, send, live)
-        canon = canonical_stream(send)
+            config = buckets.spec_config(bucket)
+            errors += level_errors(bucket, kind, config, live.api_level, live.server_version)
+        errors += _replica_errors(bucket or res, manifest, live)
+        canon = canonical_stream(manifest, live.api_level)
         desired_canon[name] = canon
+        # the complete config the target knows: nothing left to its defaults
+        send = stream_wire_config(name, canon, live.api_level)
         info = live.streams.get(name)
         depends: list[str] = list(after)
         refs: list[str] = []
@@ -533,11 +542,11 @@ def build_plan(
         }
         live_canon = None
         if info is None:
-            shown = tuple(diff_config({}, _shown(send)))
+            shown = tuple(diff_config({}, _shown(manifest)))
             stamp(Kind.STREAM, send)
             draft.update(action=Action.CREATE, reason=Reason.NEW, diff=shown, send=send)
         else:
-            live_canon = canonical_stream(info["config"])
+            live_canon = canonical_stream(info["config"], live.api_level)
             compared = _compare(Kind.STREAM, info, live_canon, canon, send, live, project)
             if compared["action"] is Action.UPDATE:
                 lost = update_loss(
@@ -554,9 +563,12 @@ def build_plan(
     consumer_changes: list[Change] = []
     for res in consumers:
         stream_name = res.address.stream or ""
-        send = consumer_api_config(res, project, desired_canon.get(stream_name))
-        errors += _level_errors(res, Kind.CONSUMER, send, live.api_level)
-        canon = canonical_consumer(send, desired_canon.get(stream_name))
+        manifest = consumer_api_config(res, project, desired_canon.get(stream_name))
+        errors += level_errors(res, Kind.CONSUMER, manifest, live.api_level, live.server_version)
+        canon = canonical_consumer(manifest, desired_canon.get(stream_name))
+        send = consumer_wire_config(
+            res.address.name, canon, live.api_level, manifest.get("pause_until")
+        )
         info = live.consumers.get((stream_name, res.address.name))
         parent = drafts.get(stream_name)
         parent_action = parent["action"] if parent is not None else None
@@ -566,7 +578,7 @@ def build_plan(
         if parent_action in (Action.CREATE, Action.REPLACE):
             depends.append(parent_key)
         if info is None:
-            shown = tuple(diff_config({}, _shown(send)))
+            shown = tuple(diff_config({}, _shown(manifest)))
             stamp(Kind.CONSUMER, send)
             fields = {"action": Action.CREATE, "reason": Reason.NEW, "diff": shown, "send": send}
         elif parent_action is Action.REPLACE:

@@ -12,8 +12,10 @@ from typing import Any
 import click
 
 from reconciler import planfile
+from reconciler.diff import set_delta
 from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
+from reconciler.normalize import SET_FIELDS
 from reconciler.plan import Action, Change, Plan, Reason
 from reconciler.refusals import ApplyOptions, Code, Refusal, change_refusals
 
@@ -229,6 +231,11 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
             mark = "  # forces replacement" if d.path.split(".")[0] in change.replace_paths else ""
             if change.action is Action.CREATE:
                 lines.append(f"      {d.path}: {human(kind, d.path, d.after)}")
+            elif d.path in SET_FIELDS.get(kind, ()):
+                added, removed = set_delta(d)
+                delta = [f"+{json.dumps(v)}" for v in added]
+                delta += [f"-{json.dumps(v)}" for v in removed]
+                lines.append(f"      {d.path}: {' '.join(delta)}{mark}")
             else:
                 lines.append(
                     f"      {d.path}: {human(kind, d.path, d.before)} -> "

@@ -24,6 +24,7 @@ from harness.servers import (  # noqa: E402
     Cluster,
     HubAndLeaf,
     SingleServer,
+    js_request_sync,
     start_cluster,
     start_hub_and_leaf,
     start_single,
@@ -64,6 +65,15 @@ def pytest_report_header(config: pytest.Config) -> str:
 def server_version() -> tuple[int, int, int]:
     """(major, minor, patch) of the nats-server release the fixtures run."""
     return releases.selected_version()
+
+
+@pytest.fixture(scope="session")
+def target(nats_server: SingleServer) -> releases.Target:
+    """API level and version of the release under test (``target.require(...)`` skips
+    a case that uses a field the release does not know, naming the field's release)."""
+    info = js_request_sync(nats_server.url, "$JS.API.INFO")
+    level = int((info.get("api") or {}).get("level") or 0)
+    return releases.Target(level, "{}.{}.{}".format(*releases.selected_version()))
 
 
 NATS_ENV_VARS = ("NATS_URL", "NATS_CREDS", "NATS_CONTEXT", "NATS_USER", "NATS_PASSWORD")

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import nats
+import pytest
 from harness.project import make_project
 from harness.servers import js_request_sync, unique_name
 
@@ -263,9 +264,11 @@ def test_promote_copy_re_renders_with_the_target_values(tmp_path, nats_server) -
     assert "max_age: 7d" in text and f"stream: {name}_P" in text and "ack_wait: 10s" in text
 
 
-def test_durable_sourcing_consumer_round_trip(nats_server, tmp_path) -> None:
+def test_durable_sourcing_consumer_round_trip(nats_server, tmp_path, target) -> None:
     """2.14+: a stream sources a work queue through a durable push consumer with
     ack_policy flow_control (ADR-60), all declared in jsops; apply then plan is noop."""
+    if target.api_level < 4:
+        pytest.skip(f"durable sourcing consumers need nats-server 2.14 ({target.version})")
     project = make_project(tmp_path, nats_server.url)
     wq, agg = unique_name("WQ"), unique_name("AGGW")
     deliver = f"dlv.{wq.lower()}"

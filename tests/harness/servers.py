@@ -190,6 +190,7 @@ class JsWriteCounter:
         self.timeout = timeout
         self.patterns = ["$JS.API.>"] + ([f"$JS.{domain}.API.>"] if domain else [])
         self._subjects: list[str] = []
+        self._payloads: list[bytes] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -209,12 +210,20 @@ class JsWriteCounter:
         return [s for s in self.requests if is_write_request(s)]
 
     @property
+    def write_bodies(self) -> list[tuple[str, dict[str, Any]]]:
+        """(subject, decoded JSON body) of every write request with a body."""
+        with self._lock:
+            pairs = list(zip(self._subjects, self._payloads, strict=True))
+        return [(s, json.loads(p)) for s, p in pairs if is_write_request(s) and p.strip()]
+
+    @property
     def reads(self) -> list[str]:
         return [s for s in self.requests if not is_write_request(s)]
 
     def clear(self) -> None:
         with self._lock:
             self._subjects.clear()
+            self._payloads.clear()
 
     # sync context manager
     def __enter__(self) -> JsWriteCounter:
@@ -274,6 +283,7 @@ class JsWriteCounter:
         async def record(msg: Msg) -> None:
             with self._lock:
                 self._subjects.append(msg.subject)
+                self._payloads.append(msg.data)
 
         try:
             for pattern in self.patterns:
