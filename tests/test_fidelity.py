@@ -326,6 +326,7 @@ FIELD_ROWS = {
             "{sources: [{name: '{A}', consumer: {name: feed, deliver_subject: d.{p}}}]}"
         ),
     },
+    "KeyValue": {"limit_marker_ttl": "{history: 1, limit_marker_ttl: 5m}"},
     "Consumer": {
         "pause_until": "{pause_until: '2099-01-01T00:00:00Z'}",
         "priority_groups": "{priority_groups: [g], priority_policy: overflow}",
@@ -361,10 +362,13 @@ def test_field_newer_than_the_server_is_a_plan_error_naming_its_release(
 ) -> None:
     names = _names()
     spec = FIELD_ROWS[kind][key]  # every row has a manifest (KeyError otherwise)
-    stream_case = c(spec, origins="{A}" in spec)
-    case = stream_case if kind == "Stream" else c("{subjects: ['{p}.>']}", spec)
     project = make_project(tmp_path, nats_server.url)
-    project.write("s.yaml", _manifests(case, names))
+    if kind == "KeyValue":
+        project.write("s.yaml", _fill(_doc("KeyValue", "{name: {p}}", spec), names))
+    else:
+        stream_case = c(spec, origins="{A}" in spec)
+        case = stream_case if kind == "Stream" else c("{subjects: ['{p}.>']}", spec)
+        project.write("s.yaml", _manifests(case, names))
     if target.api_level >= level:
         project.plan()  # no error: the field is known here
         return
