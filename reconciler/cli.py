@@ -80,19 +80,69 @@ def cli(ctx: click.Context, /, **kwargs: Any) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "github", "json"]),
+    default="text",
+    show_default=True,
+    help="github: annotation lines for GitHub Actions; json: one object (stdout).",
+)
 @global_options
 @click.pass_context
-def validate(ctx: click.Context, /, paths: tuple[str, ...], **kwargs: Any) -> int:
+def validate(ctx: click.Context, /, paths: tuple[str, ...], fmt: str, **kwargs: Any) -> int:
     """Validate manifests offline (no server needed). Exit 0 when valid, 1 otherwise."""
+    from reconciler import report
     from reconciler.environments import load_project
     from reconciler.validate import validate_project
 
     opts = _merge(ctx, **kwargs)
-    project = load_project(opts.config)
-    problems = validate_project(project, list(paths) or None)
-    if problems:
-        raise ManifestError(problems)
+    try:
+        project = load_project(opts.config)
+        problems = validate_project(project, list(paths) or None)
+        if problems:
+            raise ManifestError(problems)
+    except JsopsError as exc:
+        if fmt != "text":  # the diagnostics on stdout for programs, the lines on stderr
+            click.echo(report.RENDERERS[fmt](report.diagnostics_of(exc)), nl=False)
+        raise
+    if fmt == "json":
+        click.echo(report.to_json([]), nl=False)
     _err("manifests are valid")
+    return 0
+
+
+@cli.command("fmt")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 listing files that would change."
+)
+@global_options
+@click.pass_context
+def fmt_command(ctx: click.Context, /, paths: tuple[str, ...], check: bool, **kwargs: Any) -> int:
+    """Rewrite manifests in the canonical layout (comments and templates kept)."""
+    from reconciler.environments import load_project
+    from reconciler.fmt import format_paths, write_results
+    from reconciler.load import display_path
+
+    opts = _merge(ctx, **kwargs)
+    targets = list(paths) or [str(p) for p in load_project(opts.config).manifest_paths()]
+    results = format_paths(targets)
+    for result in results:
+        quiet = result.skipped and result.skipped.startswith("no jsops manifest")
+        if result.skipped and (not quiet or opts.verbose):
+            _err(f"{display_path(result.path)}: skipped: {result.skipped}")
+    changing = [r for r in results if r.changed]
+    for result in changing:
+        click.echo(display_path(result.path))
+    if check:
+        if changing:
+            _err(f"{len(changing)} file(s) would be reformatted (run `jsops fmt`)")
+            return 1
+        _err(f"{len(results)} file(s) already formatted")
+        return 0
+    write_results(changing)
+    _err(f"{len(changing)} file(s) reformatted, {len(results) - len(changing)} unchanged")
     return 0
 
 
