@@ -1,5 +1,6 @@
 """The README's manifest reference is checked against the models: every field of every
-spec is documented, and nothing documented is missing from the models."""
+spec is documented, and nothing documented is missing from the models; its architecture
+list names every module of the package, and only those."""
 
 from __future__ import annotations
 
@@ -44,3 +45,15 @@ def test_readme_project_file_example_is_valid(tmp_path: Path) -> None:
     project = load_project(tmp_path / "jsops.yaml")
     assert project.name == "payments"
     assert project.config.environments["prod"].allow_delete is False
+
+
+def test_architecture_names_every_module() -> None:
+    block = README.split("## Architecture", 1)[1].split("```\n", 2)[1]
+    named = set(re.findall(r"^  ([a-z_]+(?:\.py|/))", block, re.MULTILINE))
+    package = Path(__file__).resolve().parent.parent / "reconciler"
+    present = {
+        p.name + "/" if p.is_dir() else p.name
+        for p in package.iterdir()
+        if (p.suffix == ".py" and not p.name.startswith("__")) or (p / "__init__.py").exists()
+    }
+    assert named == present
