@@ -112,7 +112,12 @@ def test_graph_live_adds_what_only_the_server_has(
         {"name": stray, "subjects": [f"{stray.lower()}.>"], "sources": [{"name": origin}]},
     )
     assert "error" not in reply, reply
-    code, out, err = project.cli("graph", "--live")
+    try:
+        code, out, err = project.cli("graph", "--live")
+    finally:
+        # its origin never exists: the server would retry the source's consumer
+        # (CONSUMER.CREATE) for the rest of the run, a write every other test would see
+        js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{stray}", None)
     assert code == 0, err
     assert (f"Stream {origin}", f"Stream {stray}", "source") in _edges(out)
     stray_id = re.search(rf'(n\d+)\[\("Stream {stray}"\)\]', out).group(1)  # type: ignore[union-attr]
