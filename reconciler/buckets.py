@@ -9,7 +9,8 @@ ADR-8 / ADR-20 build it, so client bucket APIs and the nats CLI work on it uncha
   ``allow_rollup_hdrs``, ``deny_delete``, ``allow_direct``, ``discard: new``,
   ``max_msgs``/``max_consumers`` -1, a duplicate window of min(2m, ttl), and with
   ``limit_marker_ttl`` (2.11+) ``allow_msg_ttl`` + ``subject_delete_marker_ttl``. A mirror
-  has no subjects and ``mirror_direct``; a source of bucket ``O`` gets the subject
+  has no subjects and ``mirror_direct`` (in one domain: the origin's ``allow_direct``,
+  which the server requires); a source of bucket ``O`` gets the subject
   transform ``$KV.O.>`` -> ``$KV.B.>`` (not for a same-named bucket in another domain).
 * ObjectStore ``B``: stream ``OBJ_B`` on ``$O.B.C.>`` and ``$O.B.M.>``,
   ``allow_rollup_hdrs``, ``allow_direct``, ``discard: new``.
@@ -206,7 +207,9 @@ def stream_spec(kind: Kind, bucket: str, spec: KeyValueSpec | ObjectStoreSpec) -
         fields["subject_delete_marker_ttl"] = spec.limit_marker_ttl
     if spec.mirror is not None:
         fields["mirror"] = {**_origin(spec.mirror), "name": f"KV_{spec.mirror.bucket}"}
-        fields["mirror_direct"] = True
+        if spec.mirror.domain or spec.mirror.external:
+            fields["mirror_direct"] = True
+        # else the plan copies the origin's allow_direct (the server insists on it)
     else:
         fields["subjects"] = [kv_subjects(bucket)]
     if spec.sources:

@@ -503,8 +503,8 @@ def build_plan(
         assert isinstance(spec, StreamSpec)
         manifest = stream_api_config(res, project)
         bucket = bucket_of.get(res.address)
+        _inherit_mirror_direct(manifest, res, desired_canon, live)
         if bucket is None:
-            _inherit_mirror_direct(manifest, res, desired_canon, live)
             errors += level_errors(res, Kind.STREAM, manifest, live.api_level, live.server_version)
         else:
             buckets.keep_live_choices(manifest, live.streams.get(name))

@@ -580,3 +580,23 @@ def test_r3_buckets_on_a_cluster(nats_cluster, tmp_path: Path) -> None:
         assert not project.plan().has_changes
         apply_ok(project)
     assert counter.writes == []
+
+
+def test_mirror_in_one_domain_follows_the_origins_direct(project: TestProject, nats_server):
+    origin, direct, plain = unique_name("orig"), unique_name("mdir"), unique_name("mplain")
+    indirect = unique_name("orig")
+    project.write(
+        "kv.yaml",
+        kv_doc(origin)
+        + "---\n"
+        + kv_doc(indirect, direct=False)
+        + "---\n"
+        + kv_doc(direct, mirror={"name": origin})
+        + "---\n"
+        + kv_doc(plain, mirror={"name": f"KV_{indirect}"}),
+    )
+    apply_ok(project)
+    for name, expected in ((direct, True), (plain, False)):
+        config = stream_config(nats_server.url, f"KV_{name}")
+        assert config is not None and bool(config.get("mirror_direct")) is expected, name
+    assert not project.plan().has_changes
