@@ -42,12 +42,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.buckets import check_clashes as check_bucket_clashes
+from reconciler.buckets import lower as lower_bucket
 from reconciler.diagnostics import did_you_mean, dotted, pydantic_diagnostics, short_value
 from reconciler.environments import Project
 from reconciler.errors import Diagnostic, ManifestError
 from reconciler.load import Document, LoadResult, load_manifests
 from reconciler.models import (
     API_VERSION,
+    BUCKET_KINDS,
     KINDS,
     AccountManifest,
     Address,
@@ -174,6 +176,9 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
     for res in resources:
         if res.address.kind == Kind.STREAM:
             streams.setdefault((res.address.account, res.address.name), []).append(res)
+        elif res.address.kind in BUCKET_KINDS:  # a consumer may read a bucket's stream
+            lowered = lower_bucket(res)
+            streams.setdefault((res.address.account, lowered.address.name), []).append(lowered)
     for res in resources:
         if res.address.kind != Kind.CONSUMER:
             continue

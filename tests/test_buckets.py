@@ -600,3 +600,25 @@ def test_mirror_in_one_domain_follows_the_origins_direct(project: TestProject, n
         config = stream_config(nats_server.url, f"KV_{name}")
         assert config is not None and bool(config.get("mirror_direct")) is expected, name
     assert not project.plan().has_changes
+
+
+def test_a_durable_consumer_of_a_buckets_stream(project: TestProject, nats_server) -> None:
+    name = unique_name("cfg")
+    consumer = (
+        "apiVersion: jsops/v1\nkind: Consumer\n"
+        f"metadata: {{name: watcher, stream: KV_{name}}}\n"
+        f'spec: {{ack_policy: explicit, filter_subject: "$KV.{name}.feature.>"}}\n'
+    )
+    project.write("kv.yaml", kv_doc(name) + "---\n" + consumer)
+    first = apply_ok(project)
+    (watcher,) = [c for c in first.changes if c.address.kind == "Consumer"]
+    assert watcher.depends_on == (f"KeyValue {name}",)
+    reply = js_request_sync(nats_server.url, f"$JS.API.CONSUMER.INFO.KV_{name}.watcher")
+    assert reply["config"]["filter_subject"] == f"$KV.{name}.feature.>"
+    assert not project.plan().has_changes
+    project.write("kv.yaml", kv_doc(name) + "---\n" + consumer.replace(".feature.>", ".x"))
+    code, _, err = project.cli("validate")
+    assert code == 0, err
+    project.write("kv.yaml", kv_doc(name) + "---\n" + consumer.replace(f"$KV.{name}.", "other."))
+    code, _, err = project.cli("validate")
+    assert code == 1 and 'filter "other.feature.>" is not covered' in err
