@@ -245,7 +245,7 @@ def lower(res: Resource) -> Resource:
     )
     stream = StreamManifest.model_construct(
         apiVersion="jsops/v1",
-        kind="Stream",
+        kind=Kind.STREAM.value,
         metadata=stream_meta,
         spec=stream_spec(res.address.kind, meta.name, manifest.spec),
     )

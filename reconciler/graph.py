@@ -21,20 +21,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler.models import Address
+from reconciler.buckets import BUCKETS, stream_address
+from reconciler.models import Address, Kind
 
 if TYPE_CHECKING:
     from reconciler.plan import Change
 
-# A bucket kind -> the prefix of its underlying stream's name (as the NATS clients build it).
-BUCKET_STREAMS = {"KeyValue": "KV_", "ObjectStore": "OBJ_"}
-
 # kind -> (mermaid shape open, close, Graphviz shape)
-SHAPES = {
-    "Stream": ('[("', '")]', "cylinder"),
-    "Consumer": ('(["', '"])', "box"),
-    "KeyValue": ('[["', '"]]', "box3d"),
-    "ObjectStore": ('[["', '"]]', "box3d"),
+SHAPES: dict[Kind, tuple[str, str, str]] = {
+    Kind.STREAM: ('[("', '")]', "cylinder"),
+    Kind.CONSUMER: ('(["', '"])', "box"),
+    Kind.KEY_VALUE: ('[["', '"]]', "box3d"),
+    Kind.OBJECT_STORE: ('[["', '"]]', "box3d"),
 }
 _DEFAULT_SHAPE = ('["', '"]', "box")
 
@@ -59,7 +57,7 @@ class Node:
 
     key: str
     label: str
-    kind: str
+    kind: Kind
     group: str = ""
     status: str | None = None
 
@@ -107,13 +105,12 @@ def _where(api: str) -> str:
     return f"api {api}"
 
 
-def _display(kind: str, name: str) -> tuple[str, str]:
+def _display(name: str) -> tuple[Kind, str]:
     """(kind, name) a stream is drawn as: a bucket's stream is its bucket."""
-    if kind == "Stream":
-        for bucket, prefix in BUCKET_STREAMS.items():
-            if name.startswith(prefix) and len(name) > len(prefix):
-                return bucket, name[len(prefix) :]
-    return kind, name
+    for bucket in BUCKETS.values():
+        if name.startswith(bucket.prefix) and len(name) > len(bucket.prefix):
+            return bucket.kind, name[len(bucket.prefix) :]
+    return Kind.STREAM, name
 
 
 def _stream_key(group: str, name: str) -> str:
@@ -121,8 +118,7 @@ def _stream_key(group: str, name: str) -> str:
 
 
 def _stream_name(address: Address) -> str:
-    prefix = BUCKET_STREAMS.get(address.kind)
-    return f"{prefix}{address.name}" if prefix else address.name
+    return stream_address(address).name
 
 
 def _origins(config: dict[str, Any]) -> list[tuple[str, str | None, str]]:
@@ -148,24 +144,24 @@ def build_graph(entries: Iterable[Entry]) -> Graph:
     entries = list(entries)
     for entry in entries:  # every declared node first, so references find them
         address = entry.address
-        if address.kind == "Account":
+        if address.kind == Kind.ACCOUNT:
             continue
         group = _group(address.account)
-        if address.kind == "Consumer":
+        if address.kind == Kind.CONSUMER:
             key = f"{group}|consumer|{address.stream}/{address.name}"
-            graph.add(Node(key, f"Consumer {address.name}", "Consumer", group, entry.status))
+            graph.add(Node(key, f"Consumer {address.name}", Kind.CONSUMER, group, entry.status))
             continue
-        kind, name = _display("Stream", _stream_name(address))
+        kind, name = _display(_stream_name(address))
         key = _stream_key(group, _stream_name(address))
         graph.add(Node(key, f"{kind} {name}", kind, group, entry.status))
     for entry in entries:
         address = entry.address
         group = _group(address.account)
-        if address.kind == "Account":
+        if address.kind == Kind.ACCOUNT:
             continue
-        if address.kind == "Consumer":
+        if address.kind == Kind.CONSUMER:
             stream_key = _stream_key(group, address.stream or "")
-            kind, name = _display("Stream", address.stream or "")
+            kind, name = _display(address.stream or "")
             graph.add(Node(stream_key, f"{kind} {name}", kind, group))
             graph.connect(stream_key, f"{group}|consumer|{address.stream}/{address.name}")
             continue
@@ -173,7 +169,7 @@ def build_graph(entries: Iterable[Entry]) -> Graph:
         for origin, api, label in _origins(entry.config or {}):
             origin_group = _where(api) if api else group
             origin_key = _stream_key(origin_group, origin)
-            kind, name = _display("Stream", origin)
+            kind, name = _display(origin)
             status = "external" if api else None
             graph.add(Node(origin_key, f"{kind} {name}", kind, origin_group, status))
             graph.connect(origin_key, key, label)

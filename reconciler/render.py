@@ -269,7 +269,13 @@ DIAGRAM_NODES = 40  # boxes in the plan's Mermaid diagram (it stays readable and
 UNMANAGED_LISTED = 20
 REFUSED_LISTED = 20
 _ACTIONS = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE, Action.NOOP)
-_KIND_ORDER = {"Account": 0, "Stream": 1, "KeyValue": 2, "ObjectStore": 3, "Consumer": 4}
+_KIND_ORDER = {
+    Kind.ACCOUNT: 0,
+    Kind.STREAM: 1,
+    Kind.KEY_VALUE: 2,
+    Kind.OBJECT_STORE: 3,
+    Kind.CONSUMER: 4,
+}
 _TABLE_HEAD = ["| | resource | action | details |", "|---|---|---|---|"]
 _JSON_HINT = (
     "the JSON plan has everything (`jsops plan --format json`, or "
@@ -337,7 +343,7 @@ def _md_diff_block(change: Change) -> list[str]:
 
 
 def _kind_table(plan: Plan) -> list[str]:
-    counts: dict[str, dict[Action, int]] = {}
+    counts: dict[Kind, dict[Action, int]] = {}
     for change in plan.changes:
         row = counts.setdefault(change.address.kind, dict.fromkeys(_ACTIONS, 0))
         row[change.action] += 1
