@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from reconciler import lock
 from reconciler.apply import ApplyResult, OnEvent, apply_plan
 from reconciler.capacity import capacity_problems
 from reconciler.connection import ConnectSettings, connect, resolve_settings
@@ -39,6 +40,7 @@ from reconciler.live import (
     identity_of,
     read_live_state,
 )
+from reconciler.lock import Holder
 from reconciler.models import Kind, Resource
 from reconciler.plan import (
     Action,
@@ -295,14 +297,22 @@ def apply(
     on_event: OnEvent | None = None,
     prune: bool = False,
     allow_replace: bool = False,
+    lock_timeout: float = 0.0,
+    lock_ttl: float | None = None,
+    on_lock_wait: Callable[[Holder], None] | None = None,
 ) -> tuple[Plan, ApplyResult | None]:
     """Plan now and apply after ``confirm(plan)`` says yes; or, with a ``saved`` plan,
     plan again from the same manifests and live state and apply that fresh plan only if
     it is the saved one (a plan file is never executed as written).
 
     Every refusal (``reconciler.refusals``) is checked once, on the plan about to run,
-    before anything is written. Returns the plan and the result (None when there was
-    nothing to do or confirm said no).
+    before anything is written. A plan with changes runs under the environment's apply
+    lock (``reconciler.lock``): while another apply holds it, this one fails naming the
+    holder, or waits up to ``lock_timeout`` seconds (telling ``on_lock_wait(holder)``);
+    if another apply ran between the plan and the lock, the plan is made again under the
+    lock (checked, shown and confirmed again). An apply with nothing to change, or not
+    confirmed, takes no lock. Returns the
+    plan and the result (None when there was nothing to do or confirm said no).
     """
     options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
     targets = parse_targets(targets)
@@ -318,6 +328,8 @@ def apply(
                 f'the plan is for project "{saved.project}", not "{target.project.name}"'
             )
     desired = load_desired(target.project, target.env_name, paths)
+    operator_mode = any(r.address.kind is Kind.ACCOUNT or r.address.account for r in desired)
+    ttl = lock.lock_ttl(lock_ttl)
     # The validated models are only needed to plan: handed over, so that a large apply
     # does not keep them (about a third of its memory) while it writes.
     handover = [desired]
@@ -325,21 +337,74 @@ def apply(
     prune_plan = saved.prune if saved is not None else options.prune
     plan_targets = list(saved.targets) if saved is not None else targets
 
-    async def body(conns: Connections) -> tuple[Plan, ApplyResult | None]:
-        the_plan = await plan_async(
-            target, conns, handover.pop(), prune=prune_plan, targets=plan_targets
-        )
+    async def checked_plan(conns: Connections, desired: list[Resource]) -> Plan:
+        the_plan = await plan_async(target, conns, desired, prune=prune_plan, targets=plan_targets)
         if saved is None and on_plan:
             on_plan(the_plan)
         found = refusals(the_plan, target.project, options, saved=saved)
         if found:  # before asking: never ask to confirm what will be refused
             raise refused(found)
+        return the_plan
+
+    async def body(conns: Connections) -> tuple[Plan, ApplyResult | None]:
+        before = await lock.last_sequence(
+            await lock.lock_client(conns, operator_mode, create=False)
+        )
+        the_plan = await checked_plan(conns, handover.pop())
         if not the_plan.has_changes:
             return the_plan, None
         if saved is None and confirm is not None and not confirm(the_plan):
             raise ApplyRefused("apply cancelled, nothing was changed")
-        result = await apply_plan(the_plan, conns, on_event=on_event)
+        client = await lock.lock_client(conns, operator_mode, create=True)
+        assert client is not None
+        async with lock.held(
+            client,
+            lock.lock_key(target.project.name, target.env_name),
+            lock.this_holder(target.project.name, target.env_name, ttl),
+            timeout=lock_timeout,
+            replicas=lock.bucket_replicas(client),
+            on_wait=on_lock_wait,
+        ) as lease:
+            if lease.seq != before + 1:
+                # another apply ran since this plan was made: plan again, under the lock
+                desired = load_desired(target.project, target.env_name, paths)
+                the_plan = await checked_plan(conns, desired)
+                del desired
+                if not the_plan.has_changes:
+                    return the_plan, None
+                # asked again, in a thread: the lease is refreshed while a person reads
+                if (
+                    saved is None
+                    and confirm is not None
+                    and not await asyncio.to_thread(confirm, the_plan)
+                ):
+                    raise ApplyRefused("apply cancelled, nothing was changed")
+            result = await apply_plan(the_plan, conns, on_event=on_event, guard=lease.ensure)
         return the_plan, result
+
+    return asyncio.run(_with_connections(target, body))
+
+
+def unlock(
+    target: Target, *, confirm: Callable[[Holder], bool] | None = None
+) -> tuple[Holder | None, bool]:
+    """Force the environment's apply lock free, after ``confirm(holder)`` says yes.
+
+    Returns the holder it had (None: not locked) and whether it was released.
+    """
+
+    async def body(conns: Connections) -> tuple[Holder | None, bool]:
+        client = await lock.lock_client(conns, lock.lock_account_exists(conns), create=False)
+        if client is None:
+            return None, False
+        key = lock.lock_key(target.project.name, target.env_name)
+        holder = await lock.read_holder(client, key)
+        if holder is None:
+            return None, False
+        if confirm is not None and not await asyncio.to_thread(confirm, holder):
+            return holder, False
+        await lock.force_unlock(client, key)
+        return holder, True
 
     return asyncio.run(_with_connections(target, body))
 

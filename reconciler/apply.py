@@ -137,9 +137,13 @@ async def apply_plan(
     *,
     concurrency: int = APPLY_CONCURRENCY,
     on_event: OnEvent | None = None,
+    guard: Callable[[], Awaitable[None]] | None = None,
 ) -> ApplyResult:
     """Carry out ``plan`` (already past the refusal gate); raise ApplyFailed when some
-    change failed or was skipped."""
+    change failed or was skipped.
+
+    ``guard`` is awaited before each write (the apply lock's ``Lease.ensure``): an
+    error it raises fails that change instead of writing it."""
     pending = plan.pending()
     result = ApplyResult()
     outcome: dict[str, ApplyStatus] = {}
@@ -150,7 +154,7 @@ async def apply_plan(
     brake = _Brake()
     for phase in (deletes, others):
         if phase:
-            await _run_phase(phase, conns, result, outcome, concurrency, on_event, brake)
+            await _run_phase(phase, conns, result, outcome, concurrency, on_event, brake, guard)
     result.stopped = brake.stopped
     if not result.ok:
         raise _failure(plan, result)
@@ -165,6 +169,7 @@ async def _run_phase(
     concurrency: int,
     on_event: OnEvent | None,
     brake: _Brake | None = None,
+    guard: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run changes as soon as what they depend on is done, ``concurrency`` at a time.
 
@@ -228,6 +233,8 @@ async def _run_phase(
                 settle(change, ApplyStatus.NOT_ATTEMPTED, brake.stopped)
                 continue
             try:
+                if guard is not None:
+                    await guard()
                 await _run_change(conns, change)
             except JsopsError as exc:
                 code = exc.err_code if isinstance(exc, ApiError) else 0

@@ -25,6 +25,7 @@ from reconciler.errors import JsopsError, ManifestError
 if TYPE_CHECKING:  # the commands import the library lazily, so that --help starts fast
     from reconciler.api import Target
     from reconciler.apply import ApplyStatus
+    from reconciler.lock import Holder
     from reconciler.plan import Change, Plan
 
 
@@ -248,6 +249,14 @@ def plan(
     help="Allow updates whose lowered limits drop messages the streams hold now.",
 )
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
+@click.option(
+    "--lock-timeout",
+    "lock_timeout",
+    default="0s",
+    show_default=True,
+    metavar="DURATION",
+    help="Wait this long for another apply's lock (e.g. 5m) instead of failing at once.",
+)
 @global_options
 @click.pass_context
 def apply(
@@ -261,10 +270,15 @@ def apply(
     allow_empty_prune: bool,
     allow_data_loss: bool,
     targets: tuple[str, ...],
+    lock_timeout: str,
     **kwargs: Any,
 ) -> int:
     """Apply the manifests (plan, confirm, apply), or a saved PLANFILE after planning
-    again and finding exactly that plan."""
+    again and finding exactly that plan.
+
+    One apply per environment at a time: a plan with changes is applied under the
+    environment's lock; while another apply holds it this one fails at once, naming
+    it, or waits for it up to --lock-timeout."""
     from reconciler import api, render
     from reconciler import planfile as planfiles
     from reconciler.apply import ApplyStatus
@@ -273,6 +287,7 @@ def apply(
 
     opts = _merge(ctx, **kwargs)
     color = _color(opts)
+    wait = _seconds(lock_timeout, "--lock-timeout")
     saved = planfiles.read_plan(planfile) if planfile else None
     target = _target(opts) if saved is None else _saved_target(opts, saved)
 
@@ -294,6 +309,9 @@ def apply(
         if status is ApplyStatus.DONE:
             _err(f"{change.action.value}: {change.address} ... done")
 
+    def lock_wait(holder: Holder) -> None:
+        _err(f"waiting up to {lock_timeout} for the lock held by {holder.describe()}")
+
     the_plan, result = api.apply(
         target,
         saved=saved,
@@ -308,6 +326,8 @@ def apply(
         confirm=confirm,
         on_plan=show,
         on_event=event,
+        lock_timeout=wait,
+        on_lock_wait=lock_wait,
     )
     if result is None:
         _err(render.summary_line(the_plan))
@@ -366,6 +386,49 @@ def graph(
     topology = api.topology(_target(opts), paths=list(paths) or None, live=live)
     click.echo(RENDERERS[fmt](topology), nl=False)
     _err(f"{len(topology.nodes)} node(s), {len(topology.edges)} edge(s)")
+    return 0
+
+
+def _seconds(text: str, option: str) -> float:
+    from reconciler.errors import UsageError
+    from reconciler.models.units import UnitError, parse_duration
+
+    try:
+        return parse_duration(text) / 10**9
+    except UnitError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a TTY).")
+@global_options
+@click.pass_context
+def unlock(ctx: click.Context, /, yes: bool, **kwargs: Any) -> int:
+    """Force the environment's apply lock free (when its holder is gone)."""
+    from reconciler import api
+    from reconciler.errors import ApplyRefused
+
+    opts = _merge(ctx, **kwargs)
+    target = _target(opts)
+
+    def confirm(holder: Holder) -> bool:
+        _err(f'environment "{target.env_name}" is locked by {holder.describe()}')
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise ApplyRefused(
+                "refusing to unlock without confirmation: no terminal to ask on (pass --yes)"
+            )
+        return click.confirm("Release it? An apply still running would be stopped", err=True)
+
+    holder, released = api.unlock(target, confirm=confirm)
+    if holder is None:
+        _err(f'environment "{target.env_name}" is not locked')
+    elif released:
+        _err(f'lock of environment "{target.env_name}" released')
+    else:
+        _err("unlock cancelled, the lock is still held")
+        return 1
     return 0
 
 

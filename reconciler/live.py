@@ -39,6 +39,10 @@ def _asset_name(info: dict[str, Any]) -> str:
     config = info.get("config") or {}
     return str(info.get("name") or config.get("name") or config.get("durable_name") or "")
 
+# jsops' own stream (the apply lock's KV bucket, ``reconciler.lock``): left out of every
+# read, so plans, prune, export, quotas and policy never see it.
+LOCK_STREAM = "KV_jsops_lock"
+
 
 class JetStreamClient:
     """The JetStream JSON API of one account through one connection."""
@@ -55,9 +59,24 @@ class JetStreamClient:
         """Send one API request (``subject`` without the prefix); the reply as a dict."""
         full = f"{self.prefix}.{subject}"
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else b""
-        timeout = timeout or self.timeout
+        return await self._send(full, body, None, subject, timeout or self.timeout)
+
+    async def publish(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Publish one message to a stream (``subject`` in full); the PubAck as a dict."""
+        return await self._send(subject, data, headers, subject, self.timeout)
+
+    async def _send(
+        self,
+        full: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        subject: str,
+        timeout: float,
+    ) -> dict[str, Any]:
         try:
-            msg = await self.nc.request(full, body, timeout=timeout)
+            msg = await self.nc.request(full, body, timeout=timeout, headers=headers)
         except NoRespondersError:
             servers = ", ".join(strip_userinfo(u) for u in self.settings.servers)
             if self.settings.domain:
@@ -128,11 +147,15 @@ class JetStreamClient:
                 return items, missing, offline
 
     async def list_streams(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        """StreamInfo of every stream, and the streams the server cannot report now
-        (name -> why), after one short, concurrent INFO retry of the missing ones."""
+        """StreamInfo of every stream but jsops' own lock bucket, and the streams the
+        server cannot report now (name -> why), after one short, concurrent INFO retry of
+        the missing ones."""
         streams, missing, offline = await self._paged("STREAM.LIST", "streams")
-        found, unavailable = await self._fetch_missing(missing, self.stream_info)
-        return streams + found, {**offline, **unavailable}
+        found, unavailable = await self._fetch_missing(
+            [m for m in missing if m != LOCK_STREAM], self.stream_info
+        )
+        kept = [s for s in streams + found if _asset_name(s) != LOCK_STREAM]
+        return kept, {k: v for k, v in {**offline, **unavailable}.items() if k != LOCK_STREAM}
 
     async def list_consumers(self, stream: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
         consumers, missing, offline = await self._paged(f"CONSUMER.LIST.{stream}", "consumers")

@@ -1,0 +1,478 @@
+"""The apply lock: one apply per project and environment at a time.
+
+A lease in the target account: one key per project and environment
+(``<project>.<environment>``) in the KV bucket ``jsops_lock`` (stream ``KV_jsops_lock``),
+which jsops creates on first use and owns. Being a plain KV bucket, ``nats kv get
+jsops_lock payments.prod`` shows who holds a lock.
+
+- **Acquire**: read the key's last message (``STREAM.MSG.GET``, ``last_by_subj``) and
+  the server's clock (``STREAM.INFO`` carries ``ts``). A live lease (a value younger, on
+  the server's clock, than its own ``ttl``) is held: fail naming the holder, or poll
+  until ``timeout``. Otherwise write the holder with
+  ``Nats-Expected-Last-Subject-Sequence`` set to the sequence just read (0: none), so
+  of two racing applies exactly one gets the key; the other reads again.
+- **Refresh**: while the lock is held, the value is written again every ``ttl / 3``,
+  with the sequence of the last write expected: if it no longer matches (the lease
+  expired and was taken over, or ``jsops unlock`` forced it), the lock is lost and the
+  run holding it is stopped (:class:`LockLost`).
+- **Release**: a KV delete marker, again with the last sequence expected.
+- **Expiry**: a holder that dies stops refreshing; its lease ends ``ttl`` after its last
+  write (judged on the server's clock, so client clocks do not matter) and the next
+  acquire takes it over. ``ttl`` travels in the value: holders may use different ones.
+
+The bucket is jsops' own: reads leave it out (``reconciler.live``), so plans never show
+or prune it, export never writes it, and quotas and policy never count it. Lock writes
+are KV messages (``$KV.jsops_lock.*``), not JetStream API requests; apply takes the lock
+only when its plan has changes, so an unchanged apply writes nothing at all.
+
+In operator mode the lock lives in the account of the environment's own credentials;
+an environment without credentials of its own (jsops reaches each account with admin
+users it mints) keeps its lock in jsops' own account ``JSOPS``, which jsops creates in
+the auth store (and pushes, with a small JetStream allowance) on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import getpass
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.errors import ApiError, JsopsError, UsageError
+from reconciler.live import LOCK_STREAM, JetStreamClient
+
+LOCK_BUCKET = LOCK_STREAM.removeprefix("KV_")
+LOCK_ACCOUNT = "JSOPS"
+DEFAULT_TTL = 30.0  # seconds; JSOPS_LOCK_TTL overrides (tests use a few seconds)
+TTL_ENV = "JSOPS_LOCK_TTL"
+POLL_INTERVAL = 0.5  # seconds between looks at a held lock while waiting
+EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+KV_OPERATION = "KV-Operation"
+WRONG_LAST_SEQUENCE = 10071
+NO_MESSAGE = 10037
+STREAM_NOT_FOUND = 10059
+STREAM_NAME_IN_USE = 10058
+_KEY_CHARS = re.compile(r"[^-_a-zA-Z0-9]")
+
+# The bucket as nats.go/nats.py create a KV bucket with history 1 (so `nats kv` reads
+# it), small, and never owned by a project (no jsops.owner: never pruned).
+LOCK_STREAM_CONFIG: dict[str, Any] = {
+    "name": LOCK_STREAM,
+    "description": "jsops apply locks: one key per project and environment",
+    "subjects": [f"$KV.{LOCK_BUCKET}.>"],
+    "retention": "limits",
+    "max_msgs_per_subject": 1,
+    "max_bytes": 1024 * 1024,
+    "max_msg_size": 4096,
+    "storage": "file",
+    "discard": "new",
+    "allow_rollup_hdrs": True,
+    "deny_delete": True,
+    "allow_direct": True,
+    "duplicate_window": 120 * 10**9,
+    "metadata": {"jsops.lock": "true"},
+}
+
+
+class LockHeld(JsopsError):
+    """Another apply holds the lock (and it did not end within the timeout)."""
+
+    def __init__(self, message: str, holder: Holder) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class LockLost(JsopsError):
+    """The lease was taken over (it expired, or was forced) while this run held it."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock: shown to anyone who waits for it or forces it."""
+
+    user: str
+    host: str
+    pid: int
+    started: str  # the holder's clock, RFC 3339, for people
+    ttl: float  # seconds a write of the value stays valid
+    project: str = ""
+    environment: str = ""
+    command: str = "apply"
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host} (pid {self.pid}, {self.command} since {self.started})"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Holder:
+        try:
+            raw = json.loads(data)
+            return cls(
+                user=str(raw.get("user", "?")),
+                host=str(raw.get("host", "?")),
+                pid=int(raw.get("pid", 0)),
+                started=str(raw.get("started", "?")),
+                ttl=float(raw.get("ttl", DEFAULT_TTL)),
+                project=str(raw.get("project", "")),
+                environment=str(raw.get("environment", "")),
+                command=str(raw.get("command", "apply")),
+            )
+        except (ValueError, TypeError, AttributeError):
+            return cls("?", "?", 0, "?", DEFAULT_TTL)
+
+
+def lock_ttl(value: float | None = None) -> float:
+    """The lease duration: ``value``, else ``$JSOPS_LOCK_TTL`` (seconds), else 30s."""
+    if value is not None:
+        return value
+    text = os.environ.get(TTL_ENV)
+    if not text:
+        return DEFAULT_TTL
+    try:
+        ttl = float(text)
+    except ValueError:
+        raise UsageError(f"{TTL_ENV}={text!r}: a number of seconds is needed") from None
+    if ttl <= 0:
+        raise UsageError(f"{TTL_ENV}={text!r}: a number of seconds is needed")
+    return ttl
+
+
+def this_holder(project: str, environment: str, ttl: float, command: str = "apply") -> Holder:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (some containers): the uid will do
+        user = str(os.getuid())
+    started = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return Holder(
+        user, socket.gethostname(), os.getpid(), started, ttl, project, environment, command
+    )
+
+
+def lock_key(project: str, environment: str) -> str:
+    """The KV key of one project's environment (characters KV keys cannot hold escaped)."""
+
+    def escape(text: str) -> str:
+        return _KEY_CHARS.sub(lambda m: f"={ord(m.group()):02x}", text) or "_"
+
+    return f"{escape(project)}.{escape(environment)}"
+
+
+@dataclass
+class _Entry:
+    seq: int
+    holder: Holder | None  # None: a delete marker
+    age: float  # seconds since the write, on the server's clock
+
+
+@dataclass
+class Lease:
+    """A lock this run holds: ``seq`` is its last write, ``confirmed`` (monotonic
+    seconds) when that write was sent."""
+
+    client: JetStreamClient
+    key: str
+    holder: Holder
+    seq: int
+    confirmed: float = field(default_factory=time.monotonic)
+    lost: bool = False
+    on_lost: Callable[[LockLost], None] | None = None
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ensure(self) -> None:
+        """Before a write: make sure the lease is still this run's. Free while it was
+        refreshed recently; after a pause (a stopped or starved process) as long as its
+        ``ttl``, it is written again first, and LockLost if it was taken over since."""
+        if self.lost:
+            raise _lost()
+        if time.monotonic() - self.confirmed < self.holder.ttl * 0.8:
+            return
+        await refresh(self)
+
+
+def _put_subject(client: JetStreamClient, key: str) -> str:
+    """As nats.go writes a KV key: through the API prefix when it is not ``$JS.API`` (a
+    domain: ``$JS.<d>.API.$KV...``, which that domain maps back to ``$KV...``)."""
+    subject = f"$KV.{LOCK_BUCKET}.{key}"
+    return subject if client.prefix == "$JS.API" else f"{client.prefix}.{subject}"
+
+
+def _instant(text: str) -> datetime:
+    """An RFC 3339 instant with up to nanoseconds (Python reads microseconds)."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
+
+
+async def _ensure_bucket(client: JetStreamClient, replicas: int) -> dict[str, Any]:
+    info = await client.stream_info(LOCK_STREAM)
+    if info is not None:
+        return info
+    try:
+        return await client.request(
+            f"STREAM.CREATE.{LOCK_STREAM}", {**LOCK_STREAM_CONFIG, "num_replicas": replicas}
+        )
+    except ApiError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:  # another apply made it just now
+            raise
+    return await client.request(f"STREAM.INFO.{LOCK_STREAM}")
+
+
+async def _read(client: JetStreamClient, key: str, now: datetime) -> _Entry | None:
+    try:
+        reply = await client.request(
+            f"STREAM.MSG.GET.{LOCK_STREAM}", {"last_by_subj": f"$KV.{LOCK_BUCKET}.{key}"}
+        )
+    except ApiError as exc:
+        if exc.err_code in (NO_MESSAGE, STREAM_NOT_FOUND):
+            return None
+        raise
+    message = reply.get("message") or {}
+    headers = base64.b64decode(message.get("hdrs") or "").decode(errors="replace")
+    deleted = re.search(rf"(?im)^{KV_OPERATION}:\s*(DEL|PURGE)\s*$", headers) is not None
+    holder = None if deleted else Holder.from_bytes(base64.b64decode(message.get("data") or ""))
+    age = (now - _instant(message["time"])).total_seconds() if message.get("time") else 0.0
+    return _Entry(int(message.get("seq", 0)), holder, age)
+
+
+async def _current(client: JetStreamClient, key: str, replicas: int) -> _Entry | None:
+    info = await _ensure_bucket(client, replicas)
+    now = _instant(info["ts"]) if info.get("ts") else datetime.now(UTC)
+    return await _read(client, key, now)
+
+
+def _live(entry: _Entry | None) -> bool:
+    return entry is not None and entry.holder is not None and entry.age < entry.holder.ttl
+
+
+async def _write(
+    client: JetStreamClient, key: str, expected: int, data: bytes, headers: dict[str, str]
+) -> int | None:
+    """Write the key if its last sequence is ``expected``: the new sequence, or None."""
+    try:
+        ack = await client.publish(
+            _put_subject(client, key), data, {**headers, EXPECTED_SUBJECT_SEQ: str(expected)}
+        )
+    except ApiError as exc:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            return None
+        raise
+    return int(ack.get("seq", 0))
+
+
+async def acquire(
+    client: JetStreamClient,
+    key: str,
+    holder: Holder,
+    *,
+    timeout: float = 0.0,
+    replicas: int = 1,
+    on_wait: Callable[[Holder], None] | None = None,
+) -> Lease:
+    """Take the lock, waiting up to ``timeout`` seconds for a holder to finish."""
+    deadline = time.monotonic() + timeout
+    told: Holder | None = None
+    while True:
+        entry = await _current(client, key, replicas)
+        if _live(entry):
+            assert entry is not None and entry.holder is not None
+            other = entry.holder
+            if time.monotonic() >= deadline:
+                waited = f" (waited {timeout:g}s)" if timeout else ""
+                raise LockHeld(
+                    f'environment "{holder.environment}" is locked by another apply: '
+                    f"{other.describe()}{waited}; wait for it, or run `jsops unlock` "
+                    "if it is gone",
+                    other,
+                )
+            if on_wait is not None and other != told:
+                on_wait(other)
+                told = other
+            await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+            continue
+        seq = await _write(client, key, entry.seq if entry else 0, holder.to_bytes(), {})
+        if seq is not None:
+            return Lease(client, key, holder, seq)
+
+
+def _lost() -> LockLost:
+    return LockLost(
+        "the apply lock was lost (the lease expired and was taken over, or "
+        "`jsops unlock` forced it): apply stopped; plan again to see the state"
+    )
+
+
+async def refresh(lease: Lease) -> None:
+    """Write the lease again (it stays valid ``ttl`` from now); LockLost if taken over."""
+    async with lease._writing:
+        if lease.lost:
+            raise _lost()
+        sent = time.monotonic()
+        seq = await _write(lease.client, lease.key, lease.seq, lease.holder.to_bytes(), {})
+        if seq is None:
+            lease.lost = True
+            error = _lost()
+            if lease.on_lost is not None:
+                lease.on_lost(error)
+            raise error
+        lease.seq, lease.confirmed = seq, sent
+
+
+async def release(lease: Lease) -> None:
+    """Give the lock back (a delete marker), unless it was lost already."""
+    async with lease._writing:
+        if lease.lost:
+            return
+        await _write(lease.client, lease.key, lease.seq, b"", {KV_OPERATION: "DEL"})
+        lease.lost = True  # released: no longer this run's either way
+
+
+async def read_holder(client: JetStreamClient, key: str) -> Holder | None:
+    """Who holds the lock now (None when free or expired); creates nothing."""
+    info = await client.stream_info(LOCK_STREAM)
+    if info is None:
+        return None
+    entry = await _read(client, key, _instant(info["ts"]) if info.get("ts") else datetime.now(UTC))
+    return entry.holder if _live(entry) and entry is not None else None
+
+
+async def force_unlock(client: JetStreamClient, key: str) -> Holder | None:
+    """Release the lock whoever holds it; the holder it had (None: it was free)."""
+    while True:
+        info = await client.stream_info(LOCK_STREAM)
+        if info is None:
+            return None
+        now = _instant(info["ts"]) if info.get("ts") else datetime.now(UTC)
+        entry = await _read(client, key, now)
+        if not _live(entry):
+            return None
+        assert entry is not None
+        seq = await _write(client, key, entry.seq, b"", {KV_OPERATION: "DEL"})
+        if seq is not None:
+            return entry.holder
+
+
+@contextlib.asynccontextmanager
+async def held(
+    client: JetStreamClient,
+    key: str,
+    holder: Holder,
+    *,
+    timeout: float = 0.0,
+    replicas: int = 1,
+    on_wait: Callable[[Holder], None] | None = None,
+) -> AsyncIterator[Lease]:
+    """Hold the lock for the body: acquired first, refreshed every ``ttl / 3`` while
+    the body runs, released after it. If the lease is lost, the body is cancelled and
+    :class:`LockLost` raised. Writers call ``lease.ensure()`` before each write."""
+    sent = time.monotonic()
+    lease = await acquire(client, key, holder, timeout=timeout, replicas=replicas, on_wait=on_wait)
+    lease.confirmed = sent
+    owner = asyncio.current_task()
+    failure: list[BaseException] = []
+
+    def stop(error: LockLost) -> None:
+        if not failure and owner is not None:
+            failure.append(error)
+            owner.cancel()
+
+    lease.on_lost = stop
+
+    async def keep() -> None:
+        while not lease.lost:
+            await asyncio.sleep(holder.ttl / 3)
+            with contextlib.suppress(JsopsError):  # a missed refresh: the next may get through
+                await refresh(lease)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield lease
+    except asyncio.CancelledError:
+        if failure and owner is not None:
+            owner.uncancel()
+            raise failure[0] from None
+        raise
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        with contextlib.suppress(JsopsError):
+            await release(lease)
+
+
+# ---------------------------------------------------------------- where the lock lives
+
+# jsops' own account in operator mode: enough JetStream for the lock bucket alone.
+LOCK_ACCOUNT_LIMITS = {"max_memory": 0, "max_storage": 8 * 1024 * 1024, "max_streams": 1}
+
+
+def has_own_credentials(settings: Any) -> bool:
+    """Whether the environment connects as a user of its own (not only through the
+    admin users jsops mints per account in operator mode)."""
+    return any((settings.creds, settings.creds_text, settings.nkey, settings.token, settings.user))
+
+
+def in_lock_account(conns: Any, operator_mode: bool) -> bool:
+    """Whether the lock lives in jsops' own account (operator mode, no credentials of
+    the environment's own), rather than in the environment's account."""
+    return operator_mode and not has_own_credentials(conns.settings)
+
+
+async def lock_client(conns: Any, operator_mode: bool, *, create: bool) -> JetStreamClient | None:
+    """The account connection the lock lives in; None when it is jsops' own account
+    and that does not exist yet (unless ``create``: then it is made and pushed)."""
+    if not in_lock_account(conns, operator_mode):
+        return await conns.client(None)
+    store = conns.store
+    if store.account_jwt(LOCK_ACCOUNT) is None:
+        if not create:
+            return None
+        from reconciler.accounts import build_account_jwt, push_account_jwt
+        from reconciler.live import cluster_size_of
+
+        system = await conns.system()
+        token = build_account_jwt(store, LOCK_ACCOUNT, jetstream=LOCK_ACCOUNT_LIMITS)
+        await push_account_jwt(
+            system,
+            token,
+            expect_servers=cluster_size_of(system._server_info or {}) or 1,
+            issuers=store.operator_signing_keys,
+        )
+        store.save_account_jwt(LOCK_ACCOUNT, token)
+    return await conns.client(LOCK_ACCOUNT)
+
+
+async def last_sequence(client: JetStreamClient | None) -> int:
+    """The lock bucket's last sequence (0: no bucket; -1: unknown): any apply writes it."""
+    if client is None:
+        return 0
+    try:
+        info = await client.stream_info(LOCK_STREAM)
+    except ApiError:  # (no JetStream here: the plan says so) unknown, so plan again
+        return -1
+    return int(((info or {}).get("state") or {}).get("last_seq", 0))
+
+
+def bucket_replicas(client: JetStreamClient) -> int:
+    """R3 on a cluster of three or more servers (the lock outlives one server), else R1."""
+    from reconciler.live import cluster_size_of
+
+    size = cluster_size_of(client.nc._server_info or {}) or 1
+    return 3 if size >= 3 else 1
+
+
+def lock_account_exists(conns: Any) -> bool:
+    """Whether jsops made its own lock account in the environment's auth store."""
+    try:
+        return conns.store.account_jwt(LOCK_ACCOUNT) is not None
+    except JsopsError:  # no auth store: not operator mode
+        return False
