@@ -111,6 +111,7 @@ class ErrCode(IntEnum):
     JETSTREAM_UNAVAILABLE = 10008  # 503 JSClusterNotAvailErr: no meta leader (yet)
     CONSUMER_CREATE = 10012  # 500 JSConsumerCreateErrF: free text (consumer update refusals)
     CONSUMER_NOT_FOUND = 10014  # 404 JSConsumerNotFoundErr
+    NO_MESSAGE_FOUND = 10037  # 404 JSNoMessageFoundErr (STREAM.MSG.GET)
     NOT_ENABLED_FOR_ACCOUNT = 10039  # 503 JSNotEnabledForAccountErr
     STREAM_INVALID_CONFIG = 10052  # 500 JSStreamInvalidConfigF: nearly every config refusal
     MIRROR_NOT_UPDATABLE = 10055  # 400 JSStreamMirrorNotUpdatableErr
@@ -118,6 +119,7 @@ class ErrCode(IntEnum):
     STREAM_NOT_FOUND = 10059  # 404 JSStreamNotFoundErr
     SUBJECT_OVERLAP = 10065  # 400 JSStreamSubjectOverlapErr
     STREAM_UPDATE = 10069  # 500 JSStreamUpdateErrF: free text
+    WRONG_LAST_SEQUENCE = 10071  # 400 JSStreamWrongLastSequenceErrF: an expected-sequence CAS
     NOT_ENABLED = 10076  # 503 JSNotEnabledErr
     CONSUMER_ALREADY_EXISTS = 10148  # 400 JSConsumerAlreadyExists (action: create)
     CONSUMER_DOES_NOT_EXIST = 10149  # 400 JSConsumerDoesNotExist (action: update)

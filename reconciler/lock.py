@@ -47,7 +47,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.errors import ApiError, JsopsError, UsageError
+from reconciler.connection import server_info
+from reconciler.errors import ApiError, ErrCode, JsopsError, UsageError
 from reconciler.live import LOCK_STREAM, JetStreamClient
 
 LOCK_BUCKET = LOCK_STREAM.removeprefix("KV_")
@@ -57,10 +58,6 @@ TTL_ENV = "JSOPS_LOCK_TTL"
 POLL_INTERVAL = 0.5  # seconds between looks at a held lock while waiting
 EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 KV_OPERATION = "KV-Operation"
-WRONG_LAST_SEQUENCE = 10071
-NO_MESSAGE = 10037
-STREAM_NOT_FOUND = 10059
-STREAM_NAME_IN_USE = 10058
 _KEY_CHARS = re.compile(r"[^-_a-zA-Z0-9]")
 
 # The bucket as nats.go/nats.py create a KV bucket with history 1 (so `nats kv` reads
@@ -222,7 +219,7 @@ async def _ensure_bucket(client: JetStreamClient, replicas: int) -> dict[str, An
             f"STREAM.CREATE.{LOCK_STREAM}", {**LOCK_STREAM_CONFIG, "num_replicas": replicas}
         )
     except ApiError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:  # another apply made it just now
+        if exc.err_code != ErrCode.STREAM_NAME_IN_USE:  # another apply made it just now
             raise
     return await client.request(f"STREAM.INFO.{LOCK_STREAM}")
 
@@ -233,7 +230,7 @@ async def _read(client: JetStreamClient, key: str, now: datetime) -> _Entry | No
             f"STREAM.MSG.GET.{LOCK_STREAM}", {"last_by_subj": f"$KV.{LOCK_BUCKET}.{key}"}
         )
     except ApiError as exc:
-        if exc.err_code in (NO_MESSAGE, STREAM_NOT_FOUND):
+        if exc.err_code in (ErrCode.NO_MESSAGE_FOUND, ErrCode.STREAM_NOT_FOUND):
             return None
         raise
     message = reply.get("message") or {}
@@ -263,7 +260,7 @@ async def _write(
             _put_subject(client, key), data, {**headers, EXPECTED_SUBJECT_SEQ: str(expected)}
         )
     except ApiError as exc:
-        if exc.err_code == WRONG_LAST_SEQUENCE:
+        if exc.err_code == ErrCode.WRONG_LAST_SEQUENCE:
             return None
         raise
     return int(ack.get("seq", 0))
@@ -444,7 +441,7 @@ async def lock_client(conns: Any, operator_mode: bool, *, create: bool) -> JetSt
         await push_account_jwt(
             system,
             token,
-            expect_servers=cluster_size_of(system._server_info or {}) or 1,
+            expect_servers=cluster_size_of(server_info(system)) or 1,
             issuers=store.operator_signing_keys,
         )
         store.save_account_jwt(LOCK_ACCOUNT, token)
@@ -466,7 +463,7 @@ def bucket_replicas(client: JetStreamClient) -> int:
     """R3 on a cluster of three or more servers (the lock outlives one server), else R1."""
     from reconciler.live import cluster_size_of
 
-    size = cluster_size_of(client.nc._server_info or {}) or 1
+    size = cluster_size_of(server_info(client.nc)) or 1
     return 3 if size >= 3 else 1
 
 

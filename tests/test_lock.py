@@ -21,7 +21,8 @@ from harness.project import TestProject, make_project
 from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
 
 from reconciler import lock
-from reconciler.live import LOCK_STREAM, ConnectSettings, JetStreamClient, connect
+from reconciler.connection import ConnectSettings, connect
+from reconciler.live import LOCK_STREAM, JetStreamClient
 
 STREAMS = 300  # enough that an apply is still writing when it is stopped
 
