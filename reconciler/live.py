@@ -39,6 +39,7 @@ def _asset_name(info: dict[str, Any]) -> str:
     config = info.get("config") or {}
     return str(info.get("name") or config.get("name") or config.get("durable_name") or "")
 
+
 # jsops' own stream (the apply lock's KV bucket, ``reconciler.lock``): left out of every
 # read, so plans, prune, export, quotas and policy never see it.
 LOCK_STREAM = "KV_jsops_lock"
