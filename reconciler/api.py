@@ -362,7 +362,6 @@ def apply(
             lock.lock_key(target.project.name, target.env_name),
             lock.this_holder(target.project.name, target.env_name, ttl),
             timeout=lock_timeout,
-            replicas=lock.bucket_replicas(client),
             on_wait=on_lock_wait,
         ) as lease:
             if lease.seq != before + 1:

@@ -49,7 +49,7 @@ from typing import Any
 
 from reconciler.connection import server_info
 from reconciler.errors import ApiError, ErrCode, JsopsError, UsageError
-from reconciler.live import LOCK_STREAM, JetStreamClient
+from reconciler.live import LOCK_STREAM, Connections, JetStreamClient
 
 LOCK_BUCKET = LOCK_STREAM.removeprefix("KV_")
 LOCK_ACCOUNT = "JSOPS"
@@ -210,17 +210,23 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-async def _ensure_bucket(client: JetStreamClient, replicas: int) -> dict[str, Any]:
+async def _ensure_bucket(client: JetStreamClient) -> dict[str, Any]:
+    """The lock bucket's STREAM.INFO, creating the bucket first if needed: R3 on a
+    cluster that can place it (so the lock outlives one server), else R1."""
     info = await client.stream_info(LOCK_STREAM)
     if info is not None:
         return info
-    try:
-        return await client.request(
-            f"STREAM.CREATE.{LOCK_STREAM}", {**LOCK_STREAM_CONFIG, "num_replicas": replicas}
-        )
-    except ApiError as exc:
-        if exc.err_code != ErrCode.STREAM_NAME_IN_USE:  # another apply made it just now
-            raise
+    clustered = bool(server_info(client.nc).get("cluster"))
+    for replicas in (3, 1) if clustered else (1,):
+        try:
+            return await client.request(
+                f"STREAM.CREATE.{LOCK_STREAM}", {**LOCK_STREAM_CONFIG, "num_replicas": replicas}
+            )
+        except ApiError as exc:
+            if exc.err_code == ErrCode.STREAM_NAME_IN_USE:  # another apply made it just now
+                break
+            if replicas == 1:
+                raise
     return await client.request(f"STREAM.INFO.{LOCK_STREAM}")
 
 
@@ -241,8 +247,8 @@ async def _read(client: JetStreamClient, key: str, now: datetime) -> _Entry | No
     return _Entry(int(message.get("seq", 0)), holder, age)
 
 
-async def _current(client: JetStreamClient, key: str, replicas: int) -> _Entry | None:
-    info = await _ensure_bucket(client, replicas)
+async def _current(client: JetStreamClient, key: str) -> _Entry | None:
+    info = await _ensure_bucket(client)
     now = _instant(info["ts"]) if info.get("ts") else datetime.now(UTC)
     return await _read(client, key, now)
 
@@ -272,14 +278,13 @@ async def acquire(
     holder: Holder,
     *,
     timeout: float = 0.0,
-    replicas: int = 1,
     on_wait: Callable[[Holder], None] | None = None,
 ) -> Lease:
     """Take the lock, waiting up to ``timeout`` seconds for a holder to finish."""
     deadline = time.monotonic() + timeout
     told: Holder | None = None
     while True:
-        entry = await _current(client, key, replicas)
+        entry = await _current(client, key)
         if _live(entry):
             assert entry is not None and entry.holder is not None
             other = entry.holder
@@ -365,14 +370,13 @@ async def held(
     holder: Holder,
     *,
     timeout: float = 0.0,
-    replicas: int = 1,
     on_wait: Callable[[Holder], None] | None = None,
 ) -> AsyncIterator[Lease]:
     """Hold the lock for the body: acquired first, refreshed every ``ttl / 3`` while
     the body runs, released after it. If the lease is lost, the body is cancelled and
     :class:`LockLost` raised. Writers call ``lease.ensure()`` before each write."""
     sent = time.monotonic()
-    lease = await acquire(client, key, holder, timeout=timeout, replicas=replicas, on_wait=on_wait)
+    lease = await acquire(client, key, holder, timeout=timeout, on_wait=on_wait)
     lease.confirmed = sent
     owner = asyncio.current_task()
     failure: list[BaseException] = []
@@ -418,13 +422,15 @@ def has_own_credentials(settings: Any) -> bool:
     return any((settings.creds, settings.creds_text, settings.nkey, settings.token, settings.user))
 
 
-def in_lock_account(conns: Any, operator_mode: bool) -> bool:
+def in_lock_account(conns: Connections, operator_mode: bool) -> bool:
     """Whether the lock lives in jsops' own account (operator mode, no credentials of
     the environment's own), rather than in the environment's account."""
     return operator_mode and not has_own_credentials(conns.settings)
 
 
-async def lock_client(conns: Any, operator_mode: bool, *, create: bool) -> JetStreamClient | None:
+async def lock_client(
+    conns: Connections, operator_mode: bool, *, create: bool
+) -> JetStreamClient | None:
     """The account connection the lock lives in; None when it is jsops' own account
     and that does not exist yet (unless ``create``: then it is made and pushed)."""
     if not in_lock_account(conns, operator_mode):
@@ -441,7 +447,7 @@ async def lock_client(conns: Any, operator_mode: bool, *, create: bool) -> JetSt
         await push_account_jwt(
             system,
             token,
-            expect_servers=cluster_size_of(server_info(system)) or 1,
+            expect_servers=cluster_size_of(system) or 1,
             issuers=store.operator_signing_keys,
         )
         store.save_account_jwt(LOCK_ACCOUNT, token)
@@ -459,15 +465,7 @@ async def last_sequence(client: JetStreamClient | None) -> int:
     return int(((info or {}).get("state") or {}).get("last_seq", 0))
 
 
-def bucket_replicas(client: JetStreamClient) -> int:
-    """R3 on a cluster of three or more servers (the lock outlives one server), else R1."""
-    from reconciler.live import cluster_size_of
-
-    size = cluster_size_of(server_info(client.nc)) or 1
-    return 3 if size >= 3 else 1
-
-
-def lock_account_exists(conns: Any) -> bool:
+def lock_account_exists(conns: Connections) -> bool:
     """Whether jsops made its own lock account in the environment's auth store."""
     try:
         return conns.store.account_jwt(LOCK_ACCOUNT) is not None
