@@ -3,6 +3,7 @@ idempotence, and formatted manifests that validate to the same resources. No ser
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -166,3 +167,60 @@ def test_fmt_of_a_missing_path_is_one_line(tmp_path: Path) -> None:
     code, _, err = run_cli(["fmt", "nope.yaml"], cwd=tmp_path)
     assert code == 1
     assert err.strip() == "nope.yaml: no such file or directory"
+
+
+# ------------------------------------------------ validate --format github | json
+
+
+def _bad_project(tmp_path: Path) -> Path:
+    project = make_project(tmp_path, "nats://127.0.0.1:1")
+    project.write(
+        "bad.yaml",
+        "apiVersion: jsops/v1\nkind: Stream\nmetadata: {name: BAD}\n"
+        "spec: {max_age: soon, retentoin: limits}\n",
+    )
+    return project.root
+
+
+def test_validate_github_format_prints_annotations(tmp_path: Path) -> None:
+    code, out, err = run_cli(["validate", "--format", "github"], cwd=_bad_project(tmp_path))
+    assert code == 1
+    assert out.splitlines() == [
+        "::error file=manifests/bad.yaml,line=4,col=17,title=jsops (bad_duration)::"
+        'spec.max_age: invalid duration "soon": expected e.g. "250ms", "90s", "1h30m", "7d"',
+        "::error file=manifests/bad.yaml,line=4,col=23,title=jsops (unknown_field)::"
+        'unknown field "retentoin" in spec (did you mean "retention"?)',
+    ]
+    assert "manifests/bad.yaml:4:17:" in err  # the usual lines still on stderr
+
+
+def test_validate_json_format(tmp_path: Path) -> None:
+    code, out, _ = run_cli(["validate", "--format", "json"], cwd=_bad_project(tmp_path))
+    assert code == 1
+    body = json.loads(out)
+    assert body["valid"] is False and body["count"] == 2
+    assert body["diagnostics"][1] == {
+        "file": "manifests/bad.yaml",
+        "line": 4,
+        "col": 23,
+        "code": "unknown_field",
+        "message": 'unknown field "retentoin" in spec',
+        "hint": 'did you mean "retention"?',
+        "rendered": False,
+    }
+    (tmp_path / "ok" / "manifests").mkdir(parents=True)
+    (tmp_path / "ok" / "manifests" / "a.yaml").write_text(
+        "apiVersion: jsops/v1\nkind: Stream\nmetadata: {name: OK}\n"
+    )
+    code, out, _ = run_cli(["validate", "--format", "json"], cwd=tmp_path / "ok")
+    assert code == 0
+    assert json.loads(out) == {"valid": True, "count": 0, "diagnostics": []}
+
+
+def test_validate_github_format_of_an_error_without_a_place(tmp_path: Path) -> None:
+    code, out, _ = run_cli(
+        ["--config", "missing.yaml", "validate", "--format", "github"], cwd=tmp_path
+    )
+    assert code == 1
+    assert out.startswith("::error title=jsops (error)::")
+    assert "missing.yaml" in out
