@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler import lock
 from reconciler.apply import ApplyResult, OnEvent, apply_plan
-from reconciler.capacity import capacity_problems
+from reconciler.capacity import capacity_problems, server_problems
 from reconciler.connection import ConnectSettings, connect, resolve_settings
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import (
@@ -172,6 +173,7 @@ async def plan_async(
     identity: ServerIdentity | None = None
     api_level, version = 0, ""
     parts: list[tuple[Plan, LiveState]] = []
+    checked: list[tuple[Plan, LiveState]] = []
     for account in sorted(groups, key=lambda a: (a is not None, a or "")):
         parent = account_changes.get(account or "")
         new_account = account is not None and (
@@ -209,6 +211,8 @@ async def plan_async(
             requires=requires,
         )
         parts.append((sub, live))
+        if requires is None:  # an account this plan changes has limits not in force yet
+            checked.append((sub, live))
     if identity is None:  # operator mode, only accounts this plan creates
         system = await conns.system()
         who = await connection_account(system, target.settings.timeout)
@@ -225,14 +229,46 @@ async def plan_async(
         declared=len(desired),
     )
     kept = {c.key for c in the_plan.changes}
-    shortfalls = [
-        problem
-        for sub, live in parts
-        for problem in capacity_problems([c for c in sub.changes if c.key in kept], live)
-    ]
+    size = next((live.cluster_size for _, live in parts if live.cluster_size), cluster_size)
+    servers = await _server_jsz(conns, size) if store is not None and checked and kept else []
+    shortfalls = []
+    for sub, live in checked:
+        mine = [c for c in sub.changes if c.key in kept]
+        shortfalls += capacity_problems(mine, live)
+        shortfalls += server_problems(mine, live, servers)
     if shortfalls:  # the server would refuse these writes part way: say so before any
         raise CapacityError(shortfalls)
     return the_plan
+
+
+SERVER_PING_WAIT = 0.5  # seconds to collect the servers' JSZ replies
+
+
+async def _server_jsz(conns: Connections, expected: int | None) -> list[dict[str, Any]]:
+    """Every server's JetStream config and reservations (``$SYS.REQ.SERVER.PING.JSZ``,
+    system account, operator mode), collected for at most SERVER_PING_WAIT seconds or
+    until ``expected`` servers answered; empty when the servers cannot be asked."""
+    try:
+        system = await conns.system()
+        inbox = system.new_inbox()
+        sub = await system.subscribe(inbox)
+        await system.publish("$SYS.REQ.SERVER.PING.JSZ", b"{}", reply=inbox)
+        replies: list[dict[str, Any]] = []
+        deadline = asyncio.get_running_loop().time() + SERVER_PING_WAIT
+        while expected is None or len(replies) < expected:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except Exception:  # nats-py's timeout: no more replies
+                break
+            with contextlib.suppress(ValueError):
+                replies.append(json.loads(msg.data))
+        await sub.unsubscribe()
+    except JsopsError:
+        return []
+    return [r for r in replies if isinstance(r, dict) and r.get("data")]
 
 
 async def _read_subject_counts(client: JetStreamClient, live: LiveState, names: list[str]) -> None:

@@ -21,9 +21,16 @@ tier ``R<n>`` present       tiered limits without a tier for a stream's replicas
 
 Only what the plan makes worse is reported (an account already over a limit, with a
 plan that adds nothing there, plans). Streams the server cannot report now count
-toward ``max_streams`` (flat limits) but their reservations are unknown. Server-wide
-limits (``jetstream { max_file }``) are not visible to an account connection and are
-not checked here.
+toward ``max_streams`` (flat limits) but their reservations are unknown. An account
+whose own limits this plan changes is not checked against its old ones.
+
+Server-wide limits (``jetstream { max_file, max_mem }``) are visible to a system-account
+connection only (``$SYS.REQ.SERVER.PING.JSZ``, in operator mode through the auth
+store): :func:`server_problems` checks that the servers' free reservable space
+(``max_storage - reserved_storage``, summed over the servers that answer) covers what
+the plan adds (``max_bytes`` x ``num_replicas``, one replica per server). For one
+server that is the server's own check; in a cluster it is a necessary condition
+(placement needs it on the chosen peers).
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from reconciler.live import LiveState
 from reconciler.models import Kind
 from reconciler.models.units import format_size
 from reconciler.plan import Action, Change
+
+_SERVER_LIMIT = {"file": "max_storage", "memory": "max_memory"}
+_SERVER_RESERVED = {"file": "reserved_storage", "memory": "reserved_memory"}
 
 _STORAGE_LIMIT = {"file": "max_storage", "memory": "max_memory"}
 _PER_STREAM = {"file": "storage_max_stream_bytes", "memory": "memory_max_stream_bytes"}
@@ -220,4 +230,52 @@ def _consumer_problems(
                     f"consumers after this plan, over {whose} max_consumers of {limit} "
                     f"(per stream; {before[stream]} now)"
                 )
+    return problems
+
+
+def _added(changes: Sequence[Change], live: LiveState) -> dict[str, int]:
+    """Bytes the plan adds to the servers' reservations, per storage (may be < 0)."""
+    added: dict[str, int] = {"file": 0, "memory": 0}
+
+    def server_bytes(stream: _Stream) -> int:
+        return max(0, stream.max_bytes) * stream.replicas
+
+    for change in changes:
+        if change.address.kind in (Kind.CONSUMER, Kind.ACCOUNT):
+            continue
+        info = live.streams.get(str((change.send or {}).get("name", change.address.name)))
+        old = _Stream.of(info["config"]) if info else None
+        if old is not None and change.action in (Action.DELETE, Action.REPLACE, Action.UPDATE):
+            added[old.storage] = added.get(old.storage, 0) - server_bytes(old)
+        if change.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and change.send:
+            new = _Stream.of(change.send)
+            added[new.storage] = added.get(new.storage, 0) + server_bytes(new)
+    return added
+
+
+def server_problems(
+    changes: Sequence[Change], live: LiveState, servers: Sequence[dict[str, Any]]
+) -> list[str]:
+    """The plan against the servers' own JetStream limits, from their ``JSZ`` replies
+    (``{"server": {...}, "data": {"config": {...}, "reserved_storage": ...}}``)."""
+    if not servers:
+        return []
+    added = _added(changes, live)
+    problems = []
+    for storage, need in added.items():
+        if need <= 0:
+            continue
+        free = 0
+        for reply in servers:
+            data = reply.get("data") or {}
+            limit = int((data.get("config") or {}).get(_SERVER_LIMIT[storage]) or 0)
+            free += max(0, limit - int(data.get(_SERVER_RESERVED[storage]) or 0))
+        if need > free:
+            names = sorted(str((r.get("server") or {}).get("name", "?")) for r in servers)
+            problems.append(
+                f"the plan reserves {format_size(need)} more {storage} storage (max_bytes x "
+                f"num_replicas) than the servers have free: {format_size(free)} on "
+                f"{', '.join(names)} (jetstream {_SERVER_LIMIT[storage]} less what is "
+                f"reserved); short by {format_size(need - free)}"
+            )
     return problems

@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.project import make_project
-from harness.servers import JsWriteCounter, SingleServer, js_request_sync, start_single
+from harness.project import make_project, run_cli
+from harness.servers import (
+    JsWriteCounter,
+    SingleServer,
+    js_request_sync,
+    start_single,
+    unique_name,
+)
 
 MIB = 1024 * 1024
 
@@ -133,3 +139,46 @@ def test_a_run_of_identical_failures_stops_the_apply(tmp_path: Path, limited: Si
     made = len(streams(url))
     assert made < 60  # 40MB of server store: ~38 streams of 1MiB
     assert f"{count} not attempted" in lines[-1]
+
+
+def test_server_wide_storage_is_checked_through_the_system_account(tmp_path: Path) -> None:
+    """Operator mode: the account is unlimited, the server's own store only 1GB; the
+    servers' limits come from $SYS.REQ.SERVER.PING.JSZ (the auth store's system user)."""
+    from harness.operator import start_operator_server
+
+    code, _, err = run_cli(["auth", "init", "--dir", str(tmp_path / "auth")])
+    assert code == 0, err
+    op = start_operator_server(tmp_path, auth_dir=tmp_path / "auth")
+    try:
+        name = unique_name("BIG")
+        project = make_project(
+            tmp_path,
+            op.url,
+            envs={"ops": {"servers": [op.url], "auth_dir": str(op.store.root)}},
+        )
+        account = (
+            "apiVersion: jsops/v1\nkind: Account\n"
+            f"metadata: {{name: {name}}}\nspec: {{jetstream: {{max_storage: -1, max_memory: -1}}}}\n"
+        )
+        project.write("a.yaml", account)
+        code, _, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+        docs = [
+            stream_doc(f"S{i:02d}", max_bytes=100 * MIB).replace(
+                "metadata: {name: ", f"metadata: {{account: {name}, name: "
+            )
+            for i in range(12)
+        ]
+        project.write("s.yaml", "---\n".join(docs))
+        code, out, err = project.cli("plan")
+        assert code == 1 and out == ""
+        assert "the plan reserves 1200MiB more file storage" in err, err
+        assert "than the servers have free" in err and "short by" in err
+        code, _, err = project.cli("apply", "--auto-approve")
+        assert code == 1 and "short by" in err
+        # four fit
+        project.write("s.yaml", "---\n".join(docs[:4]))
+        code, _, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+    finally:
+        op.stop()
