@@ -158,7 +158,8 @@ def test_server_wide_storage_is_checked_through_the_system_account(tmp_path: Pat
         )
         account = (
             "apiVersion: jsops/v1\nkind: Account\n"
-            f"metadata: {{name: {name}}}\nspec: {{jetstream: {{max_storage: -1, max_memory: -1}}}}\n"
+            f"metadata: {{name: {name}}}\n"
+            "spec: {jetstream: {max_storage: -1, max_memory: -1}}\n"
         )
         project.write("a.yaml", account)
         code, _, err = project.cli("apply", "--auto-approve")
