@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 LIST_CONCURRENCY = 64
 USER_INFO_WAIT = 2.0  # seconds: the account name is optional in an identity
-MISSING_INFO_TIMEOUT = 1.0  # seconds: INFO of an asset a LIST left out (servers down?)
+MISSING_INFO_TIMEOUT = 1.5  # seconds: INFO of an asset a LIST left out (servers down?)
+MISSING_INFO_TRIES = 2  # a busy cluster may miss a LIST's own wait once: ask twice
 
 
 def _asset_name(info: dict[str, Any]) -> str:
@@ -185,6 +186,8 @@ class JetStreamClient:
                     try:
                         info = await fetch(name, timeout)
                     except ConnectionFailed:
+                        if attempt + 1 < MISSING_INFO_TRIES:
+                            continue
                         unavailable[name] = f"no reply within {timeout:g}s (its servers are down?)"
                         return
                     except ApiError as exc:
