@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 LIST_CONCURRENCY = 64
 USER_INFO_WAIT = 2.0  # seconds: the account name is optional in an identity
-MISSING_INFO_TIMEOUT = 1.5  # seconds: INFO of an asset a LIST left out (servers down?)
+MISSING_INFO_TIMEOUT = 3.0  # seconds: INFO of an asset a LIST left out (servers down?)
 MISSING_INFO_TRIES = 2  # a busy cluster may miss a LIST's own wait once: ask twice
 
 
