@@ -20,7 +20,7 @@ from reconciler.errors import JsopsError
 from reconciler.live import ServerIdentity
 from reconciler.models import Address, Kind
 from reconciler.plan import Action, Change, Plan, Reason
-from reconciler.refusals import ApplyOptions, change_refusals
+from reconciler.refusals import shown_refusals
 
 FORMAT_VERSION = 1
 
@@ -48,7 +48,7 @@ def change_to_json(change: Change) -> dict[str, Any]:
         "owner": change.owner,
         "refused": [
             {"code": r.code.value, "detail": r.detail or None, "override": r.override}
-            for r in change_refusals(change, ApplyOptions(prune=True, allow_replace=True))
+            for r in shown_refusals(change)
         ],
         "live_digest": change.live_digest,
         "send": change.send,

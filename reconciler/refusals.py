@@ -122,6 +122,12 @@ def change_refusals(change: Change, options: ApplyOptions) -> list[Refusal]:
     return out
 
 
+def shown_refusals(change: Change) -> list[Refusal]:
+    """The refusals a plan shows on a change: those no destructive-action flag
+    (``--prune``, ``--allow-replace``, ``--allow-data-loss``) lifts."""
+    return [r for r in change_refusals(change, ApplyOptions(prune=True)) if r.shown]
+
+
 def refusals(
     plan: Plan,
     project: Project | ProjectConfig | None,

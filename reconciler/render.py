@@ -17,7 +17,7 @@ from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
 from reconciler.normalize import SET_FIELDS
 from reconciler.plan import Action, Change, Plan, Reason
-from reconciler.refusals import ApplyOptions, Code, Refusal, change_refusals
+from reconciler.refusals import Code, Refusal, shown_refusals
 
 _COLORS = {
     Action.CREATE: "green",
@@ -169,18 +169,16 @@ _SAYS_LOSS = (
     Code.NO_DESTROY_HERE,
     Code.DATA_LOSS,
 )
-# Refusals a plan shows on its changes: those no destructive-action flag lifts.
-_PLAN_OPTIONS = ApplyOptions(prune=True, allow_replace=True)
 
 
 def _plan_refusals(change: Change) -> list[str]:
-    """Short notes for a plan line: ``refused: prevent_destroy``, ``refused: owned by
-    project "billing" (--allow-takeover)``."""
+    """Short notes for a plan line (the refusals no destructive-action flag lifts):
+    ``refused: prevent_destroy``, ``refused: owned by project "billing" (--allow-takeover)``."""
     notes = []
-    for refusal in change_refusals(change, _PLAN_OPTIONS):
+    for refusal in shown_refusals(change):
         if refusal.code is Code.TAKEOVER:
             notes.append(f'refused: owned by project "{refusal.detail}" (--allow-takeover)')
-        elif refusal.shown:
+        else:
             notes.append(f"refused: {refusal.code.value}")
     return notes
 
