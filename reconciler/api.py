@@ -444,13 +444,16 @@ def unlock(
     return asyncio.run(_with_connections(target, body))
 
 
-def export(target: Target, out_dir: str | Path, schemas: str = "../schemas") -> list[Path]:
+def export(
+    target: Target, out_dir: str | Path, schemas: str = "../schemas", *, force: bool = False
+) -> list[Path]:
     """Read the live state of ``target`` and write it as manifests into ``out_dir``
-    (adoption: one file per stream, its consumers with it); the paths written."""
+    (adoption: one file per stream, its consumers with it); the paths written. An
+    existing file is never overwritten unless ``force`` (see ``reconciler.export``)."""
     from reconciler.export import write_export
 
     live = asyncio.run(_session(target.settings, read_live_state))
-    return write_export(live, out_dir, schemas)
+    return write_export(live, out_dir, schemas, force=force)
 
 
 def refused(found: Sequence[Refusal]) -> JsopsError:

@@ -455,14 +455,17 @@ def _saved_target(opts: Options, saved: Plan) -> Target:
     metavar="PATH",
     help="Path of schemas/ as seen from DIR, for the editor schema comment.",
 )
+@click.option(
+    "--force", is_flag=True, help="Overwrite existing files (export never does otherwise)."
+)
 @global_options
 @click.pass_context
-def export(ctx: click.Context, /, out: str, schemas: str, **kwargs: Any) -> int:
+def export(ctx: click.Context, /, out: str, schemas: str, force: bool, **kwargs: Any) -> int:
     """Write the live streams and consumers as manifests (adoption)."""
     from reconciler import api
 
     opts = _merge(ctx, **kwargs)
-    written = api.export(_target(opts), out, schemas)
+    written = api.export(_target(opts), out, schemas, force=force)
     for path in written:
         click.echo(str(path))
     _err(f"exported {len(written)} stream(s) to {out}")

@@ -9,12 +9,20 @@ server defaults, derived ones included, are left out); durations and sizes are
 written in human units; ``external.api: $JS.<d>.API`` becomes ``domain: <d>``; the
 owner tag is left out (jsops adds it on apply, which is how adoption shows in a plan).
 One file per stream, holding the stream and its consumers.
+
+File names: ``<stream>.yaml`` when that fits a file name (255 bytes) and no other stream's
+file name differs from it only in case (case-insensitive file systems); otherwise the
+name is cut to fit and ``-<12 hex digits of its SHA-256>`` is added (:func:`file_name`).
+Export never overwrites a file: if any file it would write exists, it writes nothing
+and names them, unless ``force``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ from ruamel.yaml import YAML
 
 from reconciler.buckets import export_spec as bucket_export_spec
 from reconciler.buckets import live_address
+from reconciler.errors import UsageError
 from reconciler.live import LiveState
 from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
@@ -182,12 +191,62 @@ def dump_documents(docs: list[dict[str, Any]], schemas: str = "../schemas") -> s
     return SCHEMA_COMMENT.format(schemas=schemas) + buf.getvalue()
 
 
-def write_export(live: LiveState, out_dir: str | Path, schemas: str = "../schemas") -> list[Path]:
+MAX_FILE_NAME = 255  # bytes, the usual file system limit (NAME_MAX)
+_SUFFIX = ".yaml"
+
+
+def file_name(name: str, hashed: bool = False) -> str:
+    """The export file name of stream ``name``: ``name.yaml`` when it fits in
+    :data:`MAX_FILE_NAME` bytes (and ``hashed`` is False), else a cut name plus a hash."""
+    plain = name + _SUFFIX
+    if not hashed and len(plain.encode("utf-8")) <= MAX_FILE_NAME:
+        return plain
+    digest = "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:12] + _SUFFIX
+    room = MAX_FILE_NAME - len(digest)
+    head = name.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return head + digest
+
+
+def export_paths(names: list[str], out_dir: Path) -> dict[str, Path]:
+    """Stream name -> the file it is exported to (names equal up to case are hashed)."""
+    plain = {name: file_name(name) for name in names}
+    counts = Counter(f.casefold() for f in plain.values())
+    return {
+        name: out_dir / (file_name(name, hashed=True) if counts[f.casefold()] > 1 else f)
+        for name, f in plain.items()
+    }
+
+
+def write_export(
+    live: LiveState, out_dir: str | Path, schemas: str = "../schemas", *, force: bool = False
+) -> list[Path]:
+    """Write one manifest file per live stream; refuse (writing nothing) when a file
+    exists, unless ``force``. The paths written."""
     target = Path(out_dir)
-    target.mkdir(parents=True, exist_ok=True)
+    files = export_documents(live)
+    paths = export_paths(list(files), target)
+    if not force:
+        existing = [str(p) for p in paths.values() if p.exists() or p.is_symlink()]
+        if existing:
+            shown = ", ".join(existing[:5]) + (
+                f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+            )
+            raise UsageError(
+                f"export would overwrite {shown}: nothing was written (--force to overwrite)"
+            )
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror or exc}") from None
     written = []
-    for name, docs in export_documents(live).items():
-        path = target / f"{name}.yaml"
-        path.write_text(dump_documents(docs, schemas), encoding="utf-8")
+    for name, docs in files.items():
+        path = paths[name]
+        try:
+            with path.open("w" if force else "x", encoding="utf-8") as out:
+                out.write(dump_documents(docs, schemas))
+        except FileExistsError:
+            raise UsageError(f"export would overwrite {path} (it appeared meanwhile)") from None
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
     return written

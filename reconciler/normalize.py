@@ -342,6 +342,8 @@ def canonical_stream(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[
     for key in _UNLIMITED_WHEN_ZERO:
         if out[key] == 0 or out[key] < -1:
             out[key] = -1
+    if not out["num_replicas"]:  # the server stores 0 replicas as 1
+        out["num_replicas"] = 1
     out["description"] = config.get("description") or None
     out["mirror"] = _source(config.get("mirror"))
     sources = [_source(s) for s in config.get("sources") or []]
@@ -418,13 +420,13 @@ def canonical_consumer(
     acks = out["ack_policy"] != "none"
     if out["max_deliver"] == 0 or out["max_deliver"] < -1:
         out["max_deliver"] = -1
-    if out["ack_wait"] is None:
+    if not out["ack_wait"]:  # the server stores 0 as its default, as it does absent
         if out["backoff"]:
             out["ack_wait"] = out["backoff"][0]
         elif out["ack_policy"] in ("explicit", "all"):
             out["ack_wait"] = DEFAULT_ACK_WAIT  # else the server leaves it unset (0)
     push = bool(out["deliver_subject"])
-    if out["max_waiting"] is None:
+    if not out["max_waiting"]:  # 0 on a pull consumer is stored as the default
         out["max_waiting"] = 0 if push else DEFAULT_MAX_WAITING
     if out["max_ack_pending"] is None or out["max_ack_pending"] == 0:
         if limits.get("max_ack_pending"):
@@ -433,8 +435,8 @@ def canonical_consumer(
             out["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING if acks else None
     if out["inactive_threshold"] is None:
         out["inactive_threshold"] = limits.get("inactive_threshold") or 0
-    if out["priority_timeout"] is None and out["priority_policy"] == "pinned_client":
-        out["priority_timeout"] = TWO_MINUTES
+    if not out["priority_timeout"]:  # 0 is stored as the default, as absent is
+        out["priority_timeout"] = TWO_MINUTES if out["priority_policy"] == "pinned_client" else None
     if out["ack_policy"] == "flow_control":
         out["flow_control"] = True
         out["idle_heartbeat"] = out["idle_heartbeat"] or 10**9

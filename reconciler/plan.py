@@ -565,6 +565,10 @@ def build_plan(
         stream_name = res.address.stream or ""
         manifest = consumer_api_config(res, project, desired_canon.get(stream_name))
         errors += level_errors(res, Kind.CONSUMER, manifest, live.api_level, live.server_version)
+        stream_cfg = desired_canon.get(stream_name) or (
+            (live.streams.get(stream_name) or {}).get("config") or {}
+        )
+        errors += _replica_errors(res, {**manifest, "placement": stream_cfg.get("placement")}, live)
         canon = canonical_consumer(manifest, desired_canon.get(stream_name))
         send = consumer_wire_config(
             res.address.name, canon, live.api_level, manifest.get("pause_until")

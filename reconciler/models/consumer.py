@@ -53,7 +53,7 @@ class ConsumerSpec(BaseModel):
     headers_only: bool | None = None
     max_batch: Int | None = Field(default=None, ge=0)
     max_expires: Duration | None = None
-    max_bytes: Size | None = None
+    max_bytes: Size | None = Field(default=None, ge=0)  # pedantic servers refuse -1
     deliver_subject: LiteralSubject | None = None
     deliver_group: str | None = None
     idle_heartbeat: Duration | None = None
@@ -128,6 +128,20 @@ class ConsumerSpec(BaseModel):
             out.append((("idle_heartbeat",), "idle_heartbeat must be at least 100ms"))
         if self.max_expires is not None and 0 < self.max_expires < 1_000_000:
             out.append((("max_expires",), "max_expires must be at least 1ms"))
+        if self.backoff and min(self.backoff) <= 0:
+            out.append((("backoff",), "backoff durations must be greater than 0"))
+        if self.backoff and self.ack_wait and self.ack_wait != self.backoff[0]:
+            out.append(
+                (
+                    ("ack_wait",),
+                    "ack_wait must equal the first backoff step (the server uses backoff[0] "
+                    "as ack_wait): leave ack_wait out",
+                )
+            )
+        if self.priority_timeout and self.priority_policy != "pinned_client":
+            out.append(
+                (("priority_timeout",), "priority_timeout requires priority_policy: pinned_client")
+            )
         steps = len(self.backoff or ())
         if steps and self.max_deliver is not None and 0 < self.max_deliver < steps:
             out.append(

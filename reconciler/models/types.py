@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import typing
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
@@ -89,18 +90,67 @@ def _int64(value: int) -> int:
 
 
 def check_name(value: str, what: str = "name") -> str | None:
-    """Why ``value`` is not a valid stream/consumer name, or None when it is."""
+    """Why ``value`` is not a valid stream/consumer name, or None when it is.
+
+    The server's rules (``JSMaxNameLen``: 255 bytes, Go counts UTF-8 bytes; no whitespace,
+    ``.``, ``*``, ``>``, path separators), and two of jsops's own against look-alike
+    names: no invisible characters (format, control, separator, private-use or
+    unassigned code points) and one script per name (see :func:`_mixed_scripts`).
+    """
     if not value:
         return f"{what} must not be empty"
-    if len(value) > MAX_NAME_LEN:
-        return f"{what} is {len(value)} characters long, the limit is {MAX_NAME_LEN}"
+    size = len(value.encode("utf-8"))
+    if size > MAX_NAME_LEN:
+        chars = f" ({len(value)} characters)" if size != len(value) else ""
+        return f"{what} is {size} bytes long{chars}, the server's limit is {MAX_NAME_LEN} bytes"
     bad = _BAD_NAME_CHARS.search(value)
     if bad:
         char = bad.group()
         shown = "whitespace" if char.isspace() else f'"{char}"'
         quoted = json.dumps(value, ensure_ascii=False)
         return f"{what} {quoted} must not contain {shown} ({_NAME_RULE})"
+    quoted = json.dumps(value, ensure_ascii=True)  # shows what the eye would not
+    for char in value:
+        if unicodedata.category(char) in _INVISIBLE:
+            return (
+                f"{what} {quoted} contains the invisible character U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'unnamed')}): it would look like another name"
+            )
+    normal = unicodedata.normalize("NFKC", value)
+    if normal != value:
+        return (
+            f"{what} {quoted} uses decomposed or compatibility characters "
+            f"(fullwidth, ligatures...): write it as {json.dumps(normal, ensure_ascii=False)}"
+        )
+    scripts = _mixed_scripts(value)
+    if scripts:
+        return (
+            f"{what} {quoted} mixes scripts ({', '.join(scripts)}): "
+            "look-alike letters make it read as another name"
+        )
     return None
+
+
+_INVISIBLE = frozenset(("Cc", "Cf", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"))
+# Scripts that are written together in one name (Japanese, Chinese, Korean with Latin).
+_CJK = frozenset(("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "IDEOGRAPHIC"))
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter, from its Unicode name's first word (None: not a letter)."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    return unicodedata.name(char, "UNKNOWN").split()[0]
+
+
+def _mixed_scripts(value: str) -> list[str]:
+    """The scripts of ``value`` if they mix in a way that invites look-alikes: more than
+    one script, except Latin together with the CJK scripts (``ORDERS_注文``)."""
+    scripts = {s for s in map(_script, value) if s is not None}
+    others = scripts - _CJK - {"LATIN"}
+    if len(scripts - _CJK) > 1 or (others and scripts & _CJK):
+        return sorted(scripts)
+    return []
 
 
 def checked(check: Callable[[str], str | None], code: str) -> Callable[[str], str]:
