@@ -138,10 +138,8 @@ class ConsumerSpec(BaseModel):
                     "as ack_wait): leave ack_wait out",
                 )
             )
-        if self.priority_timeout and self.priority_policy != "pinned_client":
-            out.append(
-                (("priority_timeout",), "priority_timeout requires priority_policy: pinned_client")
-            )
+        if self.priority_timeout and self.priority_policy in (None, "none"):
+            out.append((("priority_timeout",), "priority_timeout requires a priority_policy"))
         steps = len(self.backoff or ())
         if steps and self.max_deliver is not None and 0 < self.max_deliver < steps:
             out.append(
