@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from reconciler import lock
 from reconciler.apply import ApplyResult, OnEvent, apply_plan
 from reconciler.capacity import capacity_problems, server_problems
-from reconciler.connection import ConnectSettings, connect, resolve_settings
+from reconciler.connection import ConnectSettings, connect, resolve_settings, server_info
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import (
     ApplyRefused,
@@ -94,6 +94,17 @@ def resolve_target(
     env_name, env_cfg = project.environment(env)
     settings = resolve_settings(env_cfg, server=server, creds=creds, context=context)
     return Target(project, env_name, env_cfg, settings)
+
+
+def server_level(target: Target) -> tuple[int, str]:
+    """(JetStream API level, nats-server version) of an environment's server."""
+
+    async def body(client: JetStreamClient) -> tuple[int, str]:
+        info = await client.account_info()
+        version = str(server_info(client.nc).get("version", ""))
+        return int((info.get("api") or {}).get("level") or 0), version
+
+    return asyncio.run(_session(target.settings, body))
 
 
 async def _session(settings: ConnectSettings, body: Callable[[JetStreamClient], Awaitable[T]]) -> T:

@@ -28,6 +28,10 @@ sources it (keeping ``history``, ``ttl``, ``max_bytes``, ``max_value_size``, ``s
 ``<name>.keyvalue.yaml`` / ``<name>.objectstore.yaml``, and ``--set`` applies to each
 kind only the fields that kind has.
 
+Destination level: with ``--check-destination`` the destination environment's server is
+asked for its JetStream API level first, and a promoted field newer than it is an error
+naming the field and the release that introduced it (nothing is written).
+
 The output depends only on the manifests and the options (sorted, no timestamps), so
 promoting twice with unchanged inputs writes byte-identical files.
 """
@@ -45,6 +49,7 @@ from reconciler.environments import Project
 from reconciler.errors import ManifestError, UsageError
 from reconciler.export import dump_documents, humanize_spec
 from reconciler.models import KeyValueSpec, Kind, ObjectStoreSpec, Resource, StreamSpec
+from reconciler.mutability import fields_needing_level, release_of
 from reconciler.validate import dedupe, load_desired, validate_paths
 
 MODES = ("mirror", "source", "copy")
@@ -240,6 +245,25 @@ def _copy(
             }
         )
     return docs
+
+
+def level_problems(
+    files: dict[str, list[dict[str, Any]]], api_level: int, version: str = ""
+) -> list[str]:
+    """One line per promoted field the destination's API level cannot accept (like
+    ``nats server report downgrade``): the same check, and words, as a plan's."""
+    server = f"nats-server {version}" if version else "the destination"
+    out = []
+    for stem, docs in sorted(files.items()):
+        for doc in docs:
+            kind = Kind(doc["kind"])
+            for path, level in fields_needing_level(kind, doc.get("spec") or {}, api_level):
+                out.append(
+                    f"{stem}.yaml: {kind.value} {doc['metadata']['name']}: {path} needs "
+                    f"nats-server {release_of(level)} or newer (JetStream API level {level}); "
+                    f"{server} has API level {api_level}"
+                )
+    return out
 
 
 def write_promotion(

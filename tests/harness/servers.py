@@ -522,9 +522,26 @@ def _wait_meta_group(servers: list[ServerProcess], timeout: float) -> None:
             urls = await _connect_urls(srv.url)
             if len(urls) != size:
                 return f"{srv.name} advertises {len(urls)}/{size} client URLs"
-        return None
+        return await _placement_ready(servers[0].url, size)
 
     _poll(check, timeout, "the JetStream meta leader", servers)
+
+
+async def _placement_ready(url: str, size: int) -> str | None:
+    """Whether an R``size`` stream can be placed: before 2.11 the meta leader counts a
+    peer offline for placement until its first statsz update, a while after the meta
+    group reports it current (10005 "no suitable peers for placement")."""
+    name = "HARNESS_PLACEMENT_PROBE"
+    reply = await js_request(
+        url,
+        f"$JS.API.STREAM.CREATE.{name}",
+        {"name": name, "subjects": [], "storage": "memory", "num_replicas": size},
+        timeout=2.0,
+    )
+    if "error" in reply:
+        return f"an R{size} stream cannot be placed yet: {reply['error'].get('description')}"
+    await js_request(url, f"$JS.API.STREAM.DELETE.{name}", timeout=2.0)
+    return None
 
 
 async def _connect_urls(url: str) -> list[str]:
