@@ -792,7 +792,8 @@ def test_stream_change_refused_in_place_is_a_replace(
     after = stream_info(url, n.stream)
     want = canonical_stream({"name": n.stream, **case.new(n)})
     assert canonical_stream(after["config"])[case.field] == want[case.field]
-    assert after["state"]["messages"] == 0
+    if not case.mirror:  # a new mirror may already have copied the origin's messages again
+        assert after["state"]["messages"] == 0
     assert after["created"] != before["created"]
     recreated = consumer_info(url, n.stream, CONSUMER)
     assert recreated["created"] != before_consumer["created"]
