@@ -208,15 +208,7 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
         if change.action is Action.NOOP and not show_noop:
             continue
         head = f"{change.action.symbol:>3} {change.address}"
-        notes = [DRIFT_NOTE] if change.drift else []
-        if reason := _reason_note(change):
-            notes.append(reason)
-        if change.replace_reasons:
-            notes.append("; ".join(change.replace_reasons))
-        loss = loss_text(change)
-        if loss:
-            notes.append(f"loses {loss}")
-        notes += _plan_refusals(change)
+        notes = _change_notes(change, DRIFT_NOTE)
         if notes:
             head += f"  ({'; '.join(notes)})"
         if color and _COLORS[change.action]:
@@ -300,17 +292,21 @@ def _lines_size(lines: list[str]) -> int:
     return sum(len(line) + 1 for line in lines)
 
 
-def _md_details(change: Change) -> str:
-    parts = [f"**{DRIFT_NOTE}**"] if change.drift else []
+def _change_notes(change: Change, drift_note: str) -> list[str]:
+    """What a plan line says about a change besides its diff, for text and markdown alike:
+    drift, the reason, why it is a replace, what it loses, and its refusals."""
+    notes = [drift_note] if change.drift else []
     if reason := _reason_note(change):
-        parts.append(reason)
+        notes.append(reason)
     if change.replace_reasons:
-        parts.append("; ".join(change.replace_reasons))
-    loss = loss_text(change)
-    if loss:
-        parts.append(f"loses {loss}")
-    parts += _plan_refusals(change)
-    return _md_escape("; ".join(parts))
+        notes.append("; ".join(change.replace_reasons))
+    if loss := loss_text(change):
+        notes.append(f"loses {loss}")
+    return notes + _plan_refusals(change)
+
+
+def _md_details(change: Change) -> str:
+    return _md_escape("; ".join(_change_notes(change, f"**{DRIFT_NOTE}**")))
 
 
 def _md_row(change: Change) -> str:
