@@ -689,27 +689,108 @@ def schema(ctx: click.Context, /, out: str, **kwargs: Any) -> int:
 
 
 @cli.command()
-@click.option("--port", default=4222, show_default=True, type=int)
-@click.option("--http-port", default=8222, show_default=True, type=int)
+@click.option(
+    "--port", default=4222, show_default=True, type=int, help="Client port of n1 (0: free ports)."
+)
+@click.option(
+    "--http-port",
+    default=8222,
+    show_default=True,
+    type=int,
+    help="Monitoring port of n1 (0: free ports).",
+)
 @click.option(
     "--data",
     "data",
     type=click.Path(),
     default=None,
     metavar="DIR",
-    help="Store dir (default $APP_ROOT/nats-js, APP_ROOT defaults to .data).",
+    help="Data root (default $APP_ROOT/nats-js[/DOMAIN], APP_ROOT defaults to .data).",
 )
+@click.option(
+    "--cluster",
+    "cluster",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run N clustered nodes n1..nN (default 1; 3 when NATS_CLUSTER_ENABLED=1).",
+)
+@click.option(
+    "--cluster-port",
+    default=6222,
+    show_default=True,
+    type=int,
+    help="Route port of n1 (0: free ports).",
+)
+@click.option("--domain", metavar="NAME", help="JetStream domain of this server or cluster.")
+@click.option(
+    "--leafnodes-port",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Accept leaf nodes on N (n1; N+1.. for the other nodes; 0: free ports).",
+)
+@click.option(
+    "--leaf",
+    "leaf",
+    multiple=True,
+    metavar="URL",
+    help="Run as a leaf node of the hub at URL (its leafnodes port); domain default 'leaf'.",
+)
+@click.option(
+    "--leaf-creds",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="Creds the leaf node presents to an operator-mode hub.",
+)
+@click.option(
+    "--auth",
+    "auth_dir",
+    type=click.Path(),
+    default=None,
+    metavar="DIR",
+    help="Operator mode with the full resolver of the jsops auth store DIR.",
+)
+@click.option("--max-mem", metavar="SIZE", help="JetStream memory limit per node, e.g. 1GiB.")
+@click.option("--max-file", metavar="SIZE", help="JetStream file store limit per node, e.g. 10GiB.")
 @global_options
 @click.pass_context
 def server(
-    ctx: click.Context, /, port: int, http_port: int, data: str | None, **kwargs: Any
+    ctx: click.Context,
+    /,
+    port: int,
+    http_port: int,
+    data: str | None,
+    cluster: int | None,
+    cluster_port: int,
+    domain: str | None,
+    leafnodes_port: int | None,
+    leaf: tuple[str, ...],
+    leaf_creds: str | None,
+    auth_dir: str | None,
+    max_mem: str | None,
+    max_file: str | None,
+    **kwargs: Any,
 ) -> int:
-    """Run the bundled nats-server with JetStream for local work (Ctrl-C stops it)."""
+    """Run the bundled nats-server with JetStream for local work: one server, a cluster,
+    a hub or a leaf node (Ctrl-C or SIGTERM stops every node)."""
     from reconciler.server import run_embedded_server
 
     _merge(ctx, **kwargs)
     return run_embedded_server(
-        port=port, data_dir=Path(data) if data else None, http_port=http_port
+        port=port,
+        data_dir=Path(data) if data else None,
+        http_port=http_port,
+        cluster=cluster,
+        cluster_port=cluster_port,
+        domain=domain,
+        leafnodes_port=leafnodes_port,
+        leaf=leaf,
+        leaf_creds=Path(leaf_creds) if leaf_creds else None,
+        auth_dir=Path(auth_dir) if auth_dir else None,
+        max_mem=max_mem,
+        max_file=max_file,
     )
 
 

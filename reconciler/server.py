@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -19,13 +20,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from reconciler.errors import JsopsError
+from reconciler.errors import JsopsError, UsageError
+
+if TYPE_CHECKING:
+    from reconciler.accounts.store import AuthStore
 
 READY_LINE = "Server is ready"
 DEFAULT_DATA_ROOT = ".data"
@@ -241,6 +246,8 @@ def start_server(
     domain: str | None = None,
     wait: bool = True,
     ready_timeout: float = 10.0,
+    config_dir: Path | None = None,
+    own_process_group: bool = False,
 ) -> ServerProcess:
     """Start ``nats-server -js`` with its log in a file and (by default) wait until ready.
 
@@ -248,18 +255,22 @@ def start_server(
     flags (store dir, host, port, monitoring port, name) override the same settings in
     it. ``domain`` is only recorded on the handle; it defaults to the ``jetstream``
     domain found in ``config_text``. With ``wait=False`` call ``wait_ready`` yourself
-    (to boot the nodes of a cluster in parallel).
+    (to boot the nodes of a cluster in parallel). The config and log files go to
+    ``config_dir`` (default: the store dir's parent). ``own_process_group`` puts the
+    server in a process group of its own (a terminal's Ctrl-C reaches only us, and we
+    stop it) and, on Linux, has the kernel SIGTERM it if our process dies.
     """
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     chosen_port = port if port is not None else free_port(_connect_host(host))
     label = name or f"nats-{chosen_port}"
     config_file: Path | None = None
+    files_dir = Path(config_dir) if config_dir is not None else store_dir.parent
     if config_text is not None:
-        config_file = store_dir.parent / f"{label}.conf"
+        config_file = files_dir / f"{label}.conf"
         config_file.write_text(config_text)
     if log_file is None:
-        log_file = store_dir.parent / f"{label}.log"
+        log_file = files_dir / f"{label}.log"
     args = _server_args(
         host=host,
         port=chosen_port,
@@ -271,9 +282,16 @@ def start_server(
     )
     with open(log_file, "ab") as log:
         log_offset = log.tell()
-        proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **(_detached_kwargs() if own_process_group else {}),
+            )
+        except OSError as exc:
+            raise JsopsError(f"cannot start nats-server: {exc}") from None
     srv = ServerProcess(
         name=label,
         host=host,
@@ -295,6 +313,492 @@ def start_server(
             srv.stop(timeout=5.0)
             raise
     return srv
+
+
+# --- server configs ---------------------------------------------------------------------
+#
+# The one implementation of the nats-server config pieces that `jsops server` and the
+# tests' harness (tests/harness/servers.py, operator.py) boot their topologies from.
+
+
+def _conf_string(value: str) -> str:
+    """A double-quoted nats-server config string (JSON escaping is compatible)."""
+    return json.dumps(value)
+
+
+@dataclass(frozen=True)
+class LeafRemote:
+    """One ``leafnodes.remotes`` entry: the hub's leafnode URL(s), optional creds."""
+
+    urls: tuple[str, ...]
+    credentials: Path | None = None
+
+    def render(self) -> str:
+        if len(self.urls) == 1:
+            where = f"url: {_conf_string(self.urls[0])}"
+        else:
+            where = "urls: [" + ", ".join(_conf_string(u) for u in self.urls) + "]"
+        if self.credentials is not None:
+            where += f", credentials: {_conf_string(str(self.credentials))}"
+        return "{ " + where + " }"
+
+
+def jetstream_block(
+    domain: str | None = None, *, max_mem: int | None = None, max_file: int | None = None
+) -> str:
+    """``jetstream { domain, max_memory_store, max_file_store }``, or "" if none is set
+    (the store dir and ``-js`` come from the command line, see :func:`start_server`)."""
+    items = []
+    if domain:
+        items.append(f"domain: {domain}")
+    if max_mem is not None:
+        items.append(f"max_memory_store: {max_mem}")
+    if max_file is not None:
+        items.append(f"max_file_store: {max_file}")
+    return "jetstream { " + ", ".join(items) + " }\n" if items else ""
+
+
+def cluster_block(name: str, listen: str, routes: Sequence[str]) -> str:
+    """A ``cluster`` block: this node's route listener and the routes to every node."""
+    return f"cluster {{\n  name: {name}\n  listen: {listen}\n  routes: [{', '.join(routes)}]\n}}\n"
+
+
+def leafnodes_block(listen: str | None = None, remotes: Sequence[LeafRemote] = ()) -> str:
+    """A ``leafnodes`` block: a listener for leaf nodes (hub side) and/or remotes (leaf
+    side, reconnecting every second)."""
+    if listen is None and not remotes:
+        return ""
+    if not remotes:
+        return f"leafnodes {{ listen: {listen} }}\n"
+    lines = ["leafnodes {"]
+    if listen is not None:
+        lines.append(f"  listen: {listen}")
+    lines.append("  reconnect: 1s")
+    lines.append("  remotes: [ " + ", ".join(r.render() for r in remotes) + " ]")
+    return "\n".join(lines) + "\n}\n"
+
+
+def operator_auth_config(
+    store: AuthStore, config_dir: Path, *, resolver_dir: Path | None = None
+) -> str:
+    """Operator mode with the full resolver of a jsops auth store.
+
+    Without ``resolver_dir``: the ``include`` of the store's own ``server-auth.conf``
+    (for a config file in ``config_dir``; resolver dir ``<store>/resolver``). With it:
+    that file's settings inline, with this server's own resolver dir (each node of a
+    cluster on one machine needs its own).
+    """
+    from reconciler.accounts.auth import include_directive, render_server_auth_conf
+
+    if resolver_dir is None:
+        return include_directive(store, config_dir) + "\n"
+    return render_server_auth_conf(store, resolver_dir=resolver_dir)
+
+
+def server_config(
+    name: str,
+    *,
+    domain: str | None = None,
+    max_mem: int | None = None,
+    max_file: int | None = None,
+    cluster: str = "",
+    leafnodes: str = "",
+    auth: str = "",
+    extra: str = "",
+) -> str:
+    """A whole server config: ``server_name``, the auth settings, the JetStream block,
+    then the ``cluster`` and ``leafnodes`` blocks (from the builders above) and ``extra``."""
+    return (
+        f"server_name: {name}\n"
+        + auth
+        + jetstream_block(domain, max_mem=max_mem, max_file=max_file)
+        + cluster
+        + leafnodes
+        + extra
+    )
+
+
+# --- cluster readiness -------------------------------------------------------------------
+
+
+def monitor_get(srv: ServerProcess, path: str, timeout: float = 2.0) -> dict[str, Any]:
+    """GET a monitoring endpoint (``/jsz``, ``/varz``, ``/leafz``...) as JSON."""
+    if srv.monitor_url is None:
+        raise JsopsError(f"nats-server {srv.name} has no monitoring port")
+    with urllib.request.urlopen(srv.monitor_url + path, timeout=timeout) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
+
+
+def meta_group_status(servers: Sequence[ServerProcess]) -> str | None:
+    """None when every node knows the same JetStream meta leader and that leader sees
+    all its peers current; otherwise why not (read from each node's ``/jsz``)."""
+    try:
+        leaders = set()
+        for srv in servers:
+            meta = monitor_get(srv, "/jsz").get("meta_cluster", {})
+            if not meta.get("leader"):
+                return f"{srv.name} has no meta leader"
+            leaders.add(meta["leader"])
+        if len(leaders) != 1:
+            return f"nodes disagree on the meta leader: {sorted(leaders)}"
+        leader = next((s for s in servers if s.name in leaders), None)
+        if leader is None:
+            return f"the meta leader {sorted(leaders)[0]} is none of these nodes"
+        meta = monitor_get(leader, "/jsz").get("meta_cluster", {})
+    except (OSError, ValueError) as exc:
+        return f"monitoring not answering: {exc}"
+    replicas = meta.get("replicas") or []
+    current = [r for r in replicas if r.get("current") and not r.get("offline")]
+    if len(current) != len(servers) - 1:
+        return f"meta leader {leader.name} sees {len(current)}/{len(servers) - 1} current peers"
+    return None
+
+
+def wait_meta_group(servers: Sequence[ServerProcess], timeout: float = 30.0) -> None:
+    """Wait for :func:`meta_group_status` to be None (JsopsError after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for srv in servers:
+            if not srv.running:
+                raise JsopsError(
+                    f"nats-server {srv.name} (pid {srv.pid}) exited with code "
+                    f"{srv.proc.returncode} while the cluster formed"
+                )
+        reason = meta_group_status(servers)
+        if reason is None:
+            return
+        if time.monotonic() > deadline:
+            raise JsopsError(f"the cluster is not ready after {timeout:.0f}s: {reason}")
+        time.sleep(0.1)
+
+
+# --- local topologies (`jsops server`) -----------------------------------------------------
+
+DEFAULT_LEAF_DOMAIN = "leaf"
+DEFAULT_CLUSTER_SIZE = 3
+CLUSTER_ENV = "NATS_CLUSTER_ENABLED"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One planned node of a local topology: where it listens and its config text."""
+
+    label: str  # n1..nN: its store dir in a cluster
+    name: str  # server_name (<domain>-<label> with a domain), its .conf/.log file names
+    host: str
+    port: int
+    http_port: int
+    cluster_port: int | None
+    leafnodes_port: int | None
+    store_dir: Path
+    config_text: str
+
+    @property
+    def url(self) -> str:
+        return f"nats://{_connect_host(self.host)}:{self.port}"
+
+    @property
+    def leafnodes_url(self) -> str | None:
+        if self.leafnodes_port is None:
+            return None
+        return f"nats-leaf://{_connect_host(self.host)}:{self.leafnodes_port}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What ``jsops server`` runs: one server or a cluster, optionally a JetStream
+    domain, a leafnode listener (hub) or remotes (leaf), operator mode."""
+
+    nodes: tuple[NodeSpec, ...]
+    root: Path  # the data root: the store dir of a single node, n1..nN's parent
+    domain: str | None
+    cluster_name: str | None
+    leaf_urls: tuple[str, ...]
+    auth_dir: Path | None
+    max_mem: int | None
+    max_file: int | None
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    @property
+    def leafnodes_urls(self) -> list[str]:
+        return [u for n in self.nodes if (u := n.leafnodes_url)]
+
+    def describe(self) -> str:
+        """One line: what runs and where clients connect."""
+        if self.cluster_name:
+            what = f"cluster {self.cluster_name} of {len(self.nodes)} nodes"
+        else:
+            what = "nats-server"
+        if self.leaf_urls:
+            what = "leaf node " + what.removeprefix("nats-server")
+        notes = []
+        if self.domain:
+            notes.append(f"JetStream domain {self.domain}")
+        if self.auth_dir is not None:
+            notes.append(f"operator mode from {self.auth_dir}")
+        if self.leaf_urls:
+            notes.append(f"hub {','.join(self.leaf_urls)}")
+        if self.leafnodes_urls:
+            notes.append(f"leafnodes on {','.join(self.leafnodes_urls)}")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        return f"{what.strip()}{note} ready; client URLs: {','.join(self.urls)}"
+
+
+def cluster_enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """``NATS_CLUSTER_ENABLED`` set to 1/true/yes/on (as the platform reads it)."""
+    value = (environ if environ is not None else os.environ).get(CLUSTER_ENV, "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _ports(base: int, count: int, host: str, what: str) -> list[int]:
+    """``count`` ports from ``base`` upward, or free ports if ``base`` is 0."""
+    if base == 0:
+        picked: list[int] = []
+        while len(picked) < count:
+            port = free_port(_connect_host(host))
+            if port not in picked:
+                picked.append(port)
+        return picked
+    if not 0 < base <= 65535 - count + 1:
+        raise UsageError(f"{what} port {base}: needs {count} port(s) from it up to 65535")
+    return [base + i for i in range(count)]
+
+
+def _size_option(value: int | str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    from reconciler.models.units import UnitError, parse_size
+
+    try:
+        size = parse_size(value)
+    except UnitError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if size <= 0:
+        raise UsageError(f"{option}: must be a positive size, e.g. 1GiB")
+    return size
+
+
+def _leaf_url(url: str) -> str:
+    url = url.strip()
+    return url if "://" in url else f"nats-leaf://{url}"
+
+
+def plan_topology(
+    *,
+    nodes: int = 1,
+    host: str = "127.0.0.1",
+    port: int = 4222,
+    http_port: int = 8222,
+    cluster_port: int = 6222,
+    leafnodes_port: int | None = None,
+    domain: str | None = None,
+    leaf: Sequence[str] = (),
+    leaf_creds: Path | None = None,
+    auth_dir: Path | None = None,
+    max_mem: int | str | None = None,
+    max_file: int | str | None = None,
+    data_dir: Path | None = None,
+    app_root: Path | None = None,
+    cluster_name: str | None = None,
+) -> Topology:
+    """Plan a local topology; starts nothing (an auth store is initialised if missing).
+
+    * ``nodes`` > 1: a cluster (named ``cluster_name``, else the domain, else ``jsops``)
+      of nodes ``n1..nN`` with full-mesh routes; their stores are ``<root>/n1..nN``.
+      One node's store is ``<root>`` itself.
+    * Ports count upward from ``port``, ``http_port``, ``cluster_port`` and
+      ``leafnodes_port`` (one per node); a base of 0 picks free ports.
+    * ``root`` is ``data_dir``, else ``<app_root>/nats-js`` (app_root defaults to
+      ``.data``), plus ``/<domain>`` when a domain is set, so a hub and a leaf started
+      in one directory keep apart.
+    * ``leaf``: hub leafnode URLs (``nats-leaf://`` is added to a bare ``host:port``);
+      this server becomes a leaf node with its own JetStream domain (default
+      ``leaf``), ``leaf_creds`` authenticating it to an operator-mode hub.
+    * ``auth_dir``: operator mode with the full resolver of that jsops auth store
+      (created like ``jsops auth init`` if missing); each node gets its own resolver
+      dir ``<store>/jwt``.
+    * ``max_mem`` / ``max_file``: JetStream limits per node (``1GiB``, ``500MB``, bytes).
+    """
+    if nodes < 1:
+        raise UsageError(f"--cluster {nodes}: a cluster needs at least 1 node")
+    if nodes > 32:
+        raise UsageError(f"--cluster {nodes}: at most 32 local nodes")
+    leaf_urls = tuple(_leaf_url(u) for item in leaf for u in item.split(",") if u.strip())
+    if leaf_urls and not domain:
+        domain = DEFAULT_LEAF_DOMAIN
+    if leaf_creds is not None and not leaf_urls:
+        raise UsageError("--leaf-creds needs --leaf URL")
+    if leaf_urls and auth_dir is not None:
+        raise UsageError(
+            "--leaf with --auth: a leaf node in operator mode is not supported here; run "
+            "the leaf without --auth and authenticate it to the hub with --leaf-creds FILE"
+        )
+    for label, value in (("--domain", domain), ("--cluster-name", cluster_name)):
+        if value is not None and not _NAME_RE.match(value):
+            raise UsageError(
+                f"{label} {value!r}: use letters, digits, '-' and '_' (at most 64, no dots "
+                "or spaces)"
+            )
+    mem = _size_option(max_mem, "--max-mem")
+    file = _size_option(max_file, "--max-file")
+    if data_dir is not None:
+        root = Path(data_dir)
+    else:
+        root = Path(app_root or DEFAULT_DATA_ROOT) / STORE_SUBDIR
+        if domain:
+            root = root / domain
+    root = root.absolute()
+    clustered = nodes > 1
+    name_of_cluster = (cluster_name or domain or "jsops") if clustered else None
+    client_ports = _ports(port, nodes, host, "client")
+    http_ports = _ports(http_port, nodes, host, "monitoring")
+    route_ports = _ports(cluster_port, nodes, host, "cluster") if clustered else []
+    leaf_ports = (
+        _ports(leafnodes_port, nodes, host, "leafnodes") if leafnodes_port is not None else []
+    )
+    store = None
+    if auth_dir is not None:
+        from reconciler.accounts.auth import init_auth_store
+
+        store = init_auth_store(Path(auth_dir))
+    remotes = (
+        (LeafRemote(leaf_urls, Path(leaf_creds).absolute() if leaf_creds else None),)
+        if leaf_urls
+        else ()
+    )
+    listen_host = host if ":" not in host or host.startswith("[") else f"[{host}]"
+    routes = [f"nats-route://{_connect_host(host)}:{p}" for p in route_ports]
+    specs = []
+    for i in range(nodes):
+        label = f"n{i + 1}"
+        name = f"{domain}-{label}" if domain else label
+        store_dir = root / label if clustered else root
+        auth = (
+            operator_auth_config(store, root, resolver_dir=store_dir / "jwt")
+            if store is not None
+            else ""
+        )
+        config = server_config(
+            name,
+            domain=domain,
+            max_mem=mem,
+            max_file=file,
+            cluster=(
+                cluster_block(name_of_cluster or "", f"{listen_host}:{route_ports[i]}", routes)
+                if clustered
+                else ""
+            ),
+            leafnodes=leafnodes_block(
+                f"{listen_host}:{leaf_ports[i]}" if leaf_ports else None, remotes
+            ),
+            auth=auth,
+        )
+        specs.append(
+            NodeSpec(
+                label=label,
+                name=name,
+                host=host,
+                port=client_ports[i],
+                http_port=http_ports[i],
+                cluster_port=route_ports[i] if clustered else None,
+                leafnodes_port=leaf_ports[i] if leaf_ports else None,
+                store_dir=store_dir,
+                config_text=config,
+            )
+        )
+    all_ports = client_ports + http_ports + route_ports + leaf_ports
+    if len(set(all_ports)) != len(all_ports):
+        raise UsageError(
+            "the client, monitoring, cluster and leafnodes port ranges overlap: "
+            + ", ".join(str(p) for p in sorted(all_ports))
+        )
+    return Topology(
+        nodes=tuple(specs),
+        root=root,
+        domain=domain,
+        cluster_name=name_of_cluster,
+        leaf_urls=leaf_urls,
+        auth_dir=store.root if store is not None else None,
+        max_mem=mem,
+        max_file=file,
+    )
+
+
+def check_topology(topology: Topology) -> None:
+    """Before boot: every store dir created and writable, every port free."""
+    _prepare_store_dir(topology.root)
+    several = len(topology.nodes) > 1
+    for node in topology.nodes:
+        of = f" of {node.name}" if several else ""
+        _prepare_store_dir(node.store_dir)
+        _check_port_free(node.host, node.port, f"clients{of}")
+        _check_port_free(node.host, node.http_port, f"monitoring{of}")
+        if node.cluster_port is not None:
+            _check_port_free(node.host, node.cluster_port, f"cluster routes{of}")
+        if node.leafnodes_port is not None:
+            _check_port_free(node.host, node.leafnodes_port, f"leaf nodes{of}")
+
+
+def start_topology(
+    topology: Topology,
+    *,
+    ready_timeout: float = 30.0,
+    own_process_group: bool = False,
+    on_start: Callable[[NodeSpec, ServerProcess], None] | None = None,
+) -> list[ServerProcess]:
+    """Check, boot every node in parallel, wait until each is ready and (in a cluster)
+    the meta group has formed. Configs and logs are ``<root>/<server name>.conf``/``.log``.
+    On any failure every node started is stopped."""
+    check_topology(topology)
+    servers: list[ServerProcess] = []
+    try:
+        for node in topology.nodes:
+            srv = start_server(
+                port=node.port,
+                host=node.host,
+                store_dir=node.store_dir,
+                http_port=node.http_port,
+                config_text=node.config_text,
+                name=node.name,
+                domain=topology.domain,
+                wait=False,
+                config_dir=topology.root,
+                log_file=topology.root / f"{node.name}.log",
+                own_process_group=own_process_group,
+            )
+            servers.append(srv)
+            if on_start is not None:
+                on_start(node, srv)
+        deadline = time.monotonic() + ready_timeout
+        for srv in servers:
+            srv.wait_ready(max(1.0, deadline - time.monotonic()))
+        if len(servers) > 1:
+            wait_meta_group(servers, max(1.0, deadline - time.monotonic()))
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers
+
+
+def _detached_kwargs() -> dict[str, Any]:
+    """Popen arguments: a process group of its own; SIGTERM when its parent dies (Linux)."""
+    kwargs: dict[str, Any] = {"process_group": 0}
+    if sys.platform.startswith("linux"):
+        kwargs["preexec_fn"] = _die_with_parent
+    return kwargs
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # --- jsops server -----------------------------------------------------------------------
@@ -336,11 +840,52 @@ def _check_port_free(host: str, port: int, what: str) -> None:
             ) from None
 
 
-def _forward(stream: IO[bytes], sink: TextIO) -> None:
-    for chunk in iter(stream.readline, b""):
-        with contextlib.suppress(Exception):
-            sink.write(chunk.decode(errors="replace"))
-            sink.flush()
+class _LogForwarder:
+    """Copy the servers' log files to a text sink as they grow (``[n1] `` prefixes when
+    there are several), in a daemon thread; :meth:`close` copies what is left."""
+
+    def __init__(self, servers: Sequence[ServerProcess], sink: TextIO, prefix: bool) -> None:
+        self._files = [(s, s.log_offset) for s in servers]
+        self._labels = {s.log_file: s.log_file.stem for s in servers}
+        self._sink = sink
+        self._prefix = prefix
+        self._partial: dict[Path, bytes] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="jsops-log", daemon=True)
+        self._thread.start()
+
+    def _pump(self, final: bool = False) -> None:
+        with self._lock:
+            for i, (srv, offset) in enumerate(self._files):
+                try:
+                    with open(srv.log_file, "rb") as fh:
+                        fh.seek(offset)
+                        chunk = fh.read()
+                except OSError:
+                    continue
+                self._files[i] = (srv, offset + len(chunk))
+                data = self._partial.pop(srv.log_file, b"") + chunk
+                lines = data.split(b"\n")
+                rest = lines.pop()
+                if final and rest:
+                    lines.append(rest)
+                elif rest:
+                    self._partial[srv.log_file] = rest
+                prefix = f"[{self._labels[srv.log_file]}] " if self._prefix else ""
+                with contextlib.suppress(Exception):
+                    for line in lines:
+                        self._sink.write(prefix + line.decode(errors="replace") + "\n")
+                    self._sink.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._pump()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._pump(final=True)
 
 
 @contextlib.contextmanager
@@ -367,84 +912,127 @@ def _stop_signals() -> Iterator[None]:
 
 
 def run_embedded_server(
-    port: int = 4222, data_dir: Path | None = None, http_port: int = 8222
+    port: int = 4222,
+    data_dir: Path | None = None,
+    http_port: int = 8222,
+    *,
+    cluster: int | None = None,
+    cluster_port: int = 6222,
+    domain: str | None = None,
+    leafnodes_port: int | None = None,
+    leaf: Sequence[str] = (),
+    leaf_creds: Path | None = None,
+    auth_dir: Path | None = None,
+    max_mem: int | str | None = None,
+    max_file: int | str | None = None,
+    ready_timeout: float = 30.0,
 ) -> int:
     """``jsops server``: run nats-server with JetStream in the foreground until stopped.
 
-    The store dir is ``data_dir`` if given, else ``$APP_ROOT/nats-js`` (``APP_ROOT``
-    defaults to ``.data``); it is created and checked writable before boot. The listen
-    host is ``$NATS_HOST`` (default 127.0.0.1), monitoring is on ``http_port``. The
-    server's log goes to our stderr. Ctrl-C or SIGTERM stops the server cleanly and
-    returns 0; a server that exits on its own returns 1.
+    One server, or with ``cluster`` N (or ``$NATS_CLUSTER_ENABLED`` set: 3) a cluster on
+    loopback; see :func:`plan_topology` for the other options. The data root is
+    ``data_dir`` if given, else ``$APP_ROOT/nats-js`` (``APP_ROOT`` defaults to
+    ``.data``; ``/<domain>`` is added with a domain); every store dir is created and
+    checked writable before boot. The listen host is ``$NATS_HOST`` (default
+    127.0.0.1). The servers' logs go to our stderr (and ``<root>/<node>.log``). Ctrl-C
+    or SIGTERM stops every node cleanly and returns 0; a node that exits on its own
+    stops the others and returns 1.
     """
     host = os.environ.get("NATS_HOST") or "127.0.0.1"
-    if data_dir is not None:
-        store = Path(data_dir)
-    else:
-        store = Path(os.environ.get("APP_ROOT") or DEFAULT_DATA_ROOT) / STORE_SUBDIR
-    store = _prepare_store_dir(store.absolute())
-    _check_port_free(host, port, "clients")
-    _check_port_free(host, http_port, "monitoring")
-    args = _server_args(
+    if cluster is None:
+        cluster = DEFAULT_CLUSTER_SIZE if cluster_enabled_from_env() else 1
+    app_root = os.environ.get("APP_ROOT") or None
+    topology = plan_topology(
+        nodes=cluster,
         host=host,
         port=port,
-        store_dir=store,
         http_port=http_port,
-        name=None,
-        config_file=None,
-        extra_args=(),
+        cluster_port=cluster_port,
+        leafnodes_port=leafnodes_port,
+        domain=domain,
+        leaf=leaf,
+        leaf_creds=leaf_creds,
+        auth_dir=auth_dir,
+        max_mem=max_mem,
+        max_file=max_file,
+        data_dir=data_dir,
+        app_root=Path(app_root) if app_root else None,
     )
     sink = sys.stderr
-    proc: subprocess.Popen[bytes] | None = None
-    forwarder: threading.Thread | None = None
+    several = len(topology.nodes) > 1
+    started: list[ServerProcess] = []
+    forwarder: _LogForwarder | None = None
+
+    def announce(node: NodeSpec, srv: ServerProcess) -> None:
+        started.append(srv)
+        where = f"{node.name}: " if several else ""
+        extra = ""
+        if node.cluster_port is not None:
+            extra += f", cluster port {node.cluster_port}"
+        if node.leafnodes_port is not None:
+            extra += f", leafnodes {node.leafnodes_url}"
+        print(
+            f"jsops: {where}nats-server pid {srv.pid} on {node.url}, monitoring "
+            f"http://{_connect_host(node.host)}:{node.http_port}{extra}, store {node.store_dir}",
+            file=sink,
+            flush=True,
+        )
+
     with _stop_signals():
         try:
             try:
-                proc = subprocess.Popen(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
+                servers = start_topology(
+                    topology,
+                    ready_timeout=ready_timeout,
+                    own_process_group=True,
+                    on_start=announce,
                 )
-            except OSError as exc:
-                raise JsopsError(f"cannot start nats-server: {exc}") from None
-            assert proc.stdout is not None
-            print(
-                f"jsops: nats-server pid {proc.pid} on nats://{_connect_host(host)}:{port}, "
-                f"monitoring http://{_connect_host(host)}:{http_port}, store {store}",
-                file=sink,
-                flush=True,
-            )
-            forwarder = threading.Thread(target=_forward, args=(proc.stdout, sink), daemon=True)
-            forwarder.start()
-            code = proc.wait()
+            finally:
+                if started:
+                    forwarder = _LogForwarder(started, sink, several)
+            print(f"jsops: {topology.describe()}", file=sink, flush=True)
+            dead = _wait_any_exit(servers)
         except (_StopRequested, KeyboardInterrupt):
-            if proc is not None:
-                _terminate(proc)
+            _stop_quietly(started)
             if forwarder is not None:
-                forwarder.join(timeout=2.0)
+                forwarder.close()
             print("jsops: nats-server stopped", file=sink, flush=True)
             return 0
+        except BaseException:
+            _stop_quietly(started)
+            if forwarder is not None:
+                forwarder.close()
+            raise
+        _stop_quietly(started)
         if forwarder is not None:
-            forwarder.join(timeout=2.0)
-    print(f"jsops: nats-server exited unexpectedly with code {code}", file=sink, flush=True)
+            forwarder.close()
+    label = f"{dead.name} " if several else ""
+    print(
+        f"jsops: nats-server {label}exited unexpectedly with code {dead.proc.returncode}"
+        + ("; stopped the other nodes" if several else ""),
+        file=sink,
+        flush=True,
+    )
     return 1
 
 
-def _terminate(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Stop our child by pid; any further stop signal while waiting is ignored."""
-    deadline = time.monotonic() + timeout
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+def _wait_any_exit(servers: Sequence[ServerProcess]) -> ServerProcess:
     while True:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            return
-        except (_StopRequested, KeyboardInterrupt):
-            continue
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
-            return
+        for srv in servers:
+            if srv.proc.poll() is not None:
+                return srv
+        time.sleep(0.1)
+
+
+def _stop_quietly(servers: Sequence[ServerProcess], timeout: float = 30.0) -> None:
+    """Stop our children by pid; further stop signals while waiting are ignored."""
+    deadline = time.monotonic() + timeout
+    for srv in servers:
+        srv.signal_stop()
+    for srv in servers:
+        while True:
+            try:
+                srv.stop(timeout=max(0.1, deadline - time.monotonic()))
+                break
+            except (_StopRequested, KeyboardInterrupt):
+                continue

@@ -25,13 +25,12 @@ from nats.aio.client import Client, RawCredentials
 from harness.servers import SingleServer
 from reconciler.accounts.auth import (
     build_account_jwt,
-    include_directive,
     init_auth_store,
     lookup_account_jwt,
     push_account_jwt,
 )
 from reconciler.accounts.store import AuthStore
-from reconciler.server import free_port, start_server
+from reconciler.server import free_port, operator_auth_config, server_config, start_server
 
 HOST = "127.0.0.1"
 
@@ -51,10 +50,12 @@ class OperatorServer(SingleServer):
 def operator_server_config(store: AuthStore, name: str, config_dir: Path, extra: str = "") -> str:
     """A server config (to be written in ``config_dir``) whose auth all comes from the
     store's server-auth.conf."""
-    return (
-        f"server_name: {name}\n"
-        f"{include_directive(store, config_dir)}\n"
-        "jetstream: { max_memory_store: 256MB, max_file_store: 1GB }\n" + extra
+    return server_config(
+        name,
+        auth=operator_auth_config(store, config_dir),
+        max_mem=256 * 1024**2,
+        max_file=1024**3,
+        extra=extra,
     )
 
 

@@ -23,7 +23,6 @@ import secrets
 import string
 import threading
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,18 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import server_info
-from reconciler.server import ServerProcess, free_port, start_server, stop_all
+from reconciler.server import (
+    LeafRemote,
+    ServerProcess,
+    cluster_block,
+    free_port,
+    leafnodes_block,
+    meta_group_status,
+    monitor_get,
+    server_config,
+    start_server,
+    stop_all,
+)
 
 HOST = "127.0.0.1"
 
@@ -341,13 +351,8 @@ async def _info_ok(url: str, subject: str) -> str | None:
     return None
 
 
-def monitor_json(srv: ServerProcess, path: str, timeout: float = 2.0) -> dict[str, Any]:
-    """GET a monitoring endpoint (``/jsz``, ``/varz``, ``/leafz``...) as JSON."""
-    if srv.monitor_url is None:
-        raise ValueError(f"server {srv.name} has no monitoring port")
-    with urllib.request.urlopen(srv.monitor_url + path, timeout=timeout) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-    return data
+# GET a monitoring endpoint (``/jsz``, ``/varz``, ``/leafz``...) as JSON.
+monitor_json = monitor_get
 
 
 # --- topologies -------------------------------------------------------------------------
@@ -427,10 +432,6 @@ class HubAndLeaf:
         stop_all([self.leaf, self.hub])
 
 
-def _js_block(domain: str | None) -> str:
-    return f"jetstream {{ domain: {domain} }}\n" if domain else ""
-
-
 def start_single(
     tmpdir: Path,
     *,
@@ -441,7 +442,7 @@ def start_single(
 ) -> SingleServer:
     """One JetStream server on a free port; store and log under ``tmpdir/name``."""
     base = Path(tmpdir) / name
-    config = f"server_name: {name}\n" + _js_block(domain) + config_extra
+    config = server_config(name, domain=domain, extra=config_extra)
     srv = start_server(
         store_dir=base / "store",
         host=HOST,
@@ -464,15 +465,14 @@ def start_cluster(
     """``size`` nodes ``n1..nN`` with full-mesh routes; returns when the meta group is up."""
     names = [f"n{i}" for i in range(1, size + 1)]
     route_ports = [free_port() for _ in names]
-    routes = ", ".join(f"nats-route://{HOST}:{p}" for p in route_ports)
+    routes = [f"nats-route://{HOST}:{p}" for p in route_ports]
     servers: list[ServerProcess] = []
     try:
         for name, route_port in zip(names, route_ports, strict=True):
-            config = (
-                f"server_name: {name}\n"
-                + _js_block(domain)
-                + f"cluster {{\n  name: {cluster_name}\n  listen: {HOST}:{route_port}\n"
-                f"  routes: [{routes}]\n}}\n"
+            config = server_config(
+                name,
+                domain=domain,
+                cluster=cluster_block(cluster_name, f"{HOST}:{route_port}", routes),
             )
             servers.append(
                 start_server(
@@ -499,20 +499,10 @@ def _wait_meta_group(servers: list[ServerProcess], timeout: float) -> None:
     size = len(servers)
 
     async def check() -> str | None:
-        leaders = set()
-        for srv in servers:
-            meta = (await asyncio.to_thread(monitor_json, srv, "/jsz")).get("meta_cluster", {})
-            if not meta.get("leader"):
-                return f"{srv.name} has no meta leader"
-            leaders.add(meta["leader"])
-        if len(leaders) != 1:
-            return f"nodes disagree on the meta leader: {sorted(leaders)}"
-        leader = next(s for s in servers if s.name in leaders)
-        meta = (await asyncio.to_thread(monitor_json, leader, "/jsz")).get("meta_cluster", {})
-        replicas = meta.get("replicas") or []
-        current = [r for r in replicas if r.get("current") and not r.get("offline")]
-        if len(current) != size - 1:
-            return f"meta leader {leader.name} sees {len(current)}/{size - 1} current peers"
+        # the meta group as `jsops server --cluster` waits for it (reconciler.server)
+        reason = await asyncio.to_thread(meta_group_status, servers)
+        if reason:
+            return reason
         for srv in servers:
             reason = await _info_ok(srv.url, "$JS.API.INFO")
             if reason:
@@ -574,10 +564,8 @@ def start_hub_and_leaf(
             store_dir=base / "hub" / "store",
             host=HOST,
             http_port=free_port(),
-            config_text=(
-                "server_name: hub\n"
-                + _js_block(hub_domain)
-                + f"leafnodes {{ listen: {HOST}:{leaf_port} }}\n"
+            config_text=server_config(
+                "hub", domain=hub_domain, leafnodes=leafnodes_block(f"{HOST}:{leaf_port}")
             ),
             name="hub",
             domain=hub_domain,
@@ -587,9 +575,12 @@ def start_hub_and_leaf(
             store_dir=base / "leaf" / "store",
             host=HOST,
             http_port=free_port(),
-            config_text=(
-                "server_name: leaf\n" + _js_block(leaf_domain) + "leafnodes {\n  reconnect: 1s\n"
-                f'  remotes: [ {{ url: "nats-leaf://{HOST}:{leaf_port}" }} ]\n}}\n'
+            config_text=server_config(
+                "leaf",
+                domain=leaf_domain,
+                leafnodes=leafnodes_block(
+                    remotes=[LeafRemote((f"nats-leaf://{HOST}:{leaf_port}",))]
+                ),
             ),
             name="leaf",
             domain=leaf_domain,
