@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -308,6 +309,125 @@ def test_auth_store_operator_mode_across_a_cluster(tmp_path: Path, launch: Any) 
     asyncio.run(main())
     assert run.stop() == 0
     _assert_all_stopped(run)
+
+
+# --- docs/local-topologies.md, followed ------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# the walkthrough's ports (the hub's defaults made explicit) -> how many count up from each
+DOC_PORTS = {4222: 3, 8222: 3, 6222: 3, 7422: 3, 4232: 1, 8232: 1}
+HUB_DEFAULTS = ["--port", "4222", "--http-port", "8222", "--cluster-port", "6222"]
+
+
+def _walkthrough() -> list[tuple[str, str]]:
+    text = (ROOT / "docs" / "local-topologies.md").read_text()
+    start = text.index("## Walkthrough")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(section)]
+
+
+def _port_map() -> dict[int, int]:
+    """Each documented port -> a free one, keeping the runs of consecutive ports."""
+    import socket
+
+    def bindable(port: int) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    mapping: dict[int, int] = {}
+    taken: set[int] = set()
+    for doc_port, count in DOC_PORTS.items():
+        for _ in range(500):
+            base = 20000 + secrets.randbelow(40000)
+            run = [base + i for i in range(count)]
+            if not taken.intersection(run) and all(bindable(p) for p in run):
+                break
+        else:
+            raise AssertionError("no free port range")
+        taken.update(run)
+        mapping.update({doc_port + i: base + i for i in range(count)})
+    return mapping
+
+
+def test_the_local_topologies_walkthrough_works(tmp_path: Path, launch: Any) -> None:
+    """The walkthrough's files written where it says and its commands run as it says,
+    in a fresh directory, on free ports: a dev leaf promoted to an R3 prod mirror."""
+    ports = _port_map()
+    pattern = re.compile(r"\b(" + "|".join(str(p) for p in ports) + r")\b")
+
+    def local(text: str) -> str:
+        return pattern.sub(lambda m: str(ports[int(m.group(1))]), text)
+
+    blocks = _walkthrough()
+    servers: dict[str, Run] = {}
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    env = _env(NO_COLOR="1")
+    for lang, text in blocks:
+        if lang == "yaml":
+            name = text.splitlines()[0].removeprefix("# ").strip()
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(local(text))
+            continue
+        assert lang == "sh", lang
+        for line in text.splitlines():
+            command = line.split("  #", 1)[0].strip()
+            background = command.endswith("&")
+            argv = command.rstrip("&").split()
+            assert argv[0] == "jsops", line
+            if background:
+                assert argv[1] == "server", line
+                args = argv[2:] if "--leaf" in argv else HUB_DEFAULTS + argv[2:]
+                servers["leaf" if "--leaf" in argv else "hub"] = launch(
+                    *local(" ".join(args)).split()
+                )
+                continue
+            done = subprocess.run(
+                [JSOPS, *local(" ".join(argv[1:])).split()],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            results[" ".join(argv[1:])] = done
+            assert done.returncode == 0, f"{line}\n{done.stdout}{done.stderr}"
+    hub, leaf = servers["hub"], servers["leaf"]
+    assert len(hub.urls) == 3 and "cluster prod of 3 nodes" in hub.stderr
+    assert "+ Stream ORDERS" in results["plan -e prod"].stdout
+    promoted = (tmp_path / "manifests" / "promoted" / "ORDERS.yaml").read_text()
+    assert "domain: dev" in promoted and "num_replicas: 3" in promoted
+    for label in ("n1", "n2", "n3"):
+        assert (tmp_path / ".data" / "nats-js" / "prod" / label / "jetstream").is_dir()
+    assert (tmp_path / ".data" / "nats-js" / "dev" / "jetstream").is_dir()
+
+    async def publish() -> None:  # what the walkthrough does with `nats pub`
+        nc = await nats.connect(leaf.urls[0])
+        try:
+            for i in range(3):
+                await nc.request(f"orders.{i}", b"hello", timeout=5)
+        finally:
+            await nc.close()
+
+    asyncio.run(publish())
+
+    def mirrored() -> dict[str, Any] | None:
+        info = js_request_sync(hub.urls[1], "$JS.API.STREAM.INFO.ORDERS")
+        replicas = (info.get("cluster") or {}).get("replicas") or []
+        if info.get("state", {}).get("messages") == 3 and len(replicas) == 2:
+            return info
+        return None
+
+    info = _until(mirrored, 20, "3 messages in prod's R3 mirror")
+    assert info["config"]["mirror"]["external"]["api"] == "$JS.dev.API"
+    assert info["cluster"]["leader"].startswith("prod-n")
+    assert hub.stop() == 0 and leaf.stop() == 0
+    _assert_all_stopped(hub)
+    _assert_all_stopped(leaf)
 
 
 # --- planning (no processes) ---------------------------------------------------------------
