@@ -19,6 +19,7 @@ from reconciler import lock
 from reconciler.apply import ApplyResult, OnEvent, apply_plan
 from reconciler.capacity import capacity_problems, server_problems
 from reconciler.connection import ConnectSettings, connect, resolve_settings, server_info
+from reconciler.connection import run as run_async
 from reconciler.environments import EnvironmentConfig, Project, load_project
 from reconciler.errors import (
     ApplyRefused,
@@ -104,7 +105,7 @@ def server_level(target: Target) -> tuple[int, str]:
         version = str(server_info(client.nc).get("version", ""))
         return int((info.get("api") or {}).get("level") or 0), version
 
-    return asyncio.run(_session(target.settings, body))
+    return run_async(_session(target.settings, body))
 
 
 async def _session(settings: ConnectSettings, body: Callable[[JetStreamClient], Awaitable[T]]) -> T:
@@ -320,7 +321,7 @@ def plan(
     """
     targets = parse_targets(targets)
     desired = load_desired(target.project, target.env_name, paths)
-    the_plan = asyncio.run(
+    the_plan = run_async(
         _with_connections(
             target,
             lambda conns: plan_async(target, conns, desired, prune=prune, targets=targets),
@@ -428,7 +429,7 @@ def apply(
             result = await apply_plan(the_plan, conns, on_event=on_event, guard=lease.ensure)
         return the_plan, result
 
-    return asyncio.run(_with_connections(target, body))
+    return run_async(_with_connections(target, body))
 
 
 def unlock(
@@ -452,7 +453,7 @@ def unlock(
         await lock.force_unlock(client, key)
         return holder, True
 
-    return asyncio.run(_with_connections(target, body))
+    return run_async(_with_connections(target, body))
 
 
 def export(
@@ -463,7 +464,7 @@ def export(
     existing file is never overwritten unless ``force`` (see ``reconciler.export``)."""
     from reconciler.export import write_export
 
-    live = asyncio.run(_session(target.settings, read_live_state))
+    live = run_async(_session(target.settings, read_live_state))
     return write_export(live, out_dir, schemas, force=force)
 
 
@@ -500,7 +501,7 @@ def topology(target: Target, *, paths: Sequence[str] | None = None, live: bool =
     ]
     entries += [Entry(r.address) for r in desired if r.address.kind is Kind.CONSUMER]
     if live:
-        state = asyncio.run(_with_connections(target, _read_own_account))
+        state = run_async(_with_connections(target, _read_own_account))
         declared = {r.address for r in desired}
         for name, info in sorted(state.streams.items()):
             address = buckets.live_address(name, info["config"])

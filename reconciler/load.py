@@ -44,6 +44,7 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from reconciler.diagnostics import one_line
 from reconciler.errors import Diagnostic, KeyPath, Location
+from reconciler.parse_cache import ParseCache, key_of
 
 YAML_SUFFIXES = (".yaml", ".yml")
 MAX_DEPTH = 64  # nested collections in one document (manifests need fewer than 10)
@@ -647,8 +648,13 @@ def load_file(
     return load_text(shown, text, variables)
 
 
-def load_manifests(paths: Sequence[str | Path], variables: Mapping[str, Any]) -> LoadResult:
-    """Discover, render and parse every manifest file; collect every problem."""
+def load_manifests(
+    paths: Sequence[str | Path], variables: Mapping[str, Any], cache: ParseCache | None = None
+) -> LoadResult:
+    """Discover, render and parse every manifest file; collect every problem.
+
+    With a ``cache`` (``reconciler.parse_cache``), a file whose rendered text was parsed
+    before without problems is not parsed again."""
     files, diagnostics = discover(paths)
     documents: list[Document] = []
     sources: list[SourceFile] = []
@@ -658,7 +664,45 @@ def load_manifests(paths: Sequence[str | Path], variables: Mapping[str, Any]) ->
         if source is None:
             continue
         sources.append(source)
-        docs, problems = parse(source)
+        if cache is None:
+            docs, problems = parse(source)
+        else:
+            docs, problems = _parse_cached(source, cache)
         documents.extend(docs)
         diagnostics.extend(problems)
+    if cache is not None:
+        cache.save()
     return LoadResult(documents, diagnostics, sources)
+
+
+def _parse_cached(source: SourceFile, cache: ParseCache) -> tuple[list[Document], list[Diagnostic]]:
+    key = key_of(source.path, source.rendered)
+    entries = cache.get(key)
+    if entries is not None:
+        return [
+            Document(
+                source,
+                index,
+                data,
+                start,
+                Location(source.path, line, col, rendered=bool(rendered)) if line else None,
+            )
+            for index, start, line, col, rendered, data in entries
+        ], []
+    docs, problems = parse(source)
+    if not problems and all(isinstance(d.data, dict) for d in docs):
+        cache.put(
+            key,
+            [
+                [
+                    d.index,
+                    d.start_line,
+                    d.name_location.line if d.name_location else 0,
+                    d.name_location.col if d.name_location else 0,
+                    bool(d.name_location and d.name_location.rendered),
+                    d.data,
+                ]
+                for d in docs
+            ],
+        )
+    return docs, problems

@@ -174,13 +174,13 @@ def _empty(value: Any) -> bool:
 
 def _with_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """Every modeled field: the config's value, or the default where it is empty."""
-    get = config.get
-    return {
-        key: default
-        if (value := get(key)) is None or value is False or (not value and type(value) is not int)
-        else value
-        for key, default in defaults.items()
-    }
+    out = defaults.copy()  # in the defaults' order; a walk of the (shorter) config fills it
+    for key, value in config.items():
+        if key in out and not (
+            value is None or value is False or (not value and type(value) is not int)
+        ):
+            out[key] = value
+    return out
 
 
 def _clean(value: Any) -> Any:

@@ -60,6 +60,7 @@ from reconciler.models import (
     Resource,
     StreamSpec,
 )
+from reconciler.parse_cache import ParseCache
 from reconciler.policy import check_policy
 from reconciler.subjects import covers
 
@@ -367,7 +368,8 @@ def validate_paths(
     known_envs: Sequence[str] | None = None,
     project: Project | None = None,
 ) -> tuple[list[Resource], list[Diagnostic]]:
-    return validate_loaded(load_manifests(paths, variables), env, known_envs, project)
+    cache = ParseCache.open(project.root) if project is not None else None
+    return validate_loaded(load_manifests(paths, variables, cache), env, known_envs, project)
 
 
 def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

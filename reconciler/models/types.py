@@ -109,6 +109,15 @@ def check_name(value: str, what: str = "name") -> str | None:
         shown = "whitespace" if char.isspace() else f'"{char}"'
         quoted = json.dumps(value, ensure_ascii=False)
         return f"{what} {quoted} must not contain {shown} ({_NAME_RULE})"
+    if value.isascii():  # one script, nothing to normalize: only control characters
+        if not value.isprintable():
+            char = next(c for c in value if not c.isprintable())
+            quoted = json.dumps(value, ensure_ascii=True)
+            return (
+                f"{what} {quoted} contains the invisible character U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'unnamed')}): it would look like another name"
+            )
+        return None
     quoted = json.dumps(value, ensure_ascii=True)  # shows what the eye would not
     for char in value:
         if unicodedata.category(char) in _INVISIBLE:
@@ -178,18 +187,29 @@ def check_subject(subject: str, *, wildcards: bool = True) -> str | None:
     """Why ``subject`` is not a valid NATS subject (or filter), or None when it is."""
     if not subject:
         return "subject must not be empty"
+    problem = None
+    if _WHITESPACE.search(subject):
+        problem = "must not contain whitespace"
+    else:
+        tokens = subject.split(".")
+        last = len(tokens) - 1
+        for i, token in enumerate(tokens):
+            if token == "":
+                problem = "has an empty token"
+            elif token == ">" and i != last:
+                problem = ': ">" must be the last token'
+            elif not wildcards and token in ("*", ">"):
+                problem = "must not contain wildcards"
+            else:
+                continue
+            break
+    if problem is None:
+        return None
     shown = json.dumps(subject, ensure_ascii=False)
-    if any(ch.isspace() for ch in subject):
-        return f"subject {shown} must not contain whitespace"
-    tokens = subject.split(".")
-    for i, token in enumerate(tokens):
-        if token == "":
-            return f"subject {shown} has an empty token"
-        if token == ">" and i != len(tokens) - 1:
-            return f'subject {shown}: ">" must be the last token'
-        if not wildcards and token in ("*", ">"):
-            return f"subject {shown} must not contain wildcards"
-    return None
+    return f"subject {shown}{'' if problem.startswith(':') else ' '}{problem}"
+
+
+_WHITESPACE = re.compile(r"\s")
 
 
 _subject = checked(check_subject, "bad_subject")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 NS_PER = {
     "ns": 1,
@@ -64,6 +65,11 @@ def parse_duration(value: int | str) -> int:
         raise UnitError(
             f'expected a duration like "30s" or an integer of nanoseconds, got {_json(value)}'
         )
+    return _duration_text(value)
+
+
+@lru_cache(maxsize=4096)  # manifests repeat a few values ("7d", "30s") thousands of times
+def _duration_text(value: str) -> int:
     text = value.strip()
     if not text:
         raise UnitError('invalid duration "": empty (write e.g. "30s", or 0)')
@@ -119,6 +125,11 @@ def parse_size(value: int | str) -> int:
         return value
     if not isinstance(value, str):
         raise UnitError(f'expected a size like "10GiB" or an integer of bytes, got {_json(value)}')
+    return _size_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _size_text(value: str) -> int:
     text = value.strip()
     if re.fullmatch(r"-?\d+", text):
         return int(text)

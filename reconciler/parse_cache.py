@@ -1,0 +1,175 @@
+"""The parse cache: a manifest file's parsed documents, keyed by its rendered text.
+
+Parsing YAML (libyaml's compose, the bounds check, building plain data) is most of
+what a plan of an unchanged repository spends before it reads the server. Like
+ruff's and mypy's caches, this one keeps the result per file, keyed by a hash of the
+file's rendered text, its shown path and the parser's own fingerprint (jsops's
+version, the source of ``reconciler.load``, ruamel.yaml's version), so any change to
+the text, to a template's values or to the parser misses.
+
+What is kept is only what ``parse()`` returns for a file without problems: the plain
+data of each document and where it starts. Validation is never cached: every plan
+validates the data again with the models (about a sixth of the parse's time), so an
+entry can at worst hold data that a file with that exact text parses to.
+
+Trust: the cache lives outside the repository (``$JSOPS_CACHE_DIR``, else
+``$XDG_CACHE_HOME/jsops``, else ``~/.cache/jsops``), in a directory only its owner may
+use: a pull request cannot plant entries in a CI runner's cache, and a directory or
+file that another user could write is ignored. A corrupt or foreign file is a miss,
+never an error. ``JSOPS_NO_CACHE=1`` (or ``--no-cache``) turns it off.
+
+One file per project directory holds every entry; it is rewritten atomically only
+when an entry was added, keeping the entries used by this run and the most recently
+used others (up to :data:`MAX_ENTRIES`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+MAX_ENTRIES = 50_000  # files; entries unused longest go first
+
+# One cached document: [index, start_line, name_line, name_col, name_rendered, data]
+Entry = list[Any]
+
+
+def enabled() -> bool:
+    return os.environ.get("JSOPS_NO_CACHE", "") in ("", "0")
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("JSOPS_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "jsops"
+
+
+@cache
+def fingerprint() -> str:
+    """What the parse depends on besides the text: jsops and its YAML parser."""
+    parts = [str(FORMAT)]
+    for dist in ("jsops", "ruamel.yaml", "ruamel.yaml.clib"):
+        try:
+            parts.append(metadata.version(dist))
+        except metadata.PackageNotFoundError:
+            parts.append("-")
+    parts.append(hashlib.sha256(Path(__file__).with_name("load.py").read_bytes()).hexdigest())
+    return "|".join(parts)
+
+
+def key_of(shown: str, rendered: str) -> str:
+    digest = hashlib.sha256(f"{fingerprint()}\0{shown}\0".encode())
+    digest.update(rendered.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _private(path: Path, *, directory: bool) -> bool:
+    """True when ``path`` is ours and nobody else may write it."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    kind_ok = stat.S_ISDIR(info.st_mode) if directory else stat.S_ISREG(info.st_mode)
+    owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    return kind_ok and owner_ok and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+@dataclass
+class ParseCache:
+    """The entries of one project directory; ``get`` and ``put`` by key, ``save`` once."""
+
+    path: Path | None
+    entries: dict[str, list[Any]] = field(default_factory=dict)  # key -> [used_at, docs]
+    used: set[str] = field(default_factory=set)
+    added: bool = False
+
+    @classmethod
+    def open(cls, project_dir: Path) -> ParseCache:
+        if not enabled():
+            return cls(None)
+        directory = cache_dir()
+        name = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:24]
+        path = directory / f"parse-{name}.json"
+        cached = cls(path)
+        if _private(directory, directory=True) and _private(path, directory=False):
+            try:
+                loaded = json.loads(path.read_bytes())
+            except (OSError, ValueError, RecursionError):
+                loaded = None
+            if (
+                isinstance(loaded, dict)
+                and loaded.get("format") == FORMAT
+                and loaded.get("fingerprint") == fingerprint()
+                and isinstance(loaded.get("entries"), dict)
+            ):
+                cached.entries = loaded["entries"]
+        return cached
+
+    def get(self, key: str) -> list[Entry] | None:
+        if self.path is None:
+            return None
+        found = self.entries.get(key)
+        if not (isinstance(found, list) and len(found) == 2 and isinstance(found[1], list)):
+            return None
+        docs = found[1]
+        if not all(_valid_entry(e) for e in docs):
+            return None
+        self.used.add(key)
+        return docs
+
+    def put(self, key: str, docs: list[Entry]) -> None:
+        if self.path is None:
+            return
+        self.entries[key] = [0, docs]
+        self.used.add(key)
+        self.added = True
+
+    def save(self) -> None:
+        """Write the entries back if any was added (best effort: a failure is a miss later)."""
+        if self.path is None or not self.added:
+            return
+        now = int(time.time())
+        for key in self.used:
+            self.entries[key][0] = now
+        entries = self.entries
+        if len(entries) > MAX_ENTRIES:
+            newest = sorted(entries, key=lambda k: entries[k][0], reverse=True)[:MAX_ENTRIES]
+            entries = {k: entries[k] for k in newest}
+        body = {"format": FORMAT, "fingerprint": fingerprint(), "entries": entries}
+        directory = self.path.parent
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(directory, directory=True):
+                return
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".parse-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(body, out, separators=(",", ":"))
+                os.replace(tmp, self.path)  # mkstemp made it 0600
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            return
+
+
+def _valid_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 6
+        and type(entry[0]) is int
+        and type(entry[1]) is int
+        and isinstance(entry[5], dict)
+    )

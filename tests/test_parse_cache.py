@@ -1,0 +1,136 @@
+"""The parse cache (reconciler/parse_cache.py): a repeated plan of unchanged files skips
+the YAML parse, and nothing a cache holds can make a plan differ from the files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.project import make_project
+from harness.servers import SingleServer, unique_name
+
+from reconciler import load, parse_cache
+
+
+def _cache_files(home: Path) -> list[Path]:
+    return sorted((home / ".cache" / "jsops").glob("parse-*.json"))
+
+
+def _stream(name: str, max_age: str = "1h") -> str:
+    return f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}}}
+        spec: {{subjects: ["{name.lower()}.>"], max_age: {max_age}, storage: memory}}
+        """
+
+
+@pytest.fixture
+def home() -> Path:
+    return Path(os.environ["HOME"])
+
+
+def test_second_plan_reads_the_cache_and_an_edit_misses(
+    tmp_path: Path, nats_server: SingleServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = unique_name("PC")
+    proj = make_project(tmp_path, nats_server.url)
+    proj.write("s.yaml", _stream(name))
+    assert proj.cli("apply", "--auto-approve")[0] == 0
+    [cache_file] = _cache_files(home)
+    assert cache_file.stat().st_mode & 0o777 == 0o600
+    assert cache_file.parent.stat().st_mode & 0o777 == 0o700
+
+    parsed: list[str] = []
+    real_parse = load.parse
+
+    def counting(source: load.SourceFile) -> Any:
+        parsed.append(source.path)
+        return real_parse(source)
+
+    monkeypatch.setattr("reconciler.load.parse", counting)
+    code, out, _ = proj.cli("plan", "--detailed-exitcode")
+    assert (code, parsed) == (0, [])  # unchanged: no file parsed, no change planned
+    proj.write("s.yaml", _stream(name, "2h"))
+    code, out, _ = proj.cli("plan", "--detailed-exitcode")
+    assert code == 2 and "max_age" in out
+    assert parsed == ["manifests/s.yaml"]
+
+
+def test_a_problem_in_a_cached_file_is_located_from_its_text(
+    tmp_path: Path, nats_server: SingleServer
+) -> None:
+    """Cross-file checks run on cached documents; their locations come from the file."""
+    name = unique_name("PC")
+    proj = make_project(tmp_path, nats_server.url)
+    proj.write("s.yaml", _stream(name))
+    proj.write(
+        "c.yaml",
+        f"""
+        # a comment, so the consumer's stream is on line 5
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata:
+          name: C1
+          stream: {name}
+        spec: {{ack_policy: explicit}}
+        """,
+    )
+    assert proj.cli("validate")[0] == 0  # both files are now in the cache
+    proj.remove("s.yaml")
+    code, _, err = proj.cli("validate")
+    assert code == 1
+    assert f'manifests/c.yaml:6:11: consumer "C1": stream "{name}" is not declared' in err, err
+
+
+def _forge(cache_file: Path, max_age: str) -> None:
+    """Rewrite every cached document's max_age, as a planted cache would."""
+    body = json.loads(cache_file.read_text())
+    for entry in body["entries"].values():
+        for doc in entry[1]:
+            doc[5]["spec"]["max_age"] = max_age
+    cache_file.write_text(json.dumps(body))
+
+
+@pytest.mark.parametrize("loosen", ["file", "dir"])
+def test_a_cache_others_could_write_is_ignored(
+    tmp_path: Path, nats_server: SingleServer, home: Path, loosen: str
+) -> None:
+    name = unique_name("PC")
+    proj = make_project(tmp_path, nats_server.url)
+    proj.write("s.yaml", _stream(name))
+    assert proj.cli("apply", "--auto-approve")[0] == 0
+    [cache_file] = _cache_files(home)
+    _forge(cache_file, "9h")
+    (cache_file if loosen == "file" else cache_file.parent).chmod(
+        0o666 if loosen == "file" else 0o777
+    )
+    code, out, err = proj.cli("plan", "--detailed-exitcode")
+    assert code == 0, out + err  # the file's 1h, not the forged 9h
+
+
+def test_a_corrupt_cache_is_a_miss(tmp_path: Path, nats_server: SingleServer, home: Path) -> None:
+    name = unique_name("PC")
+    proj = make_project(tmp_path, nats_server.url)
+    proj.write("s.yaml", _stream(name))
+    assert proj.cli("apply", "--auto-approve")[0] == 0
+    [cache_file] = _cache_files(home)
+    for garbage in ("{not json", json.dumps({"format": 1, "entries": []}), "[" * 100_000):
+        cache_file.write_text(garbage)
+        cache_file.chmod(0o600)
+        code, out, err = proj.cli("plan", "--detailed-exitcode")
+        assert code == 0, out + err
+    body = json.loads(cache_file.read_text())  # rewritten whole by the last plan
+    assert body["fingerprint"] == parse_cache.fingerprint()
+
+
+def test_no_cache_writes_nothing(tmp_path: Path, nats_server: SingleServer, home: Path) -> None:
+    proj = make_project(tmp_path, nats_server.url)
+    proj.write("s.yaml", _stream(unique_name("PC")))
+    assert proj.cli("validate", env={"JSOPS_NO_CACHE": "1"})[0] == 0
+    assert _cache_files(home) == []
+    assert proj.cli("validate")[0] == 0
+    assert len(_cache_files(home)) == 1
