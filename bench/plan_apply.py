@@ -1,38 +1,50 @@
-"""Benchmark: jsops plan/apply against raw JetStream API baselines on one server.
+"""Benchmark: jsops against raw JetStream API baselines, side by side in one run.
 
     .venv/bin/python bench/plan_apply.py [--streams 1000] [--consumers 3] [--scale 1 10]
+                                         [--repeat 3] [--write-docs]
 
-For each scale, on a fresh nats-server (memory-backed temp store), it measures whole
-processes, as a user runs them:
+For each scale, on fresh nats-servers (memory-backed temp stores), it times whole
+processes, as a user runs them, alternating the runs it repeats and taking medians:
 
-* ``raw create``: a Python/nats-py script that creates every stream, then every
-  consumer, with pipelined (concurrent) raw requests: the floor for ``apply``;
-* ``jsops apply`` from empty (``--auto-approve``);
-* ``raw list``: a script that lists every stream and consumer with paged
-  ``STREAM.LIST``/``CONSUMER.LIST`` requests: the floor for ``plan``;
-* ``jsops plan`` on the applied state (must be "no changes");
-* peak RSS of the jsops processes.
+* ``raw create``: a nats-py script that creates every stream (and every bucket's
+  stream), then every consumer, with pipelined (concurrent) raw requests: apply's floor;
+* ``apply``: ``jsops apply --auto-approve`` from empty, with a cold parse cache;
+* ``raw list``: a script doing only the paged ``STREAM.LIST``/``CONSUMER.LIST``: plan's floor;
+* ``plan``: ``jsops plan --detailed-exitcode`` on the applied state (no changes), parse
+  cache warm (a repeated plan), and ``plan (cold)`` with ``JSOPS_NO_CACHE=1``;
+* the newer work, each on the applied state: ``plan --format json``, ``apply PLANFILE``
+  (saved-plan verification: plans again and compares, then nothing to do), ``status``;
+  drift digests and buckets (1 in 100 of the declared resources is a KeyValue bucket)
+  are inside every plan above;
+* peak RSS of each jsops process (GNU time ``%M``), and ``jsops --help``.
 
-Targets (from the project brief): plan <= 3x raw list, apply <= 1.5x raw create,
-10x the resources costs about 10x the time, under 300 MB.
+Targets (issue 15): plan <= 2.0x raw list at 1k and <= 2.5x at 10k, apply <= 1.2x raw
+create, peak RSS <= 200 MB at 10k, ``jsops --help`` under 0.15 s. ``--write-docs``
+replaces the results table in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reconciler.server import free_port, start_server  # noqa: E402
+
+BUCKET_EVERY = 100  # one declared stream in this many is a KeyValue bucket instead
 
 RAW_CREATE = r"""
 import asyncio, json, sys, nats
@@ -46,15 +58,26 @@ async def main(url, n, c):
     async def bounded(subj, body):
         async with sem:
             await req(subj, body)
-    await asyncio.gather(*(bounded(f"$JS.API.STREAM.CREATE.S{i:05d}", {
-        "name": f"S{i:05d}", "subjects": [f"bench.s{i:05d}.>"], "max_age": 604800000000000,
-        "storage": "memory", "max_bytes": 1048576, "pedantic": True}) for i in range(n)))
+    def stream(i):
+        if i % BUCKET_EVERY == BUCKET_EVERY - 1:  # what nats.go's CreateKeyValue sends
+            return f"KV_B{i:05d}", {"name": f"KV_B{i:05d}", "subjects": [f"$KV.B{i:05d}.>"],
+                "max_msgs_per_subject": 1, "discard": "new", "allow_rollup_hdrs": True,
+                "deny_delete": True, "allow_direct": True, "storage": "memory",
+                "num_replicas": 1, "duplicate_window": 120000000000, "max_bytes": -1,
+                "max_age": 0, "max_msg_size": -1, "pedantic": False}
+        return f"S{i:05d}", {"name": f"S{i:05d}", "subjects": [f"bench.s{i:05d}.>"],
+            "max_age": 604800000000000, "storage": "memory", "max_bytes": 1048576,
+            "pedantic": True}
+    streams = [stream(i) for i in range(n)]
+    await asyncio.gather(*(bounded(f"$JS.API.STREAM.CREATE.{name}", body)
+                           for name, body in streams))
     await asyncio.gather(*(bounded(f"$JS.API.CONSUMER.CREATE.S{i:05d}.C{j}", {
         "stream_name": f"S{i:05d}", "action": "create", "pedantic": True,
         "config": {"durable_name": f"C{j}", "ack_policy": "explicit", "max_deliver": 5,
                    "filter_subject": f"bench.s{i:05d}.{j}"}})
-        for i in range(n) for j in range(c)))
+        for i in range(n) for j in range(c) if i % BUCKET_EVERY != BUCKET_EVERY - 1))
     await nc.close()
+BUCKET_EVERY = int(sys.argv[4])
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
 
@@ -89,6 +112,16 @@ def write_project(root: Path, url: str, n: int, c: int, files: int = 50) -> None
     )
     chunks: list[list[str]] = [[] for _ in range(files)]
     for i in range(n):
+        if i % BUCKET_EVERY == BUCKET_EVERY - 1:
+            chunks[i % files].append(
+                textwrap.dedent(f"""\
+                apiVersion: jsops/v1
+                kind: KeyValue
+                metadata: {{name: B{i:05d}}}
+                spec: {{storage: memory}}
+                """)
+            )
+            continue
         docs = [
             textwrap.dedent(f"""\
             apiVersion: jsops/v1
@@ -116,59 +149,137 @@ def write_project(root: Path, url: str, n: int, c: int, files: int = 50) -> None
             (root / "manifests" / f"part{k:03d}.yaml").write_text("---\n".join(chunk))
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
-    """Wall time, peak RSS (KiB) of that process alone (GNU time), stdout."""
+def timed(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0, 2)
+) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MB) of one process (GNU time ``%M``)."""
     gnu_time = shutil.which("time") or "/usr/bin/time"
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         wrapped = (
             [gnu_time, "-q", "-f", "%M", "-o", rss.name, *cmd] if Path(gnu_time).exists() else cmd
         )
         start = time.perf_counter()
-        proc = subprocess.run(wrapped, cwd=cwd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            wrapped, cwd=cwd, capture_output=True, text=True, check=False, env=env
+        )
         elapsed = time.perf_counter() - start
-        if proc.returncode not in (0, 2):
+        if proc.returncode not in ok:
             raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         text = rss.read().strip()
-    return elapsed, int(text.splitlines()[-1]) if text else 0, proc.stdout
+    return elapsed, (int(text.splitlines()[-1]) / 1024 if text else 0.0)
+
+
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
 
 
 def run_scale(n: int, c: int, repeat: int) -> dict[str, float]:
     py = sys.executable
     jsops = str(Path(py).parent / "jsops")
-    results: dict[str, float] = {"streams": n, "consumers": n * c}
+    buckets = n // BUCKET_EVERY
+    results: dict[str, float] = {"streams": n - buckets, "buckets": buckets}
+    results["consumers"] = (n - buckets) * c
     with tempfile.TemporaryDirectory(prefix="jsops-bench-") as tmp:
         tmpdir = Path(tmp)
-        # Baseline server: raw creates and raw list.
-        port = free_port()
-        server = start_server(port=port, store_dir=tmpdir / "raw-store")
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "JSOPS_"))}
+        warm = {**base_env, "JSOPS_CACHE_DIR": str(tmpdir / "cache")}
+        cold = {**base_env, "JSOPS_NO_CACHE": "1"}
+        results["help_s"] = min(timed([jsops, "--help"], tmpdir)[0] for _ in range(3))
+        raw_server = start_server(port=free_port(), store_dir=tmpdir / "raw-store")
+        server = start_server(port=free_port(), store_dir=tmpdir / "jsops-store")
         try:
-            t, _, _ = timed([py, "-c", RAW_CREATE, server.url, str(n), str(c)], tmpdir)
-            results["raw_create_s"] = t
-            best = min(timed([py, "-c", RAW_LIST, server.url], tmpdir)[0] for _ in range(repeat))
-            results["raw_list_s"] = best
-        finally:
-            server.stop()
-        # jsops on a fresh server.
-        port = free_port()
-        server = start_server(port=port, store_dir=tmpdir / "jsops-store")
-        try:
+            create = [py, "-c", RAW_CREATE, raw_server.url, str(n), str(c), str(BUCKET_EVERY)]
+            results["raw_create_s"] = timed(create, tmpdir)[0]
             proj = tmpdir / "project"
             write_project(proj, server.url, n, c)
-            t, rss_apply, _ = timed([jsops, "apply", "--auto-approve", "-e", "bench"], proj)
-            results["jsops_apply_s"] = t
-            plans = [
-                timed([jsops, "plan", "-e", "bench", "--detailed-exitcode"], proj)
-                for _ in range(repeat)
+            apply = [jsops, "apply", "--auto-approve", "-e", "bench"]
+            results["apply_s"], results["apply_mb"] = timed(apply, proj, warm)
+            raw_list = [py, "-c", RAW_LIST, server.url]
+            plan = [jsops, "plan", "-e", "bench", "--detailed-exitcode"]
+            runs: dict[str, list[tuple[float, float]]] = {}
+            for _ in range(repeat):  # alternating, so a slow moment hits every measure
+                runs.setdefault("raw_list", []).append(timed(raw_list, tmpdir))
+                runs.setdefault("plan", []).append(timed(plan, proj, warm, ok=(0,)))
+                runs.setdefault("plan_cold", []).append(timed(plan, proj, cold, ok=(0,)))
+                json_plan = [*plan, "--format", "json"]
+                runs.setdefault("plan_json", []).append(timed(json_plan, proj, warm, ok=(0,)))
+            saved = proj / "saved.plan"
+            timed([*plan, "--out", str(saved)], proj, warm, ok=(0,))
+            runs["apply_saved"] = [
+                timed([jsops, "apply", "-e", "bench", str(saved)], proj, warm, ok=(0,))
             ]
-            results["jsops_plan_s"] = min(p[0] for p in plans)
-            results["apply_rss_mb"] = rss_apply / 1024
-            results["plan_rss_mb"] = max(p[1] for p in plans) / 1024
-            results["peak_rss_mb"] = max(results["apply_rss_mb"], results["plan_rss_mb"])
+            status = [jsops, "status", "-e", "bench", "--format", "json"]
+            if subprocess.run([jsops, "status", "--help"], capture_output=True).returncode == 0:
+                runs["status"] = [timed(status, proj, warm, ok=(0,)) for _ in range(repeat)]
+            for key, measured in runs.items():
+                results[f"{key}_s"], results[f"{key}_mb"] = _median(measured)
         finally:
+            raw_server.stop()
             server.stop()
-    results["plan_ratio"] = results["jsops_plan_s"] / results["raw_list_s"]
-    results["apply_ratio"] = results["jsops_apply_s"] / results["raw_create_s"]
+    results["plan_ratio"] = results["plan_s"] / results["raw_list_s"]
+    results["plan_cold_ratio"] = results["plan_cold_s"] / results["raw_list_s"]
+    results["apply_ratio"] = results["apply_s"] / results["raw_create_s"]
+    results["peak_mb"] = max(v for k, v in results.items() if k.endswith("_mb"))
     return results
+
+
+COLUMNS = [  # (key, heading, format)
+    ("streams", "streams", "{:,.0f}"),
+    ("consumers", "consumers", "{:,.0f}"),
+    ("buckets", "KV", "{:,.0f}"),
+    ("raw_list_s", "raw list", "{:.2f} s"),
+    ("plan_s", "plan", "{:.2f} s"),
+    ("plan_ratio", "plan / raw", "{:.2f}x"),
+    ("plan_cold_s", "plan (cold)", "{:.2f} s"),
+    ("plan_cold_ratio", "cold / raw", "{:.2f}x"),
+    ("raw_create_s", "raw create", "{:.2f} s"),
+    ("apply_s", "apply", "{:.2f} s"),
+    ("apply_ratio", "apply / raw", "{:.2f}x"),
+    ("plan_json_s", "plan json", "{:.2f} s"),
+    ("apply_saved_s", "apply FILE", "{:.2f} s"),
+    ("status_s", "status", "{:.2f} s"),
+    ("plan_mb", "plan MB", "{:.0f}"),
+    ("apply_mb", "apply MB", "{:.0f}"),
+    ("peak_mb", "peak MB", "{:.0f}"),
+    ("help_s", "--help", "{:.2f} s"),
+]
+
+
+def table(rows: list[dict[str, float]]) -> str:
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    lines = ["| " + " | ".join(h for _, h, _ in cols) + " |"]
+    lines.append("|" + "|".join("---:" for _ in cols) + "|")
+    for r in rows:
+        cells = [fmt.format(r[k]) if k in r else "-" for k, _, fmt in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_docs(rows: list[dict[str, float]], repeat: int) -> Path:
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    server = subprocess.run(
+        [str(Path(sys.executable).parent / "nats-server"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    block = (
+        f"{BEGIN}\n"
+        f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores, "
+        f"{server or 'nats-server'}, Python {platform.python_version()}, "
+        f"medians of {repeat} alternating runs (`bench/plan_apply.py --write-docs`).\n\n"
+        f"{table(rows)}\n{END}"
+    )
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text += "\n" + block + "\n"
+    doc.write_text(text)
+    return doc
 
 
 def main() -> int:
@@ -178,24 +289,18 @@ def main() -> int:
     parser.add_argument("--scale", type=int, nargs="+", default=[1])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
-    rows = [run_scale(args.streams * s, args.consumers, args.repeat) for s in args.scale]
+    rows = []
+    for scale in args.scale:
+        rows.append(run_scale(args.streams * scale, args.consumers, args.repeat))
+        print(table(rows[-1:]) if not args.json else json.dumps(rows[-1]), flush=True)
     if args.json:
-        print(json.dumps(rows, indent=2))
         return 0
-    head = (
-        f"{'streams':>8} {'consumers':>9} {'raw list':>9} {'plan':>7} {'x':>5} "
-        f"{'raw create':>10} {'apply':>7} {'x':>5} {'plan MB':>8} {'apply MB':>8}"
-    )
-    print(head)
-    for r in rows:
-        print(
-            f"{r['streams']:>8} {r['consumers']:>9} {r['raw_list_s']:>8.2f}s "
-            f"{r['jsops_plan_s']:>6.2f}s {r['plan_ratio']:>5.2f} {r['raw_create_s']:>9.2f}s "
-            f"{r['jsops_apply_s']:>6.2f}s {r['apply_ratio']:>5.2f} {r['plan_rss_mb']:>8.0f} "
-            f"{r['apply_rss_mb']:>8.0f}"
-        )
-    sys.stdout.flush()
+    print()
+    print(table(rows))
+    if args.write_docs:
+        print(f"wrote {write_docs(rows, args.repeat)}")
     return 0
 
 
