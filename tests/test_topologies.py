@@ -311,6 +311,48 @@ def test_auth_store_operator_mode_across_a_cluster(tmp_path: Path, launch: Any) 
     _assert_all_stopped(run)
 
 
+def test_leaf_of_an_operator_mode_hub_binds_with_leaf_creds(tmp_path: Path, launch: Any) -> None:
+    hub = launch("--auth", "auth", "--domain", "hub", *FREE, "--leafnodes-port", "0")
+    hub_leafnodes = re.search(r"leafnodes (nats-leaf://\S+?),", hub.stderr)
+    assert hub_leafnodes, hub.stderr
+    store = AuthStore.open(tmp_path / "auth")
+    token = build_account_jwt(store, "ACME", jetstream={"max_streams": 5})
+
+    async def push() -> None:
+        nc = await connect(hub.urls[0], store.sys_creds_path)
+        try:
+            await push_account_jwt(nc, token, expect_servers=1)
+        finally:
+            await nc.close()
+
+    asyncio.run(push())
+    creds = tmp_path / "leaf.creds"
+    creds.write_text(mint_user_creds(store, "ACME", "leaf"))
+    leaf = launch("--leaf", hub_leafnodes.group(1), "--leaf-creds", str(creds), *FREE)
+    assert "leaf node (JetStream domain leaf;" in leaf.stderr  # the default domain
+
+    async def from_the_hub() -> dict[str, Any]:
+        """A hub user of ACME reaches the leaf's JetStream across the bound account."""
+        user = await connect(hub.urls[0], mint_user_creds(store, "ACME", "u"))
+        try:
+            for _ in range(100):
+                try:
+                    msg = await user.request("$JS.leaf.API.INFO", b"", timeout=0.5)
+                    reply: dict[str, Any] = json.loads(msg.data)
+                    return reply
+                except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                    await asyncio.sleep(0.1)
+            raise AssertionError("the leaf's JetStream never answered on the hub")
+        finally:
+            await user.close()
+
+    info = asyncio.run(from_the_hub())
+    assert info.get("domain") == "leaf" and "error" not in info, info
+    assert leaf.stop() == 0 and hub.stop() == 0
+    _assert_all_stopped(leaf)
+    _assert_all_stopped(hub)
+
+
 # --- docs/local-topologies.md, followed ------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
