@@ -787,18 +787,26 @@ def start_topology(
 
 def _detached_kwargs() -> dict[str, Any]:
     """Popen arguments: a process group of its own; SIGTERM when its parent dies (Linux)."""
+    if os.name == "nt":
+        return {}
     kwargs: dict[str, Any] = {"process_group": 0}
     if sys.platform.startswith("linux"):
-        kwargs["preexec_fn"] = _die_with_parent
+        import ctypes
+
+        try:  # resolved here: the child runs only the call, between fork and exec
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            return kwargs
+        pr_set_pdeathsig = 1
+        parent = os.getpid()
+
+        def die_with_parent() -> None:
+            prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+            if os.getppid() != parent:  # the parent died before the call
+                os._exit(1)
+
+        kwargs["preexec_fn"] = die_with_parent
     return kwargs
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # --- jsops server -----------------------------------------------------------------------
