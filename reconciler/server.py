@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -555,18 +556,47 @@ def cluster_enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _ports(base: int, count: int, host: str, what: str) -> list[int]:
-    """``count`` ports from ``base`` upward, or free ports if ``base`` is 0."""
+def _ephemeral_low() -> int:
+    """Where the OS's ephemeral (outgoing connection) ports start (Linux), else 32768."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _can_bind(host: str, port: int) -> bool:
+    try:
+        _check_port_free(host, port, "probe")
+    except JsopsError:
+        return False
+    return True
+
+
+def _ports(base: int, count: int, host: str, what: str, taken: set[int]) -> list[int]:
+    """``count`` ports from ``base`` upward, or free ports if ``base`` is 0: picked at
+    random below the ephemeral range, so that the nodes' own outgoing connections (routes,
+    leafnodes) cannot take one before its node listens; none in ``taken``."""
     if base == 0:
+        low = _ephemeral_low()
         picked: list[int] = []
-        while len(picked) < count:
-            port = free_port(_connect_host(host))
-            if port not in picked:
+        for attempt in range(1000):
+            if len(picked) == count:
+                break
+            if low > 11000 and attempt < 500:
+                port = 10000 + secrets.randbelow(low - 10000)
+            else:
+                port = free_port(_connect_host(host))
+            if port not in taken and _can_bind(host, port):
+                taken.add(port)
                 picked.append(port)
+        else:
+            raise JsopsError(f"no free {what} ports found on {host}")
         return picked
     if not 0 < base <= 65535 - count + 1:
         raise UsageError(f"{what} port {base}: needs {count} port(s) from it up to 65535")
-    return [base + i for i in range(count)]
+    ports = [base + i for i in range(count)]
+    taken.update(ports)
+    return ports
 
 
 def _size_option(value: int | str | None, option: str) -> int | None:
@@ -655,12 +685,26 @@ def plan_topology(
     root = root.absolute()
     clustered = nodes > 1
     name_of_cluster = (cluster_name or domain or "jsops") if clustered else None
-    client_ports = _ports(port, nodes, host, "client")
-    http_ports = _ports(http_port, nodes, host, "monitoring")
-    route_ports = _ports(cluster_port, nodes, host, "cluster") if clustered else []
-    leaf_ports = (
-        _ports(leafnodes_port, nodes, host, "leafnodes") if leafnodes_port is not None else []
-    )
+    # explicit ranges first, so that free ports are picked around them
+    bases = {"client": port, "monitoring": http_port}
+    if clustered:
+        bases["cluster"] = cluster_port
+    if leafnodes_port is not None:
+        bases["leafnode"] = leafnodes_port
+    taken: set[int] = set()
+    explicit = [w for w, b in bases.items() if b != 0]
+    chosen: dict[str, list[int]] = {}
+    for what in [*explicit, *(w for w in bases if w not in explicit)]:
+        before = len(taken)
+        chosen[what] = _ports(bases[what], nodes, host, what, taken)
+        if len(taken) != before + nodes:
+            raise UsageError(
+                "the client, monitoring, cluster and leafnode port ranges overlap: "
+                + ", ".join(f"{w} {ports[0]}-{ports[-1]}" for w, ports in chosen.items())
+            )
+    client_ports, http_ports = chosen["client"], chosen["monitoring"]
+    route_ports = chosen.get("cluster", [])
+    leaf_ports = chosen.get("leafnode", [])
     store = None
     if auth_dir is not None:
         from reconciler.accounts.auth import init_auth_store
@@ -710,12 +754,6 @@ def plan_topology(
                 store_dir=store_dir,
                 config_text=config,
             )
-        )
-    all_ports = client_ports + http_ports + route_ports + leaf_ports
-    if len(set(all_ports)) != len(all_ports):
-        raise UsageError(
-            "the client, monitoring, cluster and leafnodes port ranges overlap: "
-            + ", ".join(str(p) for p in sorted(all_ports))
         )
     return Topology(
         nodes=tuple(specs),
