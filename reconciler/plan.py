@@ -514,9 +514,13 @@ def build_plan(
         errors += _replica_errors(bucket or res, manifest, live)
         canon = canonical_stream(manifest, live.api_level)
         desired_canon[name] = canon
-        # the complete config the target knows: nothing left to its defaults
-        send = stream_wire_config(name, canon, live.api_level)
         info = live.streams.get(name)
+        live_canon = canonical_stream(info["config"], live.api_level) if info else None
+        # the complete config the target knows: nothing left to its defaults (a noop
+        # sends nothing, so its wire config is not built, unless a bucket shows it)
+        send: dict[str, Any] = {}
+        if live_canon != canon or bucket is not None:
+            send = stream_wire_config(name, canon, live.api_level)
         depends: list[str] = list(after)
         refs: list[str] = []
         origins = [source for _, source in spec.origins()]
@@ -540,13 +544,12 @@ def build_plan(
             "prevent_destroy": res.metadata.prevent_destroy,
             "external_refs": tuple(refs),
         }
-        live_canon = None
         if info is None:
             shown = tuple(diff_config({}, _shown(manifest)))
             stamp(Kind.STREAM, send)
             draft.update(action=Action.CREATE, reason=Reason.NEW, diff=shown, send=send)
         else:
-            live_canon = canonical_stream(info["config"], live.api_level)
+            assert live_canon is not None
             compared = _compare(Kind.STREAM, info, live_canon, canon, send, live, project)
             if compared["action"] is Action.UPDATE:
                 lost = update_loss(
@@ -570,13 +573,18 @@ def build_plan(
         )
         errors += _replica_errors(res, {**manifest, "placement": stream_cfg.get("placement")}, live)
         canon = canonical_consumer(manifest, desired_canon.get(stream_name))
-        send = consumer_wire_config(
-            res.address.name, canon, live.api_level, manifest.get("pause_until")
-        )
         info = live.consumers.get((stream_name, res.address.name))
+        live_canon = None
+        if info is not None:
+            live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
         parent = drafts.get(stream_name)
         parent_action = parent["action"] if parent is not None else None
         parent_key = str(parent["address"]) if parent is not None else ""
+        send = {}
+        if live_canon != canon or parent_action is Action.REPLACE:  # a noop sends nothing
+            send = consumer_wire_config(
+                res.address.name, canon, live.api_level, manifest.get("pause_until")
+            )
         fields: dict[str, Any]
         depends = list(after)
         if parent_action in (Action.CREATE, Action.REPLACE):
@@ -586,7 +594,7 @@ def build_plan(
             stamp(Kind.CONSUMER, send)
             fields = {"action": Action.CREATE, "reason": Reason.NEW, "diff": shown, "send": send}
         elif parent_action is Action.REPLACE:
-            live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
+            assert live_canon is not None
             stamp(Kind.CONSUMER, send)
             fields = {
                 "action": Action.REPLACE,
@@ -600,7 +608,7 @@ def build_plan(
                 **_live_facts(info["config"], project),
             }
         else:
-            live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
+            assert live_canon is not None
             fields = _compare(Kind.CONSUMER, info, live_canon, canon, send, live, project)
             if fields["action"] is Action.REPLACE:  # delivery restarts from scratch
                 fields["loss"] = restart_loss(info, live.streams.get(stream_name), send)

@@ -416,7 +416,8 @@ def test_stale_saved_plan_is_refused_and_writes_nothing(
     assert "the plan is stale, nothing was changed" in err
     assert stale in err
     assert "Traceback" not in err
-    assert counter.writes == []
+    # only this test's names: other tests write to the shared server at the same time
+    assert [w for w in counter.writes if name in w or new in w] == []
 
 
 def test_plan_file_with_another_format_version_is_refused(
