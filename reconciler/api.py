@@ -67,6 +67,7 @@ from reconciler.validate import load_desired
 
 if TYPE_CHECKING:
     from reconciler.graph import Graph
+    from reconciler.status import StatusReport
 
 T = TypeVar("T")
 UNKNOWN_API_LEVEL = 10**6  # gates nothing: used when no server of the target was read
@@ -466,6 +467,28 @@ def export(
 
     live = run_async(_session(target.settings, read_live_state))
     return write_export(live, out_dir, schemas, force=force)
+
+
+def status(
+    target: Target, *, paths: Sequence[str] | None = None, targets: Sequence[str] = ()
+) -> StatusReport:
+    """The live health of the environment's declared streams, buckets and consumers
+    (``reconciler.status``), only those ``targets`` name; nothing is written."""
+    from reconciler.status import read_status, select_resources
+
+    targets = parse_targets(targets)
+    resources = select_resources(load_desired(target.project, target.env_name, paths), targets)
+
+    async def body(conns: Connections) -> StatusReport:
+        if target.env.expect is not None:  # never report another cluster's health
+            client = await conns.client(None)
+            info, who = await asyncio.gather(
+                client.account_info(), connection_account(client.nc, client.timeout)
+            )
+            check_expected(target, identity_of(client.nc, info, who))
+        return await read_status(conns, resources, target.env_name)
+
+    return asyncio.run(_with_connections(target, body))
 
 
 def refused(found: Sequence[Refusal]) -> JsopsError:

@@ -187,6 +187,7 @@ def stream_spec(kind: Kind, bucket: str, spec: KeyValueSpec | ObjectStoreSpec) -
         "allow_direct": True,
         "discard": "new",
         "metadata": spec.metadata,
+        "monitoring": spec.monitoring,
     }
     if isinstance(spec, ObjectStoreSpec):
         fields["subjects"] = obj_subjects(bucket)

@@ -389,6 +389,44 @@ def graph(
     return 0
 
 
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="KIND/NAME",
+    help="Only this declared resource (Stream/NAME with its consumers, "
+    "Consumer/STREAM/NAME, KeyValue/BUCKET, ObjectStore/BUCKET); repeatable.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when a monitoring threshold is breached or a resource is missing.",
+)
+@global_options
+@click.pass_context
+def status(
+    ctx: click.Context, /, fmt: str, targets: tuple[str, ...], check: bool, **kwargs: Any
+) -> int:
+    """Show the live state and health of the declared resources (nothing is written):
+    messages, consumers' pending counts, replicas, mirror and source lag, and the
+    monitoring thresholds (io.nats.monitor.* metadata) they breach."""
+    from reconciler import api
+    from reconciler.status import render_json, render_text, summary_line
+
+    opts = _merge(ctx, **kwargs)
+    report = api.status(_target(opts), targets=targets)
+    if fmt == "json":
+        click.echo(render_json(report), nl=False)
+    else:
+        click.echo(render_text(report, color=_color(opts)), nl=False)
+    _err(summary_line(report))
+    return 1 if check and not report.healthy else 0
+
+
 def _seconds(text: str, option: str) -> float:
     from reconciler.errors import UsageError
     from reconciler.models.units import UnitError, parse_duration

@@ -34,6 +34,12 @@ from reconciler.buckets import live_address
 from reconciler.errors import UsageError
 from reconciler.live import LiveState
 from reconciler.models import UNIT_PATHS, Kind
+from reconciler.models.monitoring import (
+    CONSUMER_MONITOR_KEYS,
+    STREAM_MONITOR_KEYS,
+    MonitorKey,
+    split_monitoring,
+)
 from reconciler.models.units import format_duration, format_size
 from reconciler.mutability import LATEST_LEVEL
 from reconciler.normalize import (
@@ -97,11 +103,17 @@ def _source(source: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _user_metadata(config: dict[str, Any], spec: dict[str, Any]) -> None:
-    """Metadata a user wrote: without the server's ``_nats.*`` keys and jsops' own."""
+def _user_metadata(
+    config: dict[str, Any], spec: dict[str, Any], keys: tuple[MonitorKey, ...]
+) -> None:
+    """Metadata a user wrote: without the server's ``_nats.*`` keys and jsops' own; the
+    ``io.nats.monitor.*`` thresholds (``keys``) jsops would write become ``monitoring``."""
     meta = {k: v for k, v in user_metadata(config.get("metadata")).items() if k not in JSOPS_KEYS}
+    monitoring, meta = split_monitoring(keys, meta)
     if meta:
         spec["metadata"] = meta
+    if monitoring:
+        spec["monitoring"] = monitoring
 
 
 def stream_spec(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[str, Any]:
@@ -113,7 +125,7 @@ def stream_spec(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[str, 
         spec["mirror"] = _source(spec["mirror"])
     if "sources" in spec:
         spec["sources"] = [_source(s) for s in spec["sources"]]
-    _user_metadata(config, spec)
+    _user_metadata(config, spec, STREAM_MONITOR_KEYS)
     return humanize_spec(Kind.STREAM, spec)
 
 
@@ -123,7 +135,7 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     spec = _minimal(config, fields, lambda c: canonical_consumer(c, stream))
     if paused_until(config.get("pause_until")):
         spec["pause_until"] = config["pause_until"]
-    _user_metadata(config, spec)
+    _user_metadata(config, spec, CONSUMER_MONITOR_KEYS)
     return humanize_spec(Kind.CONSUMER, spec)
 
 
@@ -172,7 +184,7 @@ def _bucket_document(name: str, config: dict[str, Any], live: LiveState) -> dict
     spec = bucket_export_spec(address, config)
     if spec is None:
         return None
-    _user_metadata(config, spec)
+    _user_metadata(config, spec, STREAM_MONITOR_KEYS)
     return {
         "apiVersion": "jsops/v1",
         "kind": address.kind.value,

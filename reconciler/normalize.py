@@ -246,7 +246,16 @@ def _source(source: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _spec_dict(spec: StreamSpec | ConsumerSpec) -> dict[str, Any]:
-    return spec.model_dump(exclude_none=True, mode="json")
+    """The spec's API fields: its ``monitoring`` block is metadata (:func:`_spec_metadata`)."""
+    return spec.model_dump(exclude_none=True, exclude={"monitoring"}, mode="json")
+
+
+def _spec_metadata(spec: StreamSpec | ConsumerSpec) -> dict[str, str] | None:
+    """``spec.metadata`` with the ``io.nats.monitor.*`` keys of ``spec.monitoring``
+    (``reconciler.models.monitoring``): the thresholds ``nats server check`` reads."""
+    if spec.monitoring is None:
+        return spec.metadata
+    return {**(spec.metadata or {}), **spec.monitoring.metadata()}
 
 
 def _owned_metadata(
@@ -272,7 +281,7 @@ def stream_api_config(resource: Resource, project: str) -> dict[str, Any]:
     if "sources" in config:
         config["sources"] = [_expand_domain(s) for s in config["sources"]]
     config["metadata"] = _owned_metadata(
-        config.get("metadata"), project, resource.metadata.prevent_destroy
+        _spec_metadata(spec), project, resource.metadata.prevent_destroy
     )
     _force_stream_flags(config)
     return config
@@ -391,7 +400,7 @@ def consumer_api_config(
     assert isinstance(spec, ConsumerSpec)
     config: dict[str, Any] = {"durable_name": resource.address.name, **_spec_dict(spec)}
     config["metadata"] = _owned_metadata(
-        config.get("metadata"), project, resource.metadata.prevent_destroy
+        _spec_metadata(spec), project, resource.metadata.prevent_destroy
     )
     limits = (stream or {}).get("consumer_limits") or {}
     for key in ("max_ack_pending", "inactive_threshold"):

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from reconciler.models.monitoring import StreamMonitoring
 from reconciler.models.stream import External, Placement, Problem, RePublish, remote_problems
 from reconciler.models.types import STRICT, Duration, Int, Size, Timestamp, checked
 
@@ -73,6 +74,7 @@ class _BucketSpec(BaseModel):
     compression: Compression | None = None
     placement: Placement | None = None
     metadata: dict[str, str] | None = None
+    monitoring: StreamMonitoring | None = None
 
     @property
     def num_replicas(self) -> int | None:
@@ -81,6 +83,8 @@ class _BucketSpec(BaseModel):
 
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
+        if self.monitoring is not None:
+            out += [(("monitoring", *p), m) for p, m in self.monitoring.problems(self.metadata)]
         if self.ttl and self.ttl < 100_000_000:
             out.append((("ttl",), "ttl must be at least 100ms (or 0 for no expiry)"))
         return out

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from reconciler.models.monitoring import ConsumerMonitoring
 from reconciler.models.stream import Problem
 from reconciler.models.types import (
     STRICT,
@@ -61,6 +62,7 @@ class ConsumerSpec(BaseModel):
     num_replicas: Int | None = Field(default=None, ge=0, le=5)
     mem_storage: bool | None = None
     metadata: dict[str, str] | None = None
+    monitoring: ConsumerMonitoring | None = None
     pause_until: Timestamp | None = None
     priority_groups: list[str] | None = None
     priority_policy: Literal["none", "overflow", "pinned_client", "prioritized"] | None = None
@@ -108,6 +110,15 @@ class ConsumerSpec(BaseModel):
                 )
             )
         out += self._filter_overlaps()
+        if self.monitoring is not None:
+            out += [(("monitoring", *p), m) for p, m in self.monitoring.problems(self.metadata)]
+            if self.monitoring.pinned and self.priority_policy != "pinned_client":
+                out.append(
+                    (
+                        ("monitoring", "pinned"),
+                        "pinned requires priority_policy: pinned_client",
+                    )
+                )
         if self.flow_control and not self.idle_heartbeat and self.ack_policy != "flow_control":
             out.append((("flow_control",), "flow_control requires idle_heartbeat"))
         if self.ack_policy == "flow_control":

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from reconciler.models.monitoring import StreamMonitoring
 from reconciler.models.types import (
     STRICT,
     Duration,
@@ -146,6 +147,7 @@ class StreamSpec(BaseModel):
     persist_mode: Literal["default", "async"] | None = None
     allow_batched: bool | None = None
     metadata: dict[str, str] | None = None
+    monitoring: StreamMonitoring | None = None
 
     def origins(self) -> list[tuple[tuple[str | int, ...], StreamSource]]:
         """The mirror, then every source, each with its path in the spec
@@ -159,6 +161,8 @@ class StreamSpec(BaseModel):
     def problems(self) -> list[Problem]:
         """Cross-field rules the server enforces at create time, checked offline."""
         out: list[Problem] = self._subject_problems()
+        if self.monitoring is not None:
+            out += [(("monitoring", *p), m) for p, m in self.monitoring.problems(self.metadata)]
         if self.mirror is not None:
             if self.subjects:
                 out.append(
