@@ -3,9 +3,9 @@
 Parsing YAML (libyaml's compose, the bounds check, building plain data) is most of
 what a plan of an unchanged repository spends before it reads the server. Like
 ruff's and mypy's caches, this one keeps the result per file, keyed by a hash of the
-file's rendered text, its shown path and the parser's own fingerprint (jsops's
-version, the source of ``reconciler.load``, ruamel.yaml's version), so any change to
-the text, to a template's values or to the parser misses.
+file's rendered text, its shown path and the parser's own fingerprint (the source of
+``reconciler.load``, ruamel.yaml's version and its C extension's file), so any change
+to the text, to a template's values or to the parser misses.
 
 What is kept is only what ``parse()`` returns for a file without problems: the plain
 data of each document and where it starts. Validation is never cached: every plan
@@ -29,11 +29,9 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +56,14 @@ def cache_dir() -> Path:
 
 @cache
 def fingerprint() -> str:
-    """What the parse depends on besides the text: jsops and its YAML parser."""
-    parts = [str(FORMAT)]
-    for dist in ("jsops", "ruamel.yaml", "ruamel.yaml.clib"):
-        try:
-            parts.append(metadata.version(dist))
-        except metadata.PackageNotFoundError:
-            parts.append("-")
-    parts.append(hashlib.sha256(Path(__file__).with_name("load.py").read_bytes()).hexdigest())
-    return "|".join(parts)
+    """What the parse depends on besides the text: jsops's loader and its YAML parser
+    (importlib.metadata would cost more to import than the whole lookup it saves)."""
+    import _ruamel_yaml  # type: ignore[import-not-found]  # the C parser load.py uses
+    import ruamel.yaml
+
+    loader = hashlib.sha256(Path(__file__).with_name("load.py").read_bytes()).hexdigest()
+    clib = Path(_ruamel_yaml.__file__)
+    return f"{FORMAT}|{ruamel.yaml.__version__}|{clib.name}:{clib.stat().st_size}|{loader}"
 
 
 def key_of(shown: str, rendered: str) -> str:
@@ -153,6 +150,8 @@ class ParseCache:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not _private(directory, directory=True):
                 return
+            import tempfile  # only when writing
+
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".parse-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
