@@ -37,7 +37,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from functools import cache
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -166,12 +167,27 @@ _FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
 def _share_fields_sets(model: BaseModel) -> None:
     given = frozenset(model.__pydantic_fields_set__)
     object.__setattr__(model, "__pydantic_fields_set__", _FIELDS_SETS.setdefault(given, given))
-    for value in model.__dict__.values():
+    values = model.__dict__
+    for name in _nested_fields(type(model)):
+        value = values.get(name)
         if isinstance(value, BaseModel):
             _share_fields_sets(value)
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        elif isinstance(value, list):
             for item in value:
-                _share_fields_sets(item)
+                if isinstance(item, BaseModel):
+                    _share_fields_sets(item)
+
+
+@cache
+def _nested_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a model class whose type may hold another model."""
+
+    def holds_model(annotation: Any) -> bool:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return True
+        return any(holds_model(arg) for arg in get_args(annotation))
+
+    return tuple(name for name, f in cls.model_fields.items() if holds_model(f.annotation))
 
 
 def check_resources(resources: Sequence[Resource], env: str | None = None) -> list[Diagnostic]:
