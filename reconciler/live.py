@@ -388,15 +388,20 @@ _ENUM_FIELDS = frozenset(
 )
 
 
-def _shared(value: Any, enum: bool = False) -> Any:
-    if isinstance(value, dict):
-        shared = _SHARED.setdefault
-        return {shared(k, k): _shared(v, k in _ENUM_FIELDS) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shared(v) for v in value]
-    if enum and isinstance(value, str):
-        return _SHARED.setdefault(value, value)
-    return value
+def _shared(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its keys (at every level) and enum values taken from _SHARED."""
+    shared = _SHARED.setdefault
+    out = {}
+    for key, value in config.items():
+        key = shared(key, key)
+        if type(value) is dict:
+            value = _shared(value)
+        elif type(value) is list and value and type(value[0]) is dict:
+            value = [_shared(v) if type(v) is dict else v for v in value]
+        elif key in _ENUM_FIELDS and type(value) is str:
+            value = shared(value, value)
+        out[key] = value
+    return out
 
 
 def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
