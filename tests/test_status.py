@@ -481,3 +481,99 @@ def test_json_structure_is_documented_in_the_readme() -> None:
     section = readme.split("**Status JSON.**", 1)[1].split("\n\n", 1)[0]
     for key in ("format_version", "healthy", "num_pending", "stream_name", "breaches"):
         assert f"`{key}`" in section
+
+
+def test_streams_whose_servers_are_down_are_unavailable(tmp_path: Path) -> None:
+    import signal
+
+    from harness.servers import start_cluster
+
+    cluster = start_cluster(tmp_path / "cluster")
+    try:
+        small = [f"SMALL{i}" for i in range(4)]
+        docs = [
+            "apiVersion: jsops/v1\nkind: Stream\nmetadata: {name: BIG}\n"
+            "spec: {subjects: [big.>], num_replicas: 3, "
+            "monitoring: {peer_expect: 3, peer_seen_critical: 5s}}\n",
+            *(
+                f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {n}}}\n"
+                f"spec: {{subjects: [{n.lower()}.>]}}\n"
+                for n in small
+            ),
+        ]
+        project = make_project(tmp_path, cluster.url, envs={"test": {"servers": cluster.urls}})
+        project.write("streams.yaml", "---\n".join(docs))
+        _plan, result = project.apply()
+        assert result is not None and result.ok
+        leaders = {
+            n: js_request_sync(cluster.url, f"$JS.API.STREAM.INFO.{n}")["cluster"]["leader"]
+            for n in small
+        }
+        victim = max(cluster.servers, key=lambda s: sum(v == s.name for v in leaders.values()))
+        down = sorted(n for n, leader in leaders.items() if leader == victim.name)
+        survivors = [s for s in cluster.servers if s is not victim]
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait()
+        (project.root / "jsops.yaml").write_text(
+            (project.root / "jsops.yaml")
+            .read_text()
+            .replace(json.dumps(cluster.urls), json.dumps([s.url for s in survivors]))
+        )
+
+        def settled() -> dict[str, Any] | None:
+            code, report, _ = status_json(project, "--check")
+            if not report:
+                return None
+            big = entry(report, "Stream", "BIG")
+            inactive = [b for b in big["breaches"] if b["check"].endswith("peer-seen-critical")]
+            return report if code == 1 and big["status"] == "ok" and inactive else None
+
+        # the killed peer stops being current, then is not seen for longer than 5s
+        report = wait_for(settled, timeout=60)
+        assert report is not None, "the killed peer never breached peer_seen_critical"
+        for name in small:
+            want = "unavailable" if name in down else "ok"
+            assert entry(report, "Stream", name)["status"] == want, name
+        big = entry(report, "Stream", "BIG")
+        peers = {p["name"]: p for p in big["cluster"]["replicas"]}
+        assert peers[victim.name]["state"] in ("lagging", "offline")
+        assert f"{victim.name} " in big["breaches"][-1]["message"]
+        assert report["summary"]["unavailable"] == len(down) > 0
+    finally:
+        cluster.stop()
+
+
+def test_text_is_coloured_only_when_asked() -> None:
+    from datetime import UTC, datetime
+
+    from reconciler.models import Address, Kind
+    from reconciler.status import StatusReport, render_text, stream_status
+
+    info = {
+        "config": {"name": "S", "metadata": {"io.nats.monitor.msgs-critical": "5"}},
+        "state": {"messages": 2, "bytes": 2048, "first_seq": 1, "last_seq": 2},
+    }
+    report = StatusReport(
+        "dev", (stream_status(Address(Kind.STREAM, "S"), info, datetime.now(UTC)),)
+    )
+    plain = render_text(report)
+    assert "\x1b[" not in plain and "2.0KiB" in plain
+    assert "CRITICAL Stream/S: 2 messages (at or below 5)" in plain
+    coloured = render_text(report, color=True)
+    assert "\x1b[31m" in coloured and click_unstyle(coloured) == plain
+
+
+def click_unstyle(text: str) -> str:
+    import click
+
+    return click.unstyle(text)
+
+
+def test_an_environment_pinned_to_other_servers_shows_no_status(nats_server, tmp_path) -> None:
+    url = nats_server.url
+    envs = {"prod": {"servers": [url], "expect": {"cluster": "prod"}}}
+    project = make_project(tmp_path, url, envs=envs)
+    project.write("s.yaml", stream_and_consumer(unique_name("PIN")))
+    code, out, err = project.cli("status")
+    assert code == 1 and out == ""
+    assert err.strip().endswith("refusing to run there (environments.prod.expect in jsops.yaml)")
