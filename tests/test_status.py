@@ -321,6 +321,18 @@ def test_key_value_bucket_is_shown_by_bucket_name(nats_server, tmp_path) -> None
 
     code, _out, err = project.cli("status", "--target", f"Stream/KV_{bucket}")
     assert code == 1 and f'did you mean "KeyValue/{bucket}"?' in err
+
+    other = make_project(tmp_path / "exported", nats_server.url, name=project.name)
+    code, _out, err = other.cli("export", "--out", "manifests")
+    assert code == 0, err
+    exported = other.root / "manifests" / f"KV_{bucket}.yaml"
+    for file in (other.root / "manifests").glob("*.yaml"):
+        if file != exported:
+            file.unlink()
+    text = exported.read_text()
+    assert "kind: KeyValue" in text and "msgs_critical: 1" in text
+    assert "io.nats.monitor" not in text
+    assert all(c.action is Action.NOOP for c in other.plan().changes)
     js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.KV_{bucket}")
 
 
@@ -577,3 +589,47 @@ def test_an_environment_pinned_to_other_servers_shows_no_status(nats_server, tmp
     code, out, err = project.cli("status")
     assert code == 1 and out == ""
     assert err.strip().endswith("refusing to run there (environments.prod.expect in jsops.yaml)")
+
+
+def test_streams_in_accounts_operator_mode(tmp_path: Path) -> None:
+    from harness.operator import start_operator_server
+    from harness.project import run_cli
+
+    code, _out, err = run_cli(["auth", "init", "--dir", str(tmp_path / "auth")])
+    assert code == 0, err
+    op = start_operator_server(tmp_path, auth_dir=tmp_path / "auth")
+    try:
+        envs = {"ops": {"servers": [op.url], "auth_dir": str(op.store.root)}}
+        project = make_project(tmp_path, op.url, envs=envs)
+        account = unique_name("ACME")
+        project.write(
+            "acme.yaml",
+            f"""
+            apiVersion: jsops/v1
+            kind: Account
+            metadata: {{name: {account}}}
+            spec: {{jetstream: {{max_memory: 64MiB, max_storage: 64MiB}}}}
+            ---
+            apiVersion: jsops/v1
+            kind: Stream
+            metadata: {{name: ORDERS, account: {account}}}
+            spec: {{subjects: [orders.>], max_bytes: 1MiB, monitoring: {{msgs_warn: 1}}}}
+            """,
+        )
+        code, report, err = status_json(project)
+        assert code == 0, err
+        (only,) = report["resources"]  # the Account itself is not a status resource
+        assert (only["account"], only["status"]) == (account, "missing")
+        assert f"account {account} does not exist" in only["reason"]
+
+        _plan, result = project.apply()
+        assert result is not None and result.ok
+        code, report, err = status_json(project, "--check")
+        assert code == 1, err
+        (only,) = report["resources"]
+        assert (only["account"], only["status"], only["messages"]) == (account, "ok", 0)
+        assert [b["check"] for b in only["breaches"]] == ["io.nats.monitor.msgs-warn"]
+        code, out, _ = project.cli("status")
+        assert f"{account}:Stream/ORDERS " in out
+    finally:
+        op.stop()
