@@ -524,6 +524,16 @@ def test_streams_whose_servers_are_down_are_unavailable(tmp_path: Path) -> None:
         victim = max(cluster.servers, key=lambda s: sum(v == s.name for v in leaders.values()))
         down = sorted(n for n, leader in leaders.items() if leader == victim.name)
         survivors = [s for s in cluster.servers if s is not victim]
+
+        # a killed leader's successor reports it with no last-seen time (active 0): the
+        # victim must be a follower of BIG for peer_seen_critical to see it go
+        def big_leader() -> str:
+            info = js_request_sync(cluster.url, "$JS.API.STREAM.INFO.BIG")
+            return str((info.get("cluster") or {}).get("leader") or "")
+
+        if big_leader() == victim.name:
+            js_request_sync(cluster.url, "$JS.API.STREAM.LEADER.STEPDOWN.BIG")
+            assert wait_for(lambda: big_leader() not in ("", victim.name), timeout=20)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
         (project.root / "jsops.yaml").write_text(
