@@ -753,7 +753,10 @@ def _cluster_text(res: ResourceStatus) -> str:
     for peer in cluster.get("replicas") or []:
         detail = peer["state"]
         if peer["state"] != "current" or peer.get("lag"):
-            detail += f" (lag {peer.get('lag') or 0}, seen {ago(peer.get('active'))} ago)"
+            active = peer.get("active")
+            # a new leader reports a peer it has not heard from yet with active 0
+            seen = "not seen by this leader" if not active else f"seen {ago(active)} ago"
+            detail += f" (lag {peer.get('lag') or 0}, {seen})"
         parts.append(f"{peer['name']} {detail}")
     return ", ".join(parts)
 
