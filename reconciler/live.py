@@ -25,6 +25,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect, redact, server_info, strip_userinfo
 from reconciler.errors import ApiError, ConnectionFailed, ErrCode
+from reconciler.models import LOCK_STREAM as LOCK_STREAM  # jsops' own: left out of reads
 
 if TYPE_CHECKING:
     from reconciler.accounts import AuthStore
@@ -39,11 +40,6 @@ def _asset_name(info: dict[str, Any]) -> str:
     """The name of a StreamInfo or ConsumerInfo in a LIST page."""
     config = info.get("config") or {}
     return str(info.get("name") or config.get("name") or config.get("durable_name") or "")
-
-
-# jsops' own stream (the apply lock's KV bucket, ``reconciler.lock``): left out of every
-# read, so plans, prune, export, quotas and policy never see it.
-LOCK_STREAM = "KV_jsops_lock"
 
 
 class JetStreamClient:

@@ -2,8 +2,9 @@
 
 A lease in the target account: one key per project and environment
 (``<project>.<environment>``) in the KV bucket ``jsops_lock`` (stream ``KV_jsops_lock``),
-which jsops creates on first use and owns. Being a plain KV bucket, ``nats kv get
-jsops_lock payments.prod`` shows who holds a lock.
+which jsops creates on first use and owns. It is built as a KeyValue manifest's bucket
+is (:func:`lock_stream_config`: history 1, no ttl), so ``nats kv get jsops_lock
+payments.prod`` shows who holds a lock. Manifests cannot declare it (``validate``).
 
 - **Acquire**: read the key's last message (``STREAM.MSG.GET``, ``last_by_subj``) and
   the server's clock (``STREAM.INFO`` carries ``ts``). A live lease (a value younger, on
@@ -47,12 +48,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler.buckets import lower as lower_bucket
 from reconciler.connection import server_info
-from reconciler.errors import ApiError, ErrCode, JsopsError, UsageError
-from reconciler.live import LOCK_STREAM, Connections, JetStreamClient
+from reconciler.errors import ApiError, ErrCode, JsopsError, Location, UsageError
+from reconciler.live import Connections, JetStreamClient
+from reconciler.models import (
+    API_VERSION,
+    Address,
+    KeyValueManifest,
+    Kind,
+    Resource,
+)
+from reconciler.models import LOCK_ACCOUNT as LOCK_ACCOUNT
+from reconciler.models import LOCK_BUCKET as LOCK_BUCKET
+from reconciler.models import LOCK_STREAM as LOCK_STREAM
+from reconciler.normalize import canonical_stream, stream_api_config, stream_wire_config
 
-LOCK_BUCKET = LOCK_STREAM.removeprefix("KV_")
-LOCK_ACCOUNT = "JSOPS"
 DEFAULT_TTL = 30.0  # seconds; JSOPS_LOCK_TTL overrides (tests use a few seconds)
 TTL_ENV = "JSOPS_LOCK_TTL"
 POLL_INTERVAL = 0.5  # seconds between looks at a held lock while waiting
@@ -60,24 +71,37 @@ EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 KV_OPERATION = "KV-Operation"
 _KEY_CHARS = re.compile(r"[^-_a-zA-Z0-9]")
 
-# The bucket as nats.go/nats.py create a KV bucket with history 1 (so `nats kv` reads
-# it), small, and never owned by a project (no jsops.owner: never pruned).
-LOCK_STREAM_CONFIG: dict[str, Any] = {
-    "name": LOCK_STREAM,
+# The bucket's KeyValue spec, built into its stream as any KeyValue manifest is
+# (reconciler.buckets: nats.go's prepareKeyValueConfig) and sent as the complete config
+# the server's API level knows (reconciler.normalize), as apply sends every stream; so
+# `nats kv` reads it and it passes the checks every other write passes. History 1 (a key
+# is its last write), no ttl: a lease's expiry is judged from the ttl in its own value
+# (holders choose it), so the server must not remove a write before it is judged. No
+# jsops.owner: no project's, never pruned.
+LOCK_SPEC: dict[str, Any] = {
     "description": "jsops apply locks: one key per project and environment",
-    "subjects": [f"$KV.{LOCK_BUCKET}.>"],
-    "retention": "limits",
-    "max_msgs_per_subject": 1,
+    "history": 1,
     "max_bytes": 1024 * 1024,
-    "max_msg_size": 4096,
+    "max_value_size": 4096,
     "storage": "file",
-    "discard": "new",
-    "allow_rollup_hdrs": True,
-    "deny_delete": True,
-    "allow_direct": True,
-    "duplicate_window": 120 * 10**9,
-    "metadata": {"jsops.lock": "true"},
 }
+LOCK_METADATA = {"jsops.lock": "true"}
+
+
+def lock_stream_config(api_level: int, replicas: int = 1) -> dict[str, Any]:
+    """The StreamConfig that creates the lock bucket on a server of ``api_level``."""
+    manifest = KeyValueManifest.model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "kind": Kind.KEY_VALUE.value,
+            "metadata": {"name": LOCK_BUCKET},
+            "spec": {**LOCK_SPEC, "replicas": replicas},
+        }
+    )
+    bucket = Resource(Address(Kind.KEY_VALUE, LOCK_BUCKET), manifest, Location("<jsops>"))
+    config = stream_api_config(lower_bucket(bucket), "")
+    config["metadata"] = dict(LOCK_METADATA)
+    return stream_wire_config(LOCK_STREAM, canonical_stream(config, api_level), api_level)
 
 
 class LockHeld(JsopsError):
@@ -216,12 +240,11 @@ async def _ensure_bucket(client: JetStreamClient) -> dict[str, Any]:
     info = await client.stream_info(LOCK_STREAM)
     if info is not None:
         return info
+    level = int(((await client.account_info()).get("api") or {}).get("level") or 0)
     clustered = bool(server_info(client.nc).get("cluster"))
     for replicas in (3, 1) if clustered else (1,):
         try:
-            return await client.request(
-                f"STREAM.CREATE.{LOCK_STREAM}", {**LOCK_STREAM_CONFIG, "num_replicas": replicas}
-            )
+            return await client.create_stream(lock_stream_config(level, replicas))
         except ApiError as exc:
             if exc.err_code == ErrCode.STREAM_NAME_IN_USE:  # another apply made it just now
                 break

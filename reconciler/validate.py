@@ -28,6 +28,9 @@ text, then " (environment E)" when only some environments have the problem)::
     consumer "C" is in ENVIRONMENTS, but stream "S" only in ENVIRONMENTS
     filter "F" is not covered by any subject of stream "S" (SUBJECTS)
     unknown environment "E" (did you mean "F"? | environments of the project: ...)
+    Stream KV_jsops_lock is jsops's own apply lock (the KV bucket jsops_lock): choose ...
+    KeyValue jsops_lock is jsops's own apply lock (stream KV_jsops_lock): choose another name
+    Account JSOPS is jsops's own (it holds apply locks): choose another name
 
 Value problems point at the value, unknown fields and cross-field rules at the key.
 """
@@ -46,12 +49,15 @@ from reconciler.buckets import check_clashes as check_bucket_clashes
 from reconciler.buckets import lower as lower_bucket
 from reconciler.diagnostics import did_you_mean, dotted, pydantic_diagnostics, short_value
 from reconciler.environments import Project
-from reconciler.errors import Diagnostic, ManifestError
+from reconciler.errors import Diagnostic, Location, ManifestError
 from reconciler.load import Document, LoadResult, load_manifests
 from reconciler.models import (
     API_VERSION,
     BUCKET_KINDS,
     KINDS,
+    LOCK_ACCOUNT,
+    LOCK_BUCKET,
+    LOCK_STREAM,
     AccountManifest,
     Address,
     ConsumerManifest,
@@ -154,8 +160,36 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
         kind = Kind(manifest.kind)
         address = Address(kind, manifest.metadata.name, account=manifest.metadata.account)
     location = doc.name_location or doc.locate(("metadata", "name"))
+    reserved = _reserved(address, doc, location)
+    if reserved is not None:
+        return None, [reserved]
     _share_fields_sets(manifest)
     return Resource(address, manifest, location, doc), []
+
+
+_LOCK = "jsops's own apply lock"
+_LOCK_ACCOUNT = f"{LOCK_ACCOUNT} is jsops's own (it holds apply locks)"
+
+
+def _reserved(address: Address, doc: Document, location: Location) -> Diagnostic | None:
+    """A resource with a name jsops keeps for its apply lock (``reconciler.lock``): the
+    lock's bucket (stream ``KV_jsops_lock``, KeyValue ``jsops_lock``, in any account),
+    a consumer of it, and jsops' own account ``JSOPS`` (operator mode) or one in it."""
+    kind, name = address.kind, address.name
+    where, message = location, None
+    if kind == Kind.STREAM and name == LOCK_STREAM:
+        message = f"Stream {name} is {_LOCK} (the KV bucket {LOCK_BUCKET}): choose another name"
+    elif kind == Kind.KEY_VALUE and name == LOCK_BUCKET:
+        message = f"KeyValue {name} is {_LOCK} (stream {LOCK_STREAM}): choose another name"
+    elif kind == Kind.CONSUMER and address.stream == LOCK_STREAM:
+        where = doc.locate_value(("metadata", "stream"))
+        message = f'stream "{LOCK_STREAM}" is {_LOCK}: no manifest declares consumers of it'
+    elif kind == Kind.ACCOUNT and name == LOCK_ACCOUNT:
+        message = f"Account {_LOCK_ACCOUNT}: choose another name"
+    elif address.account == LOCK_ACCOUNT:
+        where = doc.locate_value(("metadata", "account"))
+        message = f"account {_LOCK_ACCOUNT}: no manifest declares resources in it"
+    return None if message is None else Diagnostic(where, message, code="reserved_name")
 
 
 # pydantic gives every model instance its own set of the field names it was given

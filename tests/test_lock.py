@@ -17,12 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import jsm_schema
 from harness.project import TestProject, make_project
-from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
+from harness.servers import (
+    JsWriteCounter,
+    SingleServer,
+    api_op,
+    js_request_sync,
+    start_single,
+    unique_name,
+)
+from nats.js.errors import KeyNotFoundError
 
 from reconciler import lock
+from reconciler.buckets import live_address
 from reconciler.connection import ConnectSettings, connect
 from reconciler.live import LOCK_STREAM, JetStreamClient
+from reconciler.models import Address, Kind
 
 STREAMS = 300  # enough that an apply is still writing when it is stopped
 
@@ -336,3 +347,75 @@ def test_two_acquires_at_once_one_wins(nats_server: SingleServer, tmp_path: Path
     lost = [o for o in outcomes if isinstance(o, lock.LockHeld)]
     assert len(won) == 1 and len(lost) == 5, outcomes
     assert {o.holder.pid for o in lost} == {won[0].holder.pid}
+
+
+def _create_body(counter: JsWriteCounter, stream: str) -> dict[str, Any]:
+    bodies = [b for s, b in counter.write_bodies if api_op(s) == f"STREAM.CREATE.{stream}"]
+    assert len(bodies) == 1, counter.writes
+    return bodies[0]
+
+
+def test_the_lock_bucket_is_created_as_a_key_value_manifest_s_bucket(tmp_path: Path) -> None:
+    """On a server without it, the first apply creates the lock bucket with the complete
+    config a declared KeyValue bucket gets (nats.go's KV layout, every field the
+    server's API level knows, pedantic), valid for jsm.go's schema; nats.py's KV API
+    then reads the holder from it like any bucket."""
+    server = start_single(tmp_path / "fresh")
+    try:
+        url = server.url
+        project = _project(tmp_path, url)
+        twin = unique_name("lkb")
+        project.write(
+            "kv.yaml",
+            f"""
+            apiVersion: jsops/v1
+            kind: KeyValue
+            metadata: {{name: {twin}}}
+            spec: {{description: a bucket like the lock's, max_bytes: 1MiB}}
+            """,
+        )
+        with JsWriteCounter(url) as counter:
+            code, _out, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+        body = _create_body(counter, LOCK_STREAM)
+        assert (
+            jsm_schema.problems("Stream", {k: v for k, v in body.items() if k != "pedantic"}) == []
+        )
+        assert jsm_schema.write_problems(counter) == []
+        declared = _create_body(counter, f"KV_{twin}")
+        # the same fields and KV semantics; only the bucket's own choices differ
+        own = {"name", "subjects", "description", "metadata", "max_msg_size"}
+        assert set(body) == set(declared)
+        assert {k: v for k, v in body.items() if k not in own} == {
+            k: v for k, v in declared.items() if k not in own
+        }
+        assert body["subjects"] == [f"$KV.{lock.LOCK_BUCKET}.>"]
+        assert body["max_msgs_per_subject"] == 1 and body["max_age"] == 0  # history 1, no ttl
+        assert body["metadata"] == {"jsops.lock": "true"}  # no jsops.owner: no project's
+
+        info = js_request_sync(url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}")
+        assert live_address(LOCK_STREAM, info["config"]) == Address(
+            Kind.KEY_VALUE, lock.LOCK_BUCKET
+        )
+        key = lock.lock_key(project.name, "test")
+
+        async def through_nats_kv() -> None:
+            settings = ConnectSettings(servers=[url])
+            nc = await connect(settings)
+            try:
+                kv = await nc.jetstream().key_value(lock.LOCK_BUCKET)
+                assert (await kv.status()).history == 1
+                with pytest.raises(KeyNotFoundError):  # released: a delete marker
+                    await kv.get(key)
+                holder = lock.this_holder(project.name, "test", 30.0)
+                lease = await lock.acquire(JetStreamClient(nc, settings), key, holder)
+                entry = await kv.get(key)
+                assert entry.value is not None
+                assert lock.Holder.from_bytes(entry.value) == holder
+                await lock.release(lease)
+            finally:
+                await nc.close()
+
+        asyncio.run(through_nats_kv())
+    finally:
+        server.stop()

@@ -122,6 +122,13 @@ KINDS: dict[Kind, type[Manifest]] = {
 # Kinds that are a JetStream stream underneath (reconciler.buckets builds them).
 BUCKET_KINDS = (Kind.KEY_VALUE, Kind.OBJECT_STORE)
 
+# Names jsops keeps for itself, never a manifest's (validate refuses them): the apply
+# lock (reconciler.lock) is the KV bucket LOCK_BUCKET, stream LOCK_STREAM, in the
+# environment's account, or in operator mode in jsops' own account LOCK_ACCOUNT.
+LOCK_BUCKET = "jsops_lock"
+LOCK_STREAM = f"KV_{LOCK_BUCKET}"
+LOCK_ACCOUNT = "JSOPS"
+
 # kind -> dotted field path -> "duration" | "size": the fields people read in human units
 # (render, export), read from the models' Duration and Size types.
 _STREAM_UNITS = unit_paths(StreamSpec)
