@@ -419,3 +419,109 @@ def test_the_lock_bucket_is_created_as_a_key_value_manifest_s_bucket(tmp_path: P
         asyncio.run(through_nats_kv())
     finally:
         server.stop()
+
+
+RESERVED_DOCS = """\
+apiVersion: jsops/v1
+kind: Stream
+metadata: {name: KV_jsops_lock}
+spec: {subjects: ["lk.>"]}
+---
+apiVersion: jsops/v1
+kind: KeyValue
+metadata: {name: jsops_lock, account: ANY}
+spec: {history: 5}
+---
+apiVersion: jsops/v1
+kind: Consumer
+metadata: {name: reader, stream: KV_jsops_lock}
+spec: {}
+---
+apiVersion: jsops/v1
+kind: Account
+metadata: {name: JSOPS}
+spec: {}
+---
+apiVersion: jsops/v1
+kind: Stream
+metadata: {name: MINE, account: JSOPS}
+spec: {subjects: ["mine.>"]}
+"""
+
+
+def test_manifests_cannot_declare_the_lock_s_names(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """The lock's bucket (as a Stream or a KeyValue, in any account), a consumer of it and
+    jsops' own lock account: each a located error, exit 1, nothing sent to the server."""
+    project = _project(tmp_path, nats_server.url)
+    project.write("lock.yaml", RESERVED_DOCS)
+    lock_is = "is jsops's own apply lock"
+    expected = [
+        f"manifests/lock.yaml:3:12: Stream KV_jsops_lock {lock_is} (the KV bucket jsops_lock)",
+        f"manifests/lock.yaml:8:12: KeyValue jsops_lock {lock_is} (stream KV_jsops_lock)",
+        f'manifests/lock.yaml:13:34: stream "KV_jsops_lock" {lock_is}',
+        "manifests/lock.yaml:18:12: Account JSOPS is jsops's own (it holds apply locks)",
+        "manifests/lock.yaml:23:33: account JSOPS is jsops's own (it holds apply locks)",
+    ]
+    code, _out, err = project.cli("validate")
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == len(expected), err
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)
+    for args in (["plan"], ["plan", "--prune"], ["apply", "--auto-approve", "--prune"]):
+        with JsWriteCounter(nats_server.url) as counter:
+            code, _out, err = project.cli(*args)
+        assert code == 1 and "Traceback" not in err
+        assert expected[0] in err
+        assert counter.requests == []
+
+
+def test_prune_and_export_leave_the_lock_bucket_alone(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """A prune of everything the project owns (the lock taken for it) deletes the
+    project's streams, never the lock bucket; export writes no manifest of the bucket
+    (one that validation would refuse)."""
+    url = nats_server.url
+    project = _project(tmp_path, url)
+    name = unique_name("LKP")
+    project.write(
+        "s.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}}}
+        spec: {{subjects: ["{name.lower()}.>"]}}
+        """,
+    )
+    code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    assert js_request_sync(url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}")["config"]
+
+    code, _out, err = project.cli("export", "--out", str(tmp_path / "exported"))
+    assert code == 0, err
+    exported = {p.name: p.read_text() for p in (tmp_path / "exported").iterdir()}
+    assert f"{name}.yaml" in exported
+    assert [n for n, text in exported.items() if lock.LOCK_BUCKET in text] == []
+
+    project.remove("s.yaml")
+    code, out, err = project.cli("plan", "--prune", "--allow-empty-prune", "--format", "json")
+    assert code == 0, err
+    planned = [(c["action"], c["kind"], c["name"]) for c in json.loads(out)["changes"]]
+    assert planned == [("delete", "Stream", name)]
+    with JsWriteCounter(url) as counter:
+        code, _out, err = project.cli("apply", "--auto-approve", "--prune", "--allow-empty-prune")
+    assert code == 0, err
+    assert [w for w in counter.writes if ".STREAM.DELETE." in w] == [
+        f"$JS.API.STREAM.DELETE.{name}"
+    ]
+    info = js_request_sync(url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}")
+    assert info["state"]["last_seq"] > 0  # the lock was taken for the prune, and kept
+    last = js_request_sync(
+        url,
+        f"$JS.API.STREAM.MSG.GET.{LOCK_STREAM}",
+        {"last_by_subj": f"$KV.jsops_lock.{lock.lock_key(project.name, 'test')}"},
+    )
+    assert "message" in last, last

@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from harness import jsm_schema
 from harness.operator import start_operator_server
 from harness.project import make_project
-from harness.servers import HubAndLeaf, js_request_sync, unique_name
+from harness.servers import Cluster, HubAndLeaf, JsWriteCounter, js_request_sync, unique_name
 
 from reconciler import lock
 from reconciler.accounts import admin_creds
@@ -71,6 +72,22 @@ def test_lock_lives_in_the_environment_s_domain(tmp_path: Path, hub_and_leaf: Hu
     assert lease.seq > 0
     code, _out, err = project.cli("apply", "--auto-approve")
     assert code == 0, err
+
+
+def test_on_a_cluster_the_lock_bucket_is_r3(tmp_path: Path, nats_cluster: Cluster) -> None:
+    """On a cluster of three the first apply makes the lock bucket R3 (it outlives one
+    server), with the complete config a KeyValue bucket gets (jsm.go's schema)."""
+    url = nats_cluster.url
+    js_request_sync(url, f"$JS.API.STREAM.DELETE.{LOCK_STREAM}")  # (this worker's cluster)
+    project = make_project(tmp_path, url, envs={"test": {"servers": nats_cluster.urls}})
+    project.write("s.yaml", _stream(unique_name("LKC")))
+    with JsWriteCounter(url) as counter:
+        code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    assert f"$JS.API.STREAM.CREATE.{LOCK_STREAM}" in counter.writes
+    assert jsm_schema.write_problems(counter) == []
+    info = js_request_sync(url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}")
+    assert info["config"]["num_replicas"] == 3
 
 
 def test_operator_mode_keeps_the_lock_in_jsops_own_account(tmp_path: Path) -> None:
