@@ -121,6 +121,8 @@ class ErrCode(IntEnum):
     STREAM_UPDATE = 10069  # 500 JSStreamUpdateErrF: free text
     WRONG_LAST_SEQUENCE = 10071  # 400 JSStreamWrongLastSequenceErrF: an expected-sequence CAS
     NOT_ENABLED = 10076  # 503 JSNotEnabledErr
+    STREAM_SNAPSHOT = 10064  # 500 JSStreamSnapshotErrF: e.g. a memory stream before 2.15
+    STREAM_EXISTS_RESTORE = 10130  # 400 JSStreamNameExistRestoreFailedErr
     CONSUMER_ALREADY_EXISTS = 10148  # 400 JSConsumerAlreadyExists (action: create)
     CONSUMER_DOES_NOT_EXIST = 10149  # 400 JSConsumerDoesNotExist (action: update)
 

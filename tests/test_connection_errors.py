@@ -74,6 +74,7 @@ COMMANDS = [
     pytest.param(("plan",), id="plan"),
     pytest.param(("plan", "--format", "json"), id="plan json"),
     pytest.param(("apply", "--auto-approve"), id="apply"),
+    pytest.param(("backup", "ORDERS", "--out", "backups"), id="backup"),
 ]
 
 

@@ -1,0 +1,321 @@
+"""Backups: ``jsops backup`` / ``restore`` / ``backup verify``, and ``apply --backup-dir``.
+
+1. backup -> delete -> restore brings back every message and the durable consumer, in
+   the nats CLI layout (``DIR/<STREAM>/backup.json`` with ``config`` and ``state``, and
+   ``stream.tar.s2``: the shape jsm.go ``snapshots.go`` writes and reads);
+2. a restore onto an existing stream is refused and loses nothing; a broken folder is
+   refused before any request;
+3. ``backup verify`` passes on a good archive and fails on a truncated one;
+4. buckets are backed up by bucket name, and into another environment's Object Store;
+5. ``apply --allow-replace --backup-dir`` snapshots what a replace destroys, and a
+   failed snapshot fails that change and skips its dependents.
+
+Every test has its own names on the shared server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from harness.project import TestProject, make_project
+from harness.servers import SingleServer, js_request_sync, unique_name
+
+from reconciler import backup
+
+
+def stream_doc(name: str, **spec: Any) -> str:
+    spec.setdefault("subjects", [f"{name.lower()}.>"])
+    return (
+        "apiVersion: jsops/v1\nkind: Stream\n"
+        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
+    )
+
+
+def consumer_doc(stream: str, name: str, **spec: Any) -> str:
+    return (
+        "apiVersion: jsops/v1\nkind: Consumer\n"
+        f"metadata: {{name: {name}, stream: {stream}}}\nspec: {json.dumps(spec)}\n"
+    )
+
+
+def publish(url: str, subject: str, count: int, size: int = 200) -> None:
+    async def run() -> None:
+        nc = await nats.connect(url)
+        try:
+            for i in range(count):
+                body = f"message {i} ".encode() * (size // 10)
+                reply = await nc.request(subject, body, timeout=5)
+                assert "error" not in json.loads(reply.data)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def info(url: str, stream: str) -> dict[str, Any]:
+    return js_request_sync(url, f"$JS.API.STREAM.INFO.{stream}")
+
+
+def delete(url: str, stream: str) -> None:
+    assert js_request_sync(url, f"$JS.API.STREAM.DELETE.{stream}").get("success")
+
+
+def project_with_stream(
+    tmp_path: Path, url: str, count: int = 50, size: int = 200
+) -> tuple[TestProject, str]:
+    name = unique_name("BK")
+    project = make_project(tmp_path, url)
+    project.write(
+        "s.yaml",
+        stream_doc(name) + "---\n" + consumer_doc(name, "worker", ack_policy="explicit"),
+    )
+    code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    publish(url, f"{name.lower()}.new", count, size)
+    return project, name
+
+
+def test_backup_delete_restore_brings_back_every_message_and_the_consumer(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url)
+    before = info(url, name)
+    out = tmp_path / "backups"
+
+    code, _out, err = project.cli("backup", name, "--out", str(out))
+    assert code == 0, err
+    assert f"backed up stream {name}" in err and "50 message(s)" in err
+
+    # the nats CLI layout, as jsm.go SnapshotToDirectory writes it
+    folder = out / name
+    assert sorted(p.name for p in folder.iterdir()) == ["backup.json", "stream.tar.s2"]
+    meta = json.loads((folder / "backup.json").read_text())
+    assert list(meta) == ["config", "state"]
+    assert meta["config"]["name"] == name and meta["config"]["subjects"] == [f"{name.lower()}.>"]
+    assert meta["state"]["messages"] == 50 and meta["state"]["last_seq"] == 50
+    assert (folder / "stream.tar.s2").read_bytes().startswith(b"\xff\x06\x00\x00S2sTwO")
+
+    delete(url, name)
+    code, _out, err = project.cli("restore", str(folder))
+    assert code == 0, err
+    assert f"restored stream {name}: 50 messages (last sequence 50), 1 consumer" in err
+    assert "as in the backup" in err
+    after = info(url, name)
+    assert after["state"]["messages"] == 50 and after["state"]["last_seq"] == 50
+    assert after["config"]["subjects"] == before["config"]["subjects"]
+    consumer = js_request_sync(url, f"$JS.API.CONSUMER.INFO.{name}.worker")
+    assert consumer["config"]["durable_name"] == "worker" and consumer["num_pending"] == 50
+    code, _out, err = project.cli("plan", "--detailed-exitcode")
+    assert code == 0, err  # restored as jsops had made it: nothing to change
+
+
+def test_restore_onto_an_existing_stream_is_refused_and_loses_nothing(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=10)
+    out = tmp_path / "b"
+    assert project.cli("backup", name, "--out", str(out))[0] == 0
+    publish(url, f"{name.lower()}.new", 5)  # newer than the backup
+
+    code, _out, err = project.cli("restore", str(out / name))
+    assert code == 1
+    assert f"stream {name} already exists" in err and "nothing was changed" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert info(url, name)["state"]["messages"] == 15
+
+
+@pytest.mark.parametrize(
+    ("damage", "expect"),
+    [
+        pytest.param(lambda f: (f / "backup.json").unlink(), "no backup.json", id="no backup.json"),
+        pytest.param(
+            lambda f: (f / "backup.json").write_text("{not json"),
+            "not a readable backup description",
+            id="backup.json does not parse",
+        ),
+        pytest.param(
+            lambda f: (f / "backup.json").write_text('{"config": {}, "state": {}}'),
+            "config.name is not a stream name",
+            id="backup.json names no stream",
+        ),
+        pytest.param(
+            lambda f: (f / "stream.tar.s2").write_bytes(b""), "empty", id="empty data file"
+        ),
+        pytest.param(
+            lambda f: (f / "stream.tar.s2").unlink(), "no stream.tar.s2", id="no data file"
+        ),
+        pytest.param(
+            lambda f: (f / "stream.tar.s2").write_bytes((f / "stream.tar.s2").read_bytes()[:-100]),
+            "truncated",
+            id="truncated data file",
+        ),
+    ],
+)
+def test_a_broken_backup_folder_is_refused_before_any_request(
+    nats_server: SingleServer, tmp_path: Path, damage: Any, expect: str
+) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=20)
+    out = tmp_path / "b"
+    assert project.cli("backup", name, "--out", str(out))[0] == 0
+    delete(url, name)
+    damage(out / name)
+    code, _out, err = project.cli("restore", str(out / name))
+    assert code == 1 and expect in err, err
+    assert "Traceback" not in err
+    assert info(url, name).get("error", {}).get("err_code") == 10059  # still absent
+
+
+def test_backup_verify_passes_on_a_good_archive_and_fails_on_a_truncated_one(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=200, size=10_000)  # 2MB: 2+ chunks
+    out = tmp_path / "b"
+    assert project.cli("backup", name, "--out", str(out))[0] == 0
+    folder = out / name
+
+    code, _out, err = project.cli("backup", "verify", str(folder))
+    assert code == 0, err
+    assert f"ok, restored stream {name}: 200 messages (last sequence 200)" in err
+
+    # cut at a chunk boundary, so that only a restore can tell
+    data = folder / "stream.tar.s2"
+    whole = data.read_bytes()
+    data.write_bytes(whole[: _first_chunk_end(whole)])
+    code, _out, err = project.cli("backup", "verify", str(folder))
+    assert code == 1 and "verify failed" in err, err
+    assert "Traceback" not in err
+    # a real restore of it fails too, and leaves no half-restored stream behind
+    delete(url, name)
+    code, _out, err = project.cli("restore", str(folder))
+    assert code == 1 and "the partly restored stream was deleted" in err, err
+    assert info(url, name).get("error", {}).get("err_code") == 10059
+
+    # cut anywhere: the archive check refuses it at once
+    data.write_bytes(whole[: len(whole) // 2 + 3])
+    code, _out, err = project.cli("backup", "verify", str(folder))
+    assert code == 1 and "truncated" in err, err
+
+
+def _first_chunk_end(data: bytes) -> int:
+    """The offset just past the first data chunk of an S2 stream."""
+    offset = 10  # the stream identifier chunk
+    length = int.from_bytes(data[offset + 1 : offset + 4], "little")
+    return offset + 4 + length
+
+
+def test_backup_verify_fails_when_backup_json_disagrees_with_the_data(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=5)
+    out = tmp_path / "b"
+    assert project.cli("backup", name, "--out", str(out))[0] == 0
+    meta_path = out / name / "backup.json"
+    meta = json.loads(meta_path.read_text())
+    meta["state"]["messages"] = 6
+    meta_path.write_text(json.dumps(meta))
+    code, _out, err = project.cli("backup", "verify", str(out / name))
+    assert code == 1
+    assert "verify failed" in err and "the backup has 6 messages" in err, err
+
+
+def test_a_bucket_is_backed_up_by_its_bucket_name(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    bucket = unique_name("cfg").lower()
+    project = make_project(tmp_path, url)
+    project.write(
+        "kv.yaml",
+        "apiVersion: jsops/v1\nkind: KeyValue\n"
+        f"metadata: {{name: {bucket}}}\nspec: {{history: 2}}\n",
+    )
+    assert project.cli("apply", "--auto-approve")[0] == 0
+
+    async def put() -> None:
+        nc = await nats.connect(url)
+        kv = await nc.jetstream().key_value(bucket)
+        for i in range(7):
+            await kv.put(f"key{i}", b"v")
+        await nc.close()
+
+    asyncio.run(put())
+    out = tmp_path / "b"
+    code, _out, err = project.cli("backup", bucket, "--out", str(out))
+    assert code == 0, err
+    assert (out / f"KV_{bucket}" / "backup.json").is_file()
+    code, _out, err = project.cli("backup", f"KeyValue/{bucket}", "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    delete(url, f"KV_{bucket}")
+    code, _out, err = project.cli("restore", str(out / f"KV_{bucket}"))
+    assert code == 0 and "7 messages" in err, err
+
+    code, _out, err = project.cli("backup", "NO_SUCH_THING", "--out", str(out))
+    assert code == 1 and "no stream or bucket named NO_SUCH_THING" in err
+
+
+def test_backup_into_another_environment_s_object_store_and_back(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """--to-env ENV --bucket NAME: the backup lands as objects <STREAM>/backup.json and
+    <STREAM>/stream.tar.s2; restore --from-env reads it back from there."""
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=30)
+    vault = unique_name("vault").lower()
+    other = make_project(tmp_path, url)
+    other.write(
+        "obj.yaml", f"apiVersion: jsops/v1\nkind: ObjectStore\nmetadata: {{name: {vault}}}\n"
+    )
+    assert other.cli("apply", "--auto-approve")[0] == 0
+    # the same server plays the other environment: a second environment in jsops.yaml
+    text = (project.root / "jsops.yaml").read_text()
+    (project.root / "jsops.yaml").write_text(text + f"  vault:\n    servers: [{url}]\n")
+
+    code, _out, err = project.cli(
+        "-e", "test", "backup", name, "--to-env", "vault", "--bucket", vault
+    )
+    assert code == 0, err
+    assert f"uploaded 1 backup(s) to bucket {vault} of environment vault" in err
+
+    async def names() -> list[str]:
+        nc = await nats.connect(url)
+        store = await nc.jetstream().object_store(vault)
+        listed = sorted(o.name for o in await store.list())
+        await nc.close()
+        return listed
+
+    assert asyncio.run(names()) == [f"{name}/backup.json", f"{name}/stream.tar.s2"]
+
+    delete(url, name)
+    code, _out, err = project.cli(
+        "-e", "test", "restore", name, "--from-env", "vault", "--bucket", vault
+    )
+    assert code == 0, err
+    assert info(url, name)["state"]["messages"] == 30
+
+    code, _out, err = project.cli(
+        "-e", "test", "backup", name, "--to-env", "vault", "--bucket", "nope"
+    )
+    assert code == 1 and "no object store bucket nope" in err, err
+
+
+def test_library_snapshot_failure_leaves_no_archive(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    from reconciler.connection import ConnectSettings
+
+    with pytest.raises(backup.BackupError, match="no such stream"):
+        backup.backup_streams(
+            ConnectSettings(servers=[nats_server.url]), ["Stream/NOT_THERE"], tmp_path
+        )
+    assert not (tmp_path / "NOT_THERE" / "backup.json").exists()
+    assert not list((tmp_path / "NOT_THERE").glob("*.partial"))
