@@ -349,6 +349,7 @@ def apply(
     lock_timeout: float = 0.0,
     lock_ttl: float | None = None,
     on_lock_wait: Callable[[Holder], None] | None = None,
+    backup_dir: str | Path | None = None,
 ) -> tuple[Plan, ApplyResult | None]:
     """Plan now and apply after ``confirm(plan)`` says yes; or, with a ``saved`` plan,
     plan again from the same manifests and live state and apply that fresh plan only if
@@ -360,7 +361,9 @@ def apply(
     holder, or waits up to ``lock_timeout`` seconds (telling ``on_lock_wait(holder)``);
     if another apply ran between the plan and the lock, the plan is made again under the
     lock (checked, shown and confirmed again). An apply with nothing to change, or not
-    confirmed, takes no lock. Returns the
+    confirmed, takes no lock. With ``backup_dir``, each stream or bucket about to be
+    replaced or deleted is snapshotted into it first when it holds messages (a failed
+    snapshot fails that change). Returns the
     plan and the result (None when there was nothing to do or confirm said no).
     """
     options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
@@ -427,7 +430,9 @@ def apply(
                     and not await asyncio.to_thread(confirm, the_plan)
                 ):
                     raise ApplyRefused("apply cancelled, nothing was changed")
-            result = await apply_plan(the_plan, conns, on_event=on_event, guard=lease.ensure)
+            result = await apply_plan(
+                the_plan, conns, on_event=on_event, guard=lease.ensure, backup_dir=backup_dir
+            )
         return the_plan, result
 
     return run_async(_with_connections(target, body))

@@ -10,8 +10,12 @@ The plan given here has passed the refusal gate (``reconciler.refusals``, run on
 2. A run of identical failures (``FAILURE_RUN`` in a row with the same error, e.g. the
    server out of storage) stops the apply early: what was not started yet is reported
    as not attempted, instead of thousands of failures of the same kind.
-3. The result says what was done, what failed (with the server's error, identical
-   errors shown a few times and then counted), what was skipped and not attempted.
+3. With a backup folder (``apply --backup-dir``), the replace or delete of a stream or
+   bucket that holds messages is preceded by a snapshot of it (``reconciler.backup``);
+   if the snapshot fails, the change fails unmade and its dependents are skipped.
+4. The result says what was done, what failed (with the server's error, identical
+   errors shown a few times and then counted), what was skipped and not attempted, and
+   which snapshots were saved.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
+from reconciler.backup import Archive, snapshot_before
 from reconciler.buckets import stream_address
 from reconciler.errors import ApiError, ApplyFailed, ErrCode, JsopsError
 from reconciler.live import Connections, cluster_size_of
@@ -73,6 +79,7 @@ class ApplyResult:
     skipped: list[tuple[Change, str]] = field(default_factory=list)
     not_attempted: list[Change] = field(default_factory=list)
     stopped: str = ""  # why the apply stopped early, if it did
+    backups: list[tuple[Change, Archive]] = field(default_factory=list)  # --backup-dir
 
     @property
     def ok(self) -> bool:
@@ -85,7 +92,9 @@ class ApplyResult:
         return text
 
 
-async def _run_change(conns: Connections, change: Change) -> None:
+async def _run_change(
+    conns: Connections, change: Change, backup_dir: str | Path | None, result: ApplyResult
+) -> None:
     address = change.address
     send = change.send or {}
     if address.kind == Kind.ACCOUNT:
@@ -97,6 +106,10 @@ async def _run_change(conns: Connections, change: Change) -> None:
     client = await conns.client(address.account)
     if address.kind != Kind.CONSUMER:  # a stream, or a bucket (its KV_/OBJ_ stream)
         name = stream_address(address).name
+        if backup_dir is not None:
+            archive = await snapshot_before(client.nc, client.settings, change, backup_dir)
+            if archive is not None:
+                result.backups.append((change, archive))
         if change.action is Action.CREATE:
             await client.create_stream(send)
         elif change.action is Action.UPDATE:
@@ -138,12 +151,15 @@ async def apply_plan(
     concurrency: int = APPLY_CONCURRENCY,
     on_event: OnEvent | None = None,
     guard: Callable[[], Awaitable[None]] | None = None,
+    backup_dir: str | Path | None = None,
 ) -> ApplyResult:
     """Carry out ``plan`` (already past the refusal gate); raise ApplyFailed when some
     change failed or was skipped.
 
     ``guard`` is awaited before each write (the apply lock's ``Lease.ensure``): an
-    error it raises fails that change instead of writing it."""
+    error it raises fails that change instead of writing it. With ``backup_dir``, a
+    stream or bucket about to be replaced or deleted is snapshotted into it first when
+    it holds messages (``result.backups``)."""
     pending = plan.pending()
     result = ApplyResult()
     outcome: dict[str, ApplyStatus] = {}
@@ -154,7 +170,9 @@ async def apply_plan(
     brake = _Brake()
     for phase in (deletes, others):
         if phase:
-            await _run_phase(phase, conns, result, outcome, concurrency, on_event, brake, guard)
+            await _run_phase(
+                phase, conns, result, outcome, concurrency, on_event, brake, guard, backup_dir
+            )
     result.stopped = brake.stopped
     if not result.ok:
         raise _failure(plan, result)
@@ -170,6 +188,7 @@ async def _run_phase(
     on_event: OnEvent | None,
     brake: _Brake | None = None,
     guard: Callable[[], Awaitable[None]] | None = None,
+    backup_dir: str | Path | None = None,
 ) -> None:
     """Run changes as soon as what they depend on is done, ``concurrency`` at a time.
 
@@ -235,7 +254,7 @@ async def _run_phase(
             try:
                 if guard is not None:
                     await guard()
-                await _run_change(conns, change)
+                await _run_change(conns, change, backup_dir, result)
             except JsopsError as exc:
                 code = exc.err_code if isinstance(exc, ApiError) else 0
                 brake.record(code or str(exc), str(exc))
@@ -272,6 +291,14 @@ def _in_cycles(
     return [c for c in phase if counts[c.key] > 0]
 
 
+def backup_line(change: Change, archive: Archive) -> str:
+    """``Stream ORDERS: snapshot before the replace saved to backups/ORDERS (50 messages)``."""
+    return (
+        f"{change.address}: snapshot before the {change.action.value} saved to "
+        f"{archive.directory} ({archive.messages} message(s), last sequence {archive.last_seq})"
+    )
+
+
 def _failure(plan: Plan, result: ApplyResult) -> ApplyFailed:
     """One line per failed or skipped change (a few per identical error, then a count),
     then what was not attempted and what was done, in plan order."""
@@ -297,5 +324,6 @@ def _failure(plan: Plan, result: ApplyResult) -> ApplyFailed:
         )
     done = sorted(result.done, key=lambda c: order[c.key])
     lines.append(f"done: {', '.join(f'{c.action.value} {c.address}' for c in done) or 'nothing'}")
+    lines += [backup_line(c, archive) for c, archive in result.backups]
     lines.append(f"apply incomplete: {result.summary()}")
     return ApplyFailed("\n".join(lines))

@@ -50,6 +50,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect
 from reconciler.errors import ApiError, ErrCode, JsopsError
+from reconciler.models import Kind
+from reconciler.plan import Action, Change
 
 T = TypeVar("T")
 
@@ -154,7 +156,11 @@ async def snapshot_stream(
     snapshot never leaves an archive that looks complete (nor replaces an older one).
     """
     folder = Path(out_dir) / stream
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise BackupError(f"snapshot of stream {stream}: cannot create {folder}: {why}") from None
     data_tmp = folder / (DATA_FILE + PARTIAL)
     meta_tmp = folder / (BACKUP_FILE + PARTIAL)
     inbox = nc.new_inbox()
@@ -199,6 +205,8 @@ async def snapshot_stream(
         meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(data_tmp, folder / DATA_FILE)
         os.replace(meta_tmp, folder / BACKUP_FILE)
+    except OSError as exc:
+        raise BackupError(f"snapshot of stream {stream}: cannot write {folder}: {exc}") from None
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
@@ -226,6 +234,54 @@ async def _api(
     from reconciler.live import JetStreamClient
 
     return await JetStreamClient(nc, settings).request(subject, payload, timeout=timeout)
+
+
+# ------------------------------------------------------------------ before a destroy
+
+SNAPSHOT_KINDS = (Kind.STREAM, Kind.KEY_VALUE, Kind.OBJECT_STORE)
+DESTROYING = (Action.REPLACE, Action.DELETE)
+
+
+def needs_snapshot(change: Change) -> bool:
+    """A change ``apply --backup-dir`` snapshots first, as planned: the replace or
+    delete of a stream or bucket that holds messages (apply checks the count again
+    just before the change, and snapshots a stream that has messages by then too)."""
+    return (
+        change.address.kind in SNAPSHOT_KINDS
+        and change.action in DESTROYING
+        and bool((change.loss or {}).get("messages"))
+    )
+
+
+def snapshot_target(change: Change) -> str:
+    """The stream a change's snapshot is of (a bucket's ``KV_``/``OBJ_`` stream)."""
+    from reconciler.buckets import stream_address
+
+    return stream_address(change.address).name
+
+
+async def snapshot_before(
+    nc: NatsClient, settings: ConnectSettings, change: Change, backup_dir: str | Path
+) -> Archive | None:
+    """Snapshot the stream a destroying change is about to lose, if it holds messages
+    now; None when there is nothing to keep. A failure is a BackupError saying that
+    the change was not made."""
+    if change.address.kind not in SNAPSHOT_KINDS or change.action not in DESTROYING:
+        return None
+    name = snapshot_target(change)
+    try:
+        info = await _api(nc, settings, f"STREAM.INFO.{name}")
+    except ApiError as exc:
+        if exc.err_code == ErrCode.STREAM_NOT_FOUND:
+            return None
+        raise
+    if not int((info.get("state") or {}).get("messages") or 0):
+        return None
+    try:
+        return await snapshot_stream(nc, settings, name, backup_dir)
+    except JsopsError as exc:
+        done = f"{change.action.value}d"
+        raise BackupError(f"not {done}: the snapshot before it failed: {exc}") from None
 
 
 # ------------------------------------------------------------------ archive checks
@@ -406,7 +462,6 @@ async def resolve_stream(nc: NatsClient, settings: ConnectSettings, ref: str) ->
     ``ObjectStore/B`` (``OBJ_B``), or a bare name: the stream of that name, else the
     bucket of that name (a stream the clients' bucket layout built)."""
     from reconciler import buckets
-    from reconciler.models import Kind
 
     kind, _, name = ref.rpartition("/")
     by_kind = {"Stream": None, "KeyValue": buckets.KEY_VALUE, "ObjectStore": buckets.OBJECT_STORE}

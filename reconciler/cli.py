@@ -251,6 +251,13 @@ def plan(
 )
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
 @click.option(
+    "--backup-dir",
+    "backup_dir",
+    metavar="DIR",
+    help="Snapshot each stream or bucket holding messages into DIR/<STREAM>/ before "
+    "replacing or deleting it (a failed snapshot fails that change).",
+)
+@click.option(
     "--lock-timeout",
     "lock_timeout",
     default="0s",
@@ -271,6 +278,7 @@ def apply(
     allow_empty_prune: bool,
     allow_data_loss: bool,
     targets: tuple[str, ...],
+    backup_dir: str | None,
     lock_timeout: str,
     **kwargs: Any,
 ) -> int:
@@ -282,7 +290,7 @@ def apply(
     it, or waits for it up to --lock-timeout."""
     from reconciler import api, render
     from reconciler import planfile as planfiles
-    from reconciler.apply import ApplyStatus
+    from reconciler.apply import ApplyStatus, backup_line
     from reconciler.errors import ApplyRefused
     from reconciler.refusals import ApplyOptions
 
@@ -293,7 +301,7 @@ def apply(
     target = _target(opts) if saved is None else _saved_target(opts, saved)
 
     def show(the_plan: Plan) -> None:
-        click.echo(render.render_text(the_plan, color=color), nl=False)
+        click.echo(render.render_text(the_plan, color=color, backup_dir=backup_dir), nl=False)
 
     def confirm(the_plan: Plan) -> bool:
         _err(render.summary_line(the_plan))
@@ -329,10 +337,13 @@ def apply(
         on_event=event,
         lock_timeout=wait,
         on_lock_wait=lock_wait,
+        backup_dir=backup_dir,
     )
     if result is None:
         _err(render.summary_line(the_plan))
         return 0
+    for change, archive in result.backups:
+        _err(backup_line(change, archive))
     _err(f"Apply complete: {result.summary()}.")
     return 0
 

@@ -7,11 +7,13 @@ manifest models themselves, so a new field never needs a second table.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler import planfile
+from reconciler.backup import needs_snapshot, snapshot_target
 from reconciler.diff import set_delta
 from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
@@ -198,7 +200,11 @@ def summary_line(plan: Plan) -> str:
     )
 
 
-def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> str:
+def render_text(
+    plan: Plan, *, color: bool = False, show_noop: bool = False, backup_dir: str | None = None
+) -> str:
+    """The terraform-style plan; with ``backup_dir`` (``apply --backup-dir``) each change
+    that will be snapshotted first says where to."""
     lines = [
         f'jsops plan: project "{plan.project}", environment "{plan.environment}" '
         f"(server {plan.server_version or '?'}, API level {plan.api_level})" + _on(plan),
@@ -209,6 +215,8 @@ def render_text(plan: Plan, *, color: bool = False, show_noop: bool = False) -> 
             continue
         head = f"{change.action.symbol:>3} {change.address}"
         notes = _change_notes(change, DRIFT_NOTE)
+        if backup_dir is not None and needs_snapshot(change):
+            notes.append(f"snapshot to {Path(backup_dir, snapshot_target(change))} first")
         if notes:
             head += f"  ({'; '.join(notes)})"
         if color and _COLORS[change.action]:

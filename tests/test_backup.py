@@ -319,3 +319,110 @@ def test_library_snapshot_failure_leaves_no_archive(
         )
     assert not (tmp_path / "NOT_THERE" / "backup.json").exists()
     assert not list((tmp_path / "NOT_THERE").glob("*.partial"))
+
+
+# -- apply --backup-dir ------------------------------------------------------------------
+
+
+def test_apply_backup_dir_snapshots_a_replaced_stream_and_the_backup_restores(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """limits -> workqueue cannot be changed in place: the replace loses the messages,
+    so --backup-dir snapshots the stream first (old config, its messages); deleting the
+    new stream and restoring brings the old one back whole."""
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=40)
+    project.write(
+        "s.yaml",
+        stream_doc(name, retention="workqueue")
+        + "---\n"
+        + consumer_doc(name, "worker", ack_policy="explicit"),
+    )
+    out = tmp_path / "pre-replace"
+
+    code, plan_text, err = project.cli(
+        "apply", "--auto-approve", "--allow-replace", "--backup-dir", str(out)
+    )
+    assert code == 0, err
+    assert f"-/+ Stream {name}" in plan_text
+    assert f"snapshot to {out / name} first" in plan_text
+    assert f"Stream {name}: snapshot before the replace saved to {out / name}" in err
+    assert "(40 message(s), last sequence 40)" in err
+
+    meta = json.loads((out / name / "backup.json").read_text())
+    assert meta["config"]["retention"] == "limits"  # the config before the replace
+    assert meta["state"]["messages"] == 40
+    now = info(url, name)
+    assert now["config"]["retention"] == "workqueue" and now["state"]["messages"] == 0
+
+    delete(url, name)
+    code, _out, err = project.cli("restore", str(out / name))
+    assert code == 0, err
+    assert "40 messages (last sequence 40), 1 consumer, as in the backup" in err
+    back = info(url, name)
+    assert back["config"]["retention"] == "limits" and back["state"]["messages"] == 40
+
+
+def test_without_messages_nothing_is_snapshotted(nats_server: SingleServer, tmp_path: Path) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=0)
+    project.write("s.yaml", stream_doc(name, retention="workqueue"))
+    out = tmp_path / "b"
+    code, plan_text, err = project.cli(
+        "apply", "--auto-approve", "--allow-replace", "--prune", "--backup-dir", str(out)
+    )
+    assert code == 0, err
+    assert "snapshot" not in plan_text + err
+    assert not out.exists()
+
+
+def test_a_failed_snapshot_fails_the_change_and_skips_its_dependents(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """The backup folder cannot be written (a file is in its way): the stream is not
+    replaced, its consumer's replace is skipped, nothing is lost."""
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=12)
+    project.write(
+        "s.yaml",
+        stream_doc(name, retention="workqueue")
+        + "---\n"
+        + consumer_doc(name, "worker", ack_policy="explicit"),
+    )
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("in the way")
+
+    code, _out, err = project.cli(
+        "apply", "--auto-approve", "--allow-replace", "--backup-dir", str(blocker)
+    )
+    assert code == 1
+    assert f"Stream {name}: replace failed: not replaced: the snapshot before it failed" in err
+    assert f"Consumer {name}/worker: replace skipped: Stream {name} did not complete" in err
+    assert "apply incomplete: 0 done, 1 failed, 1 skipped" in err
+    assert "Traceback" not in err
+    still = info(url, name)
+    assert still["config"]["retention"] == "limits" and still["state"]["messages"] == 12
+    assert js_request_sync(url, f"$JS.API.CONSUMER.INFO.{name}.worker")["num_pending"] == 12
+
+
+def test_a_pruned_bucket_is_snapshotted_by_its_stream_name(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    bucket = unique_name("kv").lower()
+    project = make_project(tmp_path, url)
+    project.write(
+        "kv.yaml", f"apiVersion: jsops/v1\nkind: KeyValue\nmetadata: {{name: {bucket}}}\n"
+    )
+    assert project.cli("apply", "--auto-approve")[0] == 0
+    publish(url, f"$KV.{bucket}.a", 1)
+    project.remove("kv.yaml")
+    project.write("other.yaml", stream_doc(unique_name("KEEP")))
+    out = tmp_path / "b"
+    code, plan_text, err = project.cli(
+        "apply", "--auto-approve", "--prune", "--backup-dir", str(out)
+    )
+    assert code == 0, err
+    assert f"  - KeyValue {bucket}  (not in manifests; loses 1 message" in plan_text
+    assert f"snapshot to {out / ('KV_' + bucket)} first" in plan_text
+    assert json.loads((out / f"KV_{bucket}" / "backup.json").read_text())["state"]["messages"] == 1
