@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.project import make_project
+from harness.project import TestProject, make_project
 from harness.servers import SingleServer, unique_name
 
 from reconciler import load, parse_cache
@@ -33,14 +33,20 @@ def home() -> Path:
     return Path(os.environ["HOME"])
 
 
-def test_second_plan_reads_the_cache_and_an_edit_misses(
-    tmp_path: Path, nats_server: SingleServer, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _applied(tmp_path: Path, server: SingleServer, home: Path) -> tuple[TestProject, str, Path]:
+    """A project with one stream, applied: its parse cache now holds the file."""
     name = unique_name("PC")
-    proj = make_project(tmp_path, nats_server.url)
+    proj = make_project(tmp_path, server.url)
     proj.write("s.yaml", _stream(name))
     assert proj.cli("apply", "--auto-approve")[0] == 0
     [cache_file] = _cache_files(home)
+    return proj, name, cache_file
+
+
+def test_second_plan_reads_the_cache_and_an_edit_misses(
+    tmp_path: Path, nats_server: SingleServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj, name, cache_file = _applied(tmp_path, nats_server, home)
     assert cache_file.stat().st_mode & 0o777 == 0o600
     assert cache_file.parent.stat().st_mode & 0o777 == 0o700
 
@@ -99,11 +105,7 @@ def _forge(cache_file: Path, max_age: str) -> None:
 def test_a_cache_others_could_write_is_ignored(
     tmp_path: Path, nats_server: SingleServer, home: Path, loosen: str
 ) -> None:
-    name = unique_name("PC")
-    proj = make_project(tmp_path, nats_server.url)
-    proj.write("s.yaml", _stream(name))
-    assert proj.cli("apply", "--auto-approve")[0] == 0
-    [cache_file] = _cache_files(home)
+    proj, _, cache_file = _applied(tmp_path, nats_server, home)
     _forge(cache_file, "9h")
     (cache_file if loosen == "file" else cache_file.parent).chmod(
         0o666 if loosen == "file" else 0o777
@@ -113,11 +115,7 @@ def test_a_cache_others_could_write_is_ignored(
 
 
 def test_a_corrupt_cache_is_a_miss(tmp_path: Path, nats_server: SingleServer, home: Path) -> None:
-    name = unique_name("PC")
-    proj = make_project(tmp_path, nats_server.url)
-    proj.write("s.yaml", _stream(name))
-    assert proj.cli("apply", "--auto-approve")[0] == 0
-    [cache_file] = _cache_files(home)
+    proj, _, cache_file = _applied(tmp_path, nats_server, home)
     for garbage in ("{not json", json.dumps({"format": 1, "entries": []}), "[" * 100_000):
         cache_file.write_text(garbage)
         cache_file.chmod(0o600)
