@@ -368,10 +368,27 @@ def _compose_and_construct(
     yaml: YAML, text: str, source: SourceFile
 ) -> tuple[list[Any], list[Any]]:
     nodes = list(yaml.compose_all(text))
+    if "&" not in text:
+        # No anchor, so no alias: each document is a tree (no loop, no expansion) and
+        # only its depth is bounded, which the fast construction measures as it goes.
+        return nodes, [_construct_tree(yaml, source, n) if n else None for n in nodes]
     for node in nodes:
         if node is not None:
             _check_structure(source, node)
     return nodes, [_construct(yaml, n) if n else None for n in nodes]
+
+
+def _construct_tree(yaml: YAML, source: SourceFile, node: Node) -> Any:
+    """:func:`_construct` of a document without aliases, its depth bounded."""
+    try:
+        return _fast(node)
+    except _TooDeep as deep:
+        raise _bounded(
+            source, deep.node, f"YAML nesting is deeper than {MAX_DEPTH} levels", "too_deep"
+        ) from None
+    except _Unusual:
+        _check_structure(source, node)
+        return yaml.constructor.construct_document(node)
 
 
 class _Bounded(Exception):
@@ -507,13 +524,24 @@ class _Unusual(Exception):
     """A node the fast path leaves to ruamel's constructor (tags, merges, floats...)."""
 
 
+class _TooDeep(Exception):
+    """The fast path went past :data:`MAX_DEPTH` nested collections, at ``node``."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+
+
 _YAML_TAG = "tag:yaml.org,2002:"
 _PLAIN_INT = re.compile(r"[-+]?[0-9]+")
 
 
-def _fast(node: Node) -> Any:
+def _fast(node: Node, depth: int = 1) -> Any:
     """Plain data from a composed node, for the shapes manifests use: mappings, lists,
-    strings, decimal integers, booleans and nulls. Anything else raises _Unusual."""
+    strings, decimal integers, booleans and nulls. Anything else raises _Unusual; a
+    collection nested deeper than MAX_DEPTH raises _TooDeep."""
+    if depth > MAX_DEPTH:  # the same bound as _check_structure's: no node below 64 levels
+        raise _TooDeep(node)
     tag = node.ctag
     if tag.handle is not None or node.anchor is not None:
         raise _Unusual
@@ -532,13 +560,13 @@ def _fast(node: Node) -> Any:
     if isinstance(node, MappingNode) and kind == _YAML_TAG + "map":
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _fast(key_node)
+            key = _fast(key_node, depth + 1)
             if key in out or key == "<<" or isinstance(key, (dict, list)):
                 raise _Unusual  # duplicates and merges get ruamel's handling and errors
-            out[key] = _fast(value_node)
+            out[key] = _fast(value_node, depth + 1)
         return out
     if isinstance(node, SequenceNode) and kind == _YAML_TAG + "seq":
-        return [_fast(item) for item in node.value]
+        return [_fast(item, depth + 1) for item in node.value]
     raise _Unusual
 
 
