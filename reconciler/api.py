@@ -350,6 +350,7 @@ def apply(
     lock_ttl: float | None = None,
     on_lock_wait: Callable[[Holder], None] | None = None,
     backup_dir: str | Path | None = None,
+    on_start: Callable[[Plan], None] | None = None,
 ) -> tuple[Plan, ApplyResult | None]:
     """Plan now and apply after ``confirm(plan)`` says yes; or, with a ``saved`` plan,
     plan again from the same manifests and live state and apply that fresh plan only if
@@ -363,7 +364,8 @@ def apply(
     lock (checked, shown and confirmed again). An apply with nothing to change, or not
     confirmed, takes no lock. With ``backup_dir``, each stream or bucket about to be
     replaced or deleted is snapshotted into it first when it holds messages (a failed
-    snapshot fails that change). Returns the
+    snapshot fails that change). ``on_start(plan)`` is told the plan whose writes begin
+    (under the lock, after the last confirmation). Returns the
     plan and the result (None when there was nothing to do or confirm said no).
     """
     options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
@@ -430,6 +432,8 @@ def apply(
                     and not await asyncio.to_thread(confirm, the_plan)
                 ):
                     raise ApplyRefused("apply cancelled, nothing was changed")
+            if on_start is not None:
+                on_start(the_plan)
             result = await apply_plan(
                 the_plan, conns, on_event=on_event, guard=lease.ensure, backup_dir=backup_dir
             )

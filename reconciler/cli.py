@@ -13,6 +13,7 @@ import gc
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,7 @@ def apply(
     from reconciler import planfile as planfiles
     from reconciler.apply import ApplyStatus, backup_line
     from reconciler.errors import ApplyRefused
+    from reconciler.progress import Progress
     from reconciler.refusals import ApplyOptions
 
     opts = _merge(ctx, **kwargs)
@@ -314,31 +316,49 @@ def apply(
             )
         return click.confirm("Apply these changes?", default=False, err=True)
 
+    # Progress on stderr (reconciler.progress): a bar on a terminal, a summary line every
+    # few seconds elsewhere; the line per resource only with -v (then no bar).
+    bar = Progress("apply", 0, "changes")
+    bar.enabled = not (opts.verbose and bar.tty)
+    tally: Counter[ApplyStatus] = Counter()
+
     def event(status: ApplyStatus, change: Change, why: str) -> None:
-        if status is ApplyStatus.DONE:
-            _err(f"{change.action.value}: {change.address} ... done")
+        tally[status] += 1
+        if opts.verbose:
+            if status is ApplyStatus.DONE:
+                _err(f"{change.action.value}: {change.address} ... done")
+            else:
+                bar.close()
+                _err(f"{change.action.value}: {change.address} ... {status.value}: {why}")
+        unfinished = [f"{tally[s]} {s.value}" for s in ApplyStatus if s is not ApplyStatus.DONE]
+        note = ", ".join(u for u in unfinished if not u.startswith("0 "))
+        bar.update(sum(tally.values()), note=note.replace("_", " "))
 
     def lock_wait(holder: Holder) -> None:
         _err(f"waiting up to {lock_timeout} for the lock held by {holder.describe()}")
 
-    the_plan, result = api.apply(
-        target,
-        saved=saved,
-        options=ApplyOptions(
-            prune=prune,
-            allow_replace=allow_replace,
-            allow_takeover=allow_takeover,
-            allow_empty_prune=allow_empty_prune,
-            allow_data_loss=allow_data_loss,
-        ),
-        targets=targets,
-        confirm=confirm,
-        on_plan=show,
-        on_event=event,
-        lock_timeout=wait,
-        on_lock_wait=lock_wait,
-        backup_dir=backup_dir,
-    )
+    try:
+        the_plan, result = api.apply(
+            target,
+            saved=saved,
+            options=ApplyOptions(
+                prune=prune,
+                allow_replace=allow_replace,
+                allow_takeover=allow_takeover,
+                allow_empty_prune=allow_empty_prune,
+                allow_data_loss=allow_data_loss,
+            ),
+            targets=targets,
+            confirm=confirm,
+            on_plan=show,
+            on_event=event,
+            lock_timeout=wait,
+            on_lock_wait=lock_wait,
+            backup_dir=backup_dir,
+            on_start=lambda plan: bar.start(len(plan.pending())),
+        )
+    finally:
+        bar.close()
     if result is None:
         _err(render.summary_line(the_plan))
         return 0

@@ -79,6 +79,11 @@ class Progress:
         text = f"{self.label}: {self._amount(self.done)}{total}{unit}, {speed}"
         return text + (f", {self.note}" if self.note else "")
 
+    def start(self, total: int) -> None:
+        """(Re)start the count and the clock: the work of ``total`` begins now."""
+        self.total, self.done, self.note = total, 0, ""
+        self.started = self._shown_at = time.monotonic()
+
     def update(self, done: int, total: int | None = None, note: str | None = None) -> None:
         self.done = done
         if total is not None:

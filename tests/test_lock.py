@@ -38,11 +38,22 @@ from reconciler.models import Address, Kind
 STREAMS = 300  # enough that an apply is still writing when it is stopped
 
 
+# A progress summary line after every change (reconciler.progress): what the tests wait
+# for to catch an apply in the middle of its writes.
+SUMMARY_EVERY_CHANGE = {"JSOPS_PROGRESS_INTERVAL": "0"}
+MID_APPLY = "apply: "
+
+
 class Apply:
     """A `jsops apply` process, its stderr read line by line as it comes."""
 
     def __init__(self, project: TestProject, *args: str, ttl: float = 30.0) -> None:
-        env = {**os.environ, lock.TTL_ENV: str(ttl), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **SUMMARY_EVERY_CHANGE,
+            lock.TTL_ENV: str(ttl),
+            "PYTHONUNBUFFERED": "1",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "apply", "--auto-approve", *args],
             cwd=project.root,
@@ -163,7 +174,7 @@ def _holder(url: str, project: TestProject, env: str = "test") -> lock.Holder | 
 
 
 def _stop_mid_apply(first: Apply) -> None:
-    first.wait_for(" ... done")
+    first.wait_for(MID_APPLY)
     os.kill(first.proc.pid, signal.SIGSTOP)
 
 
@@ -226,7 +237,7 @@ def test_a_killed_holder_s_lease_expires(
     _streams(project, tag, "1h")
     first = Apply(project, ttl=6)
     applies.append(first)
-    first.wait_for(" ... done")
+    first.wait_for(MID_APPLY)
     first.proc.kill()
     first.finish()
     holder = _holder(url, project)

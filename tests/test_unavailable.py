@@ -109,7 +109,7 @@ def test_unavailable_streams_are_named_and_targeted_plans_work(
             [stream_doc("BIG", num_replicas=3, description="x"), *(stream_doc(n) for n in small)]
         ),
     )
-    code, out, err = project.cli("apply", "--auto-approve", "--target", "Stream/BIG")
+    code, out, err = project.cli("apply", "--auto-approve", "--target", "Stream/BIG", "-v")
     assert code == 0, err
     assert "update: Stream BIG ... done" in err
 
