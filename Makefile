@@ -41,7 +41,7 @@ demo: install
 	$(BIN)/python -m reconciler.demo
 
 bench: install
-	$(BIN)/python bench/plan_apply.py
+	$(BIN)/python bench/plan_apply.py --scale 1 10 --write-docs
 
 clean:
 	rm -rf $(VENV) .data .cache

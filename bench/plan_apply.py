@@ -38,6 +38,7 @@ import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -173,11 +174,11 @@ def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
 
 
-def run_scale(n: int, c: int, repeat: int) -> dict[str, float]:
+def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
     py = sys.executable
     jsops = str(Path(py).parent / "jsops")
     buckets = n // BUCKET_EVERY
-    results: dict[str, float] = {"streams": n - buckets, "buckets": buckets}
+    results: dict[str, Any] = {"streams": n - buckets, "buckets": buckets}
     results["consumers"] = (n - buckets) * c
     with tempfile.TemporaryDirectory(prefix="jsops-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -219,8 +220,21 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, float]:
     results["plan_ratio"] = results["plan_s"] / results["raw_list_s"]
     results["plan_cold_ratio"] = results["plan_cold_s"] / results["raw_list_s"]
     results["apply_ratio"] = results["apply_s"] / results["raw_create_s"]
-    results["peak_mb"] = max(v for k, v in results.items() if k.endswith("_mb"))
+    jsops_mb = [k for k in results if k.endswith("_mb") and k != "raw_list_mb"]
+    peak = max(jsops_mb, key=lambda k: results[k])
+    results["peak_mb"] = results[peak]
+    results["peak_of"] = PEAK_NAMES.get(peak, peak)
     return results
+
+
+PEAK_NAMES = {
+    "plan_mb": "plan",
+    "plan_cold_mb": "cold plan",
+    "plan_json_mb": "plan json",
+    "apply_mb": "apply",
+    "apply_saved_mb": "apply FILE",
+    "status_mb": "status",
+}
 
 
 COLUMNS = [  # (key, heading, format)
@@ -241,11 +255,12 @@ COLUMNS = [  # (key, heading, format)
     ("plan_mb", "plan MB", "{:.0f}"),
     ("apply_mb", "apply MB", "{:.0f}"),
     ("peak_mb", "peak MB", "{:.0f}"),
+    ("peak_of", "peak in", "{}"),
     ("help_s", "--help", "{:.2f} s"),
 ]
 
 
-def table(rows: list[dict[str, float]]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |"]
     lines.append("|" + "|".join("---:" for _ in cols) + "|")
@@ -258,7 +273,7 @@ def table(rows: list[dict[str, float]]) -> str:
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def write_docs(rows: list[dict[str, float]], repeat: int) -> Path:
+def write_docs(rows: list[dict[str, Any]], repeat: int) -> Path:
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text()
     server = subprocess.run(
