@@ -999,6 +999,7 @@ def server(
     a hub or a leaf node (Ctrl-C or SIGTERM stops every node)."""
     from reconciler.server import run_embedded_server
 
+    gc.enable()  # a long-running supervisor (see main)
     _merge(ctx, **kwargs)
     return run_embedded_server(
         port=port,
@@ -1016,15 +1017,24 @@ def server(
     )
 
 
-# The cyclic garbage collector's default thresholds make it rescan every object many
-# times while tens of thousands of manifests, models and live configs are built (about a
-# quarter of a large plan's time). jsops builds few cycles and exits soon: collect rarely.
-GC_THRESHOLDS = (100_000, 50, 100)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run the CLI and map every outcome to an exit code (0, 1 or 2)."""
-    gc.set_threshold(*GC_THRESHOLDS)
+    """Entry point: run the CLI and map every outcome to an exit code (0, 1 or 2).
+
+    The cyclic garbage collector is off while a command runs: with its default
+    thresholds it rescanned every object many times while tens of thousands of
+    manifests, models and live configs were built (a quarter of a large plan's time),
+    and even collecting rarely cost 0.15 s of a 10k-stream plan. jsops builds few
+    reference cycles (the peak memory of a 10k plan is the same without it) and exits
+    soon; ``jsops server``, which runs for long, turns it back on, and so does the end of
+    every command (for programs and tests that call ``main`` in-process)."""
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args or "--verbose" in args
     try:
