@@ -156,8 +156,9 @@ async def snapshot_stream(
     snapshot never leaves an archive that looks complete (nor replaces an older one).
     """
     folder = Path(out_dir) / stream
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+    try:  # the messages are in it: private to the user, as jsm.go makes it (0700)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         why = exc.strerror or exc
         raise BackupError(f"snapshot of stream {stream}: cannot create {folder}: {why}") from None
@@ -504,20 +505,23 @@ def backup_streams(
     *,
     consumers: bool = True,
     on_progress: Callable[[str], ProgressFn | None] | None = None,
+    on_done: Callable[[Archive], None] | None = None,
 ) -> list[Archive]:
-    """Snapshot each named stream or bucket into ``out_dir/<stream>/``; stops at the
-    first failure (what was written before it stays)."""
+    """Snapshot each named stream or bucket into ``out_dir/<stream>/`` (every name is
+    resolved first); stops at the first failure, what was written before it stays
+    (``on_done(archive)`` is told of each as it is written)."""
 
     async def body(nc: NatsClient) -> list[Archive]:
         names = [await resolve_stream(nc, settings, ref) for ref in refs]
         done = []
         for name in names:
             progress = on_progress(name) if on_progress else None
-            done.append(
-                await snapshot_stream(
-                    nc, settings, name, out_dir, consumers=consumers, on_progress=progress
-                )
+            archive = await snapshot_stream(
+                nc, settings, name, out_dir, consumers=consumers, on_progress=progress
             )
+            done.append(archive)
+            if on_done:
+                on_done(archive)
         return done
 
     return asyncio.run(_session(settings, body))

@@ -604,6 +604,15 @@ def backup(
         raise UsageError("where to? give --out DIR (or --to-env ENV --bucket NAME)")
     target = _target(opts)
     transfers = _Transfers()
+
+    def done(archive: backups.Archive) -> None:
+        transfers.close()
+        where = f" to {archive.directory}" if out else ""
+        _err(
+            f"backed up stream {archive.stream}{where}: {archive.messages} message(s), "
+            f"last sequence {archive.last_seq}, {human_bytes(archive.size)}"
+        )
+
     with tempfile.TemporaryDirectory(prefix="jsops-backup-") as scratch:
         try:
             archives = backups.backup_streams(
@@ -612,15 +621,10 @@ def backup(
                 out or scratch,
                 consumers=not no_consumers,
                 on_progress=lambda name: transfers.start(f"backup {name}"),
+                on_done=done,
             )
         finally:
             transfers.close()
-        for archive in archives:
-            where = f" to {archive.directory}" if out else ""
-            _err(
-                f"backed up stream {archive.stream}{where}: {archive.messages} message(s), "
-                f"last sequence {archive.last_seq}, {human_bytes(archive.size)}"
-            )
         if to_env is not None and bucket is not None:
             other = _target(Options(config=opts.config, env=to_env, verbose=opts.verbose))
             backups.upload_archives(other.settings, bucket, archives)
