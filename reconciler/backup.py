@@ -219,8 +219,9 @@ async def snapshot_stream(
 def _why(exc: ApiError) -> str:
     if exc.err_code == ErrCode.STREAM_NOT_FOUND:
         return "no such stream"
-    if "no impl" in exc.description:  # memStore.Snapshot before 2.15
-        return f"{exc} (this server cannot snapshot memory streams; 2.15 and later can)"
+    if exc.err_code == ErrCode.STREAM_SNAPSHOT and "no impl" in exc.description:
+        # memStore.Snapshot before 2.15
+        return f"this server cannot snapshot a memory stream (2.15 and later can): {exc}"
     return str(exc)
 
 

@@ -562,7 +562,7 @@ class _Transfers:
             self._bar = None
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
+@cli.command()
 @click.argument("names", nargs=-1, required=True, metavar="STREAM...")
 @click.option("--out", "out", metavar="DIR", help="Folder for the backups (DIR/<STREAM>/).")
 @click.option(

@@ -478,3 +478,28 @@ def test_backup_and_restore_of_a_replicated_stream_in_a_cluster(
     assert restored["config"]["num_replicas"] == 3 and restored["state"]["messages"] == 100
     code, _out, err = project.cli("backup", "verify", str(out / name))  # as R1, alone
     assert code == 0, err
+
+
+def test_a_memory_stream_is_backed_up_where_the_server_can(
+    nats_server: SingleServer, tmp_path: Path, server_version: tuple[int, int, int]
+) -> None:
+    """2.15 snapshots and restores memory streams; before it the server cannot, and
+    jsops says so in one line (the nats CLI refuses memory streams on any release)."""
+    url = nats_server.url
+    name = unique_name("MEM")
+    project = make_project(tmp_path, url)
+    project.write("s.yaml", stream_doc(name, storage="memory"))
+    assert project.cli("apply", "--auto-approve")[0] == 0
+    publish(url, f"{name.lower()}.x", 25)
+    out = tmp_path / "b"
+    code, _out, err = project.cli("backup", name, "--out", str(out))
+    if server_version < (2, 15, 0):
+        assert code == 1
+        assert "this server cannot snapshot a memory stream (2.15 and later can)" in err
+        assert len(err.strip().splitlines()) == 1 and not (out / name / "backup.json").exists()
+        return
+    assert code == 0, err
+    delete(url, name)
+    code, _out, err = project.cli("restore", str(out / name))
+    assert code == 0 and "25 messages" in err, err
+    assert info(url, name)["config"]["storage"] == "memory"
