@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect
@@ -208,6 +209,9 @@ async def snapshot_stream(
         os.replace(meta_tmp, folder / BACKUP_FILE)
     except OSError as exc:
         raise BackupError(f"snapshot of stream {stream}: cannot write {folder}: {exc}") from None
+    except NatsError as exc:  # the connection went away part way
+        why = str(exc) or type(exc).__name__
+        raise BackupError(f"snapshot of stream {stream} failed: {why}") from None
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
@@ -618,9 +622,15 @@ def upload_archives(settings: ConnectSettings, bucket: str, archives: list[Archi
         store = await _object_store(nc, settings, bucket)
         for archive in archives:
             meta_name, data_name = _object_names(archive.stream)
-            with open(archive.data_path, "rb") as data:
-                await store.put(data_name, data)
-            await store.put(meta_name, (archive.directory / BACKUP_FILE).read_bytes())
+            try:
+                with open(archive.data_path, "rb") as data:
+                    await store.put(data_name, data)
+                await store.put(meta_name, (archive.directory / BACKUP_FILE).read_bytes())
+            except NatsError as exc:  # e.g. the bucket's max_bytes
+                why = str(exc) or type(exc).__name__
+                raise BackupError(
+                    f"upload of the backup of {archive.stream} to bucket {bucket} failed: {why}"
+                ) from None
 
     asyncio.run(_session(settings, body))
 
@@ -643,6 +653,11 @@ def download_archive(
                     await store.get(name, writeinto=out)
             except ObjectNotFoundError:
                 raise BackupError(f"bucket {bucket} has no object {name}") from None
+            except NatsError as exc:  # e.g. a digest mismatch
+                why = str(exc) or type(exc).__name__
+                raise BackupError(
+                    f"download of {name} from bucket {bucket} failed: {why}"
+                ) from None
 
     asyncio.run(_session(settings, body))
     return read_archive(folder)

@@ -503,3 +503,21 @@ def test_a_memory_stream_is_backed_up_where_the_server_can(
     code, _out, err = project.cli("restore", str(out / name))
     assert code == 0 and "25 messages" in err, err
     assert info(url, name)["config"]["storage"] == "memory"
+
+
+def test_a_bucket_too_small_for_the_backup_fails_in_one_line(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=100, size=2_000)
+    tiny = unique_name("tiny").lower()
+    project.write(
+        "obj.yaml",
+        f"apiVersion: jsops/v1\nkind: ObjectStore\nmetadata: {{name: {tiny}}}\n"
+        "spec: {max_bytes: 4KiB}\n",
+    )
+    assert project.cli("apply", "--auto-approve")[0] == 0
+    code, _out, err = project.cli("backup", name, "--to-env", "test", "--bucket", tiny)
+    assert code == 1
+    assert f"upload of the backup of {name} to bucket {tiny} failed" in err, err
+    assert len(err.strip().splitlines()) == 2 and "Traceback" not in err  # backed up, failed
