@@ -44,6 +44,7 @@ from reconciler.live import (
 )
 from reconciler.lock import Holder
 from reconciler.models import Kind, Resource
+from reconciler.mutability import level_of_release
 from reconciler.plan import (
     Action,
     Change,
@@ -184,7 +185,8 @@ async def plan_async(
     if not groups and not account_res:
         groups[None] = []
     identity: ServerIdentity | None = None
-    api_level, version = 0, ""
+    api_level: int | None = None  # of the first account read (0 is 2.10's level)
+    version = ""
     parts: list[tuple[Plan, LiveState]] = []
     checked: list[tuple[Plan, LiveState]] = []
     for account in sorted(groups, key=lambda a: (a is not None, a or "")):
@@ -194,10 +196,13 @@ async def plan_async(
             or (store is not None and not store.has_account(account))
         )
         if new_account:
-            # Nothing to read in an account that does not exist yet; its API level is
-            # that of the servers already read, or unknown (then fields are not gated).
-            level = api_level or UNKNOWN_API_LEVEL
-            live = LiveState(level, version, None, cluster_size, {}, {}, {})
+            # Nothing to read in an account that does not exist yet: its API level is
+            # that of the servers already read, else the one the connected server's
+            # release has (an older server refuses fields it does not know).
+            if api_level is None:
+                version = str(server_info(await conns.system()).get("version", ""))
+                api_level = level_of_release(version) if version else UNKNOWN_API_LEVEL
+            live = LiveState(api_level, version, None, cluster_size, {}, {}, {})
         else:
             client = await conns.client(account)
             if identity is None:  # the first account read: the environment's own if any

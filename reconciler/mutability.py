@@ -149,6 +149,16 @@ LEVEL_RELEASES: dict[int, str] = {0: "2.10", 1: "2.11", 2: "2.12", 3: "2.12", 4:
 LATEST_LEVEL = max(LEVEL_RELEASES)
 
 
+def level_of_release(version: str) -> int:
+    """The JetStream API level of a nats-server release ("2.12.8" -> 2): the lowest level
+    its release line has (LEVEL_RELEASES), the latest known one for a newer release.
+    For when no ``$JS.API.INFO`` can be read (an account that does not exist yet)."""
+    major, minor, _ = _version(version)
+    levels = [lvl for lvl, line in LEVEL_RELEASES.items() if _version(line)[:2] <= (major, minor)]
+    exact = [lvl for lvl, line in LEVEL_RELEASES.items() if _version(line)[:2] == (major, minor)]
+    return min(exact) if exact else max(levels, default=0)
+
+
 def release_of(level: int) -> str:
     """The first nats-server release line with JetStream API level ``level``."""
     known = [lvl for lvl in LEVEL_RELEASES if lvl <= level]

@@ -20,6 +20,7 @@ from harness.operator import (
 from harness.project import make_project, run_cli
 from harness.servers import unique_name
 
+from reconciler.errors import ManifestError
 from reconciler.plan import Action
 
 # An nkey seed: S + O/A/U + 56 base32 characters, standing alone (not inside a JWT).
@@ -303,10 +304,13 @@ def test_tenant_resources_live_in_the_tenant_account(op: OperatorServer, tmp_pat
 
 
 def test_first_apply_of_a_new_account_with_versioned_fields(
-    op: OperatorServer, tmp_path: Path
+    op: OperatorServer, tmp_path: Path, server_version: tuple[int, int, int]
 ) -> None:
-    """A stream in an account that does not exist yet: nothing can be read there, and
-    fields that need an API level (allow_msg_ttl: level 1) still plan and apply."""
+    """A stream in an account that does not exist yet: nothing can be read there, so
+    the API level is the connected server's release's. Fields that need a level the
+    server has (allow_msg_ttl: level 1, 2.11) plan and apply, and nothing the server
+    does not know is sent (2.12 refused 2.14's allow_batched); on 2.10 the field is a
+    plan error naming the release, with nothing written."""
     name = unique_name("NEW")
     project = _project(tmp_path, op)
     project.write(
@@ -323,6 +327,11 @@ def test_first_apply_of_a_new_account_with_versioned_fields(
         spec: {{subjects: ["ttl.>"], allow_msg_ttl: true, max_bytes: 1MiB}}
     """,
     )
+    if server_version < (2, 11, 0):
+        with pytest.raises(ManifestError) as raised:
+            project.plan()
+        assert any("allow_msg_ttl" in line and "2.11" in line for line in raised.value.lines())
+        return
     _plan, result = project.apply()
     assert result is not None and result.ok
     assert all(c.action is Action.NOOP for c in project.plan().changes)
