@@ -27,7 +27,6 @@ resource, and a replicated stream without a leader, are critical breaches too.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from reconciler.models.monitoring import (
     MonitorKey,
 )
 from reconciler.models.units import format_duration
+from reconciler.planfile import document_json
 
 FORMAT_VERSION = 1
 STATUS_KINDS = (Kind.STREAM, Kind.CONSUMER, Kind.KEY_VALUE, Kind.OBJECT_STORE)
@@ -883,7 +883,7 @@ def summary_line(report: StatusReport) -> str:
 
 
 def render_json(report: StatusReport) -> str:
-    return json.dumps(report.to_json(), indent=2) + "\n"
+    return document_json(report.to_json())
 
 
 __all__ = [
