@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.errors import Diagnostic, KeyPath, Location
+from reconciler.errors import Diagnostic, KeyPath, Location, UsageError
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -43,6 +43,18 @@ class Locator(Protocol):
 
 
 __all__ = ["Locator", "did_you_mean", "dotted", "one_line", "pydantic_diagnostics", "short_value"]
+
+
+def check_targets(targets: Iterable[str], known: set[str], missing: str) -> None:
+    """A usage error listing every ``--target`` not in ``known`` (``missing`` says
+    where it was looked for), each with a did-you-mean."""
+    problems = []
+    for target in targets:
+        if target not in known:
+            hint = did_you_mean(target, known)
+            problems.append(f"--target {target}: {missing}" + (f" ({hint})" if hint else ""))
+    if problems:
+        raise UsageError("\n".join(problems))
 
 
 def did_you_mean(word: str, choices: Iterable[Any], *, prefix: str = "") -> str | None:

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler import buckets
-from reconciler.diagnostics import did_you_mean
+from reconciler.diagnostics import check_targets
 from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, LiveUnavailable, ManifestError, UsageError
@@ -766,17 +766,7 @@ def _check_targets(
             buckets.live_address(name, info["config"]).target for name, info in live.streams.items()
         )
         known.update(f"Consumer/{stream}/{name}" for stream, name in live.consumers)
-    problems = []
-    for target in targets:
-        if target in known:
-            continue
-        hint = did_you_mean(target, known)
-        problems.append(
-            f"--target {target}: no resource by that name is declared or live"
-            + (f" ({hint})" if hint else "")
-        )
-    if problems:
-        raise UsageError("\n".join(problems))
+    check_targets(targets, known, "no resource by that name is declared or live")
 
 
 def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> list[Diagnostic]:

@@ -37,8 +37,8 @@ from typing import Any
 import click
 
 from reconciler import buckets
-from reconciler.diagnostics import did_you_mean
-from reconciler.errors import ApiError, UsageError
+from reconciler.diagnostics import check_targets
+from reconciler.errors import ApiError
 from reconciler.live import LIST_CONCURRENCY, Connections, JetStreamClient
 from reconciler.models import Address, Kind, Resource
 from reconciler.models.monitoring import (
@@ -162,16 +162,7 @@ def select_resources(desired: Sequence[Resource], targets: Sequence[str]) -> lis
     if not targets:
         return kept
     known = {r.address.target for r in kept}
-    problems = []
-    for target in targets:
-        if target not in known:
-            hint = did_you_mean(target, known)
-            problems.append(
-                f"--target {target}: no such resource is declared for this environment"
-                + (f" ({hint})" if hint else "")
-            )
-    if problems:
-        raise UsageError("\n".join(problems))
+    check_targets(targets, known, "no such resource is declared for this environment")
     wanted = set(targets)
     return [
         r
