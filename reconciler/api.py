@@ -252,6 +252,16 @@ async def plan_async(
     shortfalls = []
     for sub, live in checked:
         mine = [c for c in sub.changes if c.key in kept]
+        if (
+            not operator_mode
+            and live.lock_config is None
+            and (live.cluster_size or 1) == 1
+            and any(c.action is not Action.NOOP for c in mine)
+        ):
+            # apply first makes its lock bucket in this account (reconciler.lock), and it
+            # reserves storage too. (On a cluster it tries R3, then R1: which tier it
+            # lands in is not known before, so it is not counted there.)
+            live.lock_config = lock.lock_stream_config(live.api_level, 1)
         shortfalls += capacity_problems(mine, live)
         shortfalls += server_problems(mine, live, servers)
     if shortfalls:  # the server would refuse these writes part way: say so before any

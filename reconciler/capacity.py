@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.live import LiveState
+from reconciler.live import LOCK_STREAM, LiveState
 from reconciler.models import Kind
 from reconciler.models.units import format_size
 from reconciler.plan import Action, Change
@@ -112,6 +112,8 @@ def capacity_problems(changes: Sequence[Change], live: LiveState) -> list[str]:
     if not _limited(limits):
         return []
     before = {name: _Stream.of(info["config"]) for name, info in live.streams.items()}
+    if live.lock_config is not None:  # the apply lock's bucket reserves storage too
+        before[LOCK_STREAM] = _Stream.of(live.lock_config)
     after = dict(before)
     written: list[tuple[Change, _Stream]] = []
     for change in changes:
@@ -125,6 +127,13 @@ def capacity_problems(changes: Sequence[Change], live: LiveState) -> list[str]:
             written.append((change, stream))
     problems = _stream_problems(limits, before, after, written, len(live.unavailable))
     problems += _consumer_problems(limits, changes, live, after)
+    if problems and live.lock_config is not None:
+        lock = before[LOCK_STREAM]
+        problems.append(
+            f"(counted: jsops's apply lock, the bucket {LOCK_STREAM}, reserves "
+            f"{format_size(lock.max_bytes * lock.replicas)} of {lock.storage} storage and "
+            "one stream in this account)"
+        )
     return problems
 
 

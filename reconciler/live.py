@@ -50,6 +50,7 @@ class JetStreamClient:
         self.settings = settings
         self.prefix = settings.prefix
         self.timeout = settings.timeout
+        self.lock_config: dict[str, Any] | None = None  # set by list_streams
 
     async def request(
         self, subject: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None
@@ -153,6 +154,8 @@ class JetStreamClient:
             [m for m in missing if m != LOCK_STREAM], self.stream_info
         )
         kept = [s for s in streams + found if _asset_name(s) != LOCK_STREAM]
+        lock = [s for s in streams + found if _asset_name(s) == LOCK_STREAM]
+        self.lock_config = lock[0].get("config") if lock else None
         return kept, {k: v for k, v in {**offline, **unavailable}.items() if k != LOCK_STREAM}
 
     async def list_consumers(self, stream: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -274,6 +277,9 @@ class LiveState:
     unavailable_consumers: dict[tuple[str, str], str] = field(default_factory=dict)
     # Messages per subject of the few streams whose per-subject limit a plan lowers.
     subject_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # jsops's own lock bucket (LOCK_STREAM) when it is in this account: never planned,
+    # but its storage counts against the account's limits (reconciler.capacity).
+    lock_config: dict[str, Any] | None = None
 
     def consumers_of(self, stream: str) -> list[dict[str, Any]]:
         return [info for (s, _), info in self.consumers.items() if s == stream]
@@ -456,6 +462,7 @@ async def read_live_state(
         cluster_size = max(cluster_size, later or 0)
     state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
     state.unavailable = unavailable
+    state.lock_config = client.lock_config
     wanted = set(only_streams) if only_streams is not None else None
     semaphore = asyncio.Semaphore(concurrency)
 
