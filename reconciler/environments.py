@@ -35,6 +35,7 @@ from reconciler.diagnostics import did_you_mean, pydantic_diagnostics
 from reconciler.errors import Diagnostic, KeyPath, Location, ManifestError, UsageError
 from reconciler.load import Document, SourceFile, display_path, parse, read_source
 from reconciler.models import StreamSpec
+from reconciler.models.envelope import LOCK_ACCOUNT
 from reconciler.models.types import STRICT, Int, Limit, Size, check_subject, valid_domain
 from reconciler.subjects import under_prefix
 
@@ -275,6 +276,15 @@ def check_project_config(config: ProjectConfig, doc: Document | None = None) -> 
     problems = check_required_names(config.policy.require, doc)
     seen: list[tuple[str, str]] = []
     for tenant, tconf in config.tenants.items():
+        if tconf.account == LOCK_ACCOUNT:  # as a manifest's metadata.account (validate)
+            problems.append(
+                Diagnostic(
+                    _config_location(doc, ("tenants", tenant, "account"), value=True),
+                    f"tenants.{tenant}: account {LOCK_ACCOUNT} is jsops's own (its apply "
+                    "lock in operator mode): choose another account",
+                    code="reserved_name",
+                )
+            )
         prefix = config.tenant_prefix(tenant)
         path: KeyPath = ("tenants", tenant, "prefix") if tconf.prefix else ("tenants", tenant)
         where = _config_location(doc, path, value=bool(tconf.prefix))

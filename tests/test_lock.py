@@ -460,6 +460,22 @@ spec: {subjects: ["mine.>"]}
 """
 
 
+def test_a_tenant_cannot_live_in_the_lock_s_account(tmp_path: Path) -> None:
+    """jsops.yaml's tenants fill in manifests' accounts after validation, so the lock's
+    account is refused there too: located in jsops.yaml, exit 1, before any connection
+    (the environment points at a port nothing listens on: a connection attempt would be
+    the error instead)."""
+    project = make_project(
+        tmp_path, "nats://127.0.0.1:1", extra="tenants:\n  acme:\n    account: JSOPS\n"
+    )
+    project.write("s.yaml", "apiVersion: jsops/v1\nkind: Stream\nmetadata: {name: S}\n")
+    for command in ("validate", "plan"):
+        code, out, err = project.cli(command)
+        assert code == 1 and out == "", err
+        assert "jsops.yaml:" in err and "tenants.acme: account JSOPS is jsops's own" in err
+        assert "connect" not in err and "Traceback" not in err
+
+
 def test_manifests_cannot_declare_the_lock_s_names(
     nats_server: SingleServer, tmp_path: Path
 ) -> None:
