@@ -300,10 +300,17 @@ def test_auth_store_operator_mode_across_a_cluster(tmp_path: Path, launch: Any) 
             await nc.close()
         user = await connect(run.urls[2], mint_user_creds(store, "ACME", "dev"))
         try:
-            msg = await user.request("$JS.API.INFO", b"", timeout=5)
+            # a node enables JetStream for an account a moment after its JWT arrives
+            # ("JetStream not enabled for account", 10039, until then)
+            deadline = time.monotonic() + 15
+            while True:
+                msg = await user.request("$JS.API.INFO", b"", timeout=5)
+                info = json.loads(msg.data)
+                if "error" not in info or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
         finally:
             await user.close()
-        info = json.loads(msg.data)
         assert "error" not in info and info["limits"]["max_streams"] == 5
 
     asyncio.run(main())
