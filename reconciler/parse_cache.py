@@ -96,7 +96,10 @@ class ParseCache:
     def open(cls, project_dir: Path) -> ParseCache:
         if not enabled():
             return cls(None)
-        directory = cache_dir()
+        try:
+            directory = cache_dir()
+        except (RuntimeError, KeyError):  # no HOME and no passwd entry: no cache
+            return cls(None)
         name = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:24]
         path = directory / f"parse-{name}.json"
         cached = cls(path)

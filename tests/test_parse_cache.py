@@ -132,3 +132,20 @@ def test_no_cache_writes_nothing(tmp_path: Path, nats_server: SingleServer, home
     assert _cache_files(home) == []
     assert proj.cli("validate")[0] == 0
     assert len(_cache_files(home)) == 1
+
+
+def test_no_home_directory_means_no_cache_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI container may have neither HOME nor a passwd entry for its user."""
+    import pwd
+
+    def no_entry(uid: int) -> Any:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    proj = make_project(tmp_path, "nats://127.0.0.1:1")
+    proj.write("s.yaml", _stream(unique_name("PC")))
+    code, _out, err = proj.cli("validate")
+    assert (code, "Traceback" in err) == (0, False), err
