@@ -22,25 +22,11 @@ from typing import Any
 
 import nats
 import pytest
+from harness.manifests import consumer_doc, stream_doc
 from harness.project import TestProject, make_project
 from harness.servers import SingleServer, js_request_sync, unique_name
 
 from reconciler import backup
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    return (
-        "apiVersion: jsops/v1\nkind: Stream\n"
-        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
-    )
-
-
-def consumer_doc(stream: str, name: str, **spec: Any) -> str:
-    return (
-        "apiVersion: jsops/v1\nkind: Consumer\n"
-        f"metadata: {{name: {name}, stream: {stream}}}\nspec: {json.dumps(spec)}\n"
-    )
 
 
 def publish(url: str, subject: str, count: int, size: int = 200) -> None:

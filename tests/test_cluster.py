@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
+from harness.manifests import stream_doc
 from harness.project import make_project
 from harness.servers import JsWriteCounter, js_request_sync, unique_name
 
 from reconciler.plan import Action
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    head = f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
-    return head + f"spec: {json.dumps(spec)}\n"
-
 
 STREAM = """
     apiVersion: jsops/v1

@@ -20,26 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import nats
 import pytest
+from harness.manifests import consumer_doc, fetch_and_ack, stream_doc
 from harness.project import make_project
 from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
 
 if TYPE_CHECKING:
     from harness.project import TestProject
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    return (
-        "apiVersion: jsops/v1\nkind: Stream\n"
-        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
-    )
-
-
-def consumer_doc(stream: str, name: str, **spec: Any) -> str:
-    return (
-        "apiVersion: jsops/v1\nkind: Consumer\n"
-        f"metadata: {{name: {name}, stream: {stream}}}\nspec: {json.dumps(spec)}\n"
-    )
 
 
 def publish(url: str, subjects: list[str]) -> None:
@@ -49,33 +35,6 @@ def publish(url: str, subjects: list[str]) -> None:
             for i, subject in enumerate(subjects):
                 reply = await nc.request(subject, f"m{i}".encode(), timeout=5)
                 assert "error" not in json.loads(reply.data)
-        finally:
-            await nc.close()
-
-    asyncio.run(run())
-
-
-def fetch_and_ack(url: str, stream: str, consumer: str, count: int) -> None:
-    """Pull ``count`` messages and acknowledge each (the consumer's ack floor moves)."""
-
-    async def run() -> None:
-        nc = await nats.connect(url)
-        try:
-            inbox = nc.new_inbox()
-            sub = await nc.subscribe(inbox)
-            got = 0
-            while got < count:
-                batch = min(100, count - got)
-                await nc.publish(
-                    f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-                    json.dumps({"batch": batch, "expires": 2_000_000_000}).encode(),
-                    reply=inbox,
-                )
-                for _ in range(batch):
-                    msg = await sub.next_msg(timeout=5)
-                    assert msg.reply, msg.headers  # a message, not a status
-                    await nc.request(msg.reply, b"+ACK", timeout=5)  # acked for sure
-                    got += 1
         finally:
             await nc.close()
 

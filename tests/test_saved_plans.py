@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from harness.manifests import stream_doc
 from harness.project import make_project
 from harness.servers import (
     JsWriteCounter,
@@ -30,12 +31,6 @@ if TYPE_CHECKING:
 
 DAY = 86_400 * 10**9
 Edit = Callable[[dict[str, Any], "Case"], None]
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    head = f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
-    return head + f"spec: {json.dumps(spec)}\n"
 
 
 def stream_info(url: str, name: str) -> dict[str, Any] | None:

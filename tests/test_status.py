@@ -13,6 +13,7 @@ from typing import Any
 
 import nats
 import pytest
+from harness.manifests import fetch_and_ack
 from harness.project import TestProject, make_project
 from harness.servers import js_request_sync, unique_name
 
@@ -28,27 +29,6 @@ def publish(url: str, subject: str, count: int) -> None:
             for i in range(count):
                 reply = await nc.request(subject, f"m{i}".encode(), timeout=5)
                 assert "error" not in json.loads(reply.data)
-        finally:
-            await nc.close()
-
-    asyncio.run(run())
-
-
-def fetch_and_ack(url: str, stream: str, consumer: str, count: int) -> None:
-    async def run() -> None:
-        nc = await nats.connect(url)
-        try:
-            inbox = nc.new_inbox()
-            sub = await nc.subscribe(inbox)
-            await nc.publish(
-                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-                json.dumps({"batch": count, "expires": 2_000_000_000}).encode(),
-                reply=inbox,
-            )
-            for _ in range(count):
-                msg = await sub.next_msg(timeout=5)
-                assert msg.reply, msg.headers
-                await nc.request(msg.reply, b"+ACK", timeout=5)
         finally:
             await nc.close()
 

@@ -10,17 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from harness.manifests import stream_doc
 from harness.project import make_project
 from harness.servers import JsWriteCounter, SingleServer, js_request_sync, unique_name
 
 if TYPE_CHECKING:
     from harness.project import TestProject
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    head = f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
-    return head + f"spec: {json.dumps(spec)}\n"
 
 
 def stream_config(url: str, name: str) -> dict[str, Any] | None:

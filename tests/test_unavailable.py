@@ -15,16 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.manifests import stream_doc
 from harness.project import make_project
 from harness.servers import Cluster, js_request, start_cluster
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    return (
-        "apiVersion: jsops/v1\nkind: Stream\n"
-        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
-    )
 
 
 @pytest.fixture
