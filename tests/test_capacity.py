@@ -7,12 +7,11 @@ Private servers with config-file accounts (``jetstream`` limits per account).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from harness.manifests import stream_doc
 from harness.project import make_project, run_cli
 from harness.servers import (
     JsWriteCounter,
@@ -23,14 +22,6 @@ from harness.servers import (
 )
 
 MIB = 1024 * 1024
-
-
-def stream_doc(name: str, **spec: Any) -> str:
-    spec.setdefault("subjects", [f"{name.lower()}.>"])
-    return (
-        "apiVersion: jsops/v1\nkind: Stream\n"
-        f"metadata: {{name: {name}}}\nspec: {json.dumps(spec)}\n"
-    )
 
 
 def consumer_doc(stream: str, name: str) -> str:
@@ -105,6 +96,8 @@ def test_counts_over_the_account_limits_fail_the_plan(
     tmp_path: Path, limited: SingleServer
 ) -> None:
     url = _url(limited, "cap")
+    for name in streams(url):  # the account is this module's: start from empty
+        js_request_sync(url, f"$JS.API.STREAM.DELETE.{name}")
     project = make_project(tmp_path, url)
     docs = [stream_doc("CONS", max_bytes=1024)]
     docs += [consumer_doc("CONS", f"c{i}") for i in range(3)]
@@ -114,11 +107,13 @@ def test_counts_over_the_account_limits_fail_the_plan(
     assert "stream CONS would have 3 consumers after this plan" in err
     assert "over the account's max_consumers of 2 (per stream; 0 now)" in err
 
+    # 30 streams and jsops's lock bucket, which apply makes first: one over
     project.write(
-        "s.yaml", "---\n".join(stream_doc(f"MANY{i:02d}", max_bytes=1024) for i in range(31))
+        "s.yaml", "---\n".join(stream_doc(f"MANY{i:02d}", max_bytes=1024) for i in range(30))
     )
     code, _, err = project.cli("plan")
-    assert code == 1 and "over its max_streams of 30" in err and "short by 1" in err
+    assert code == 1 and "would have 31 streams" in err and "over its max_streams of 30" in err
+    assert "short by 1)" in err and "KV_jsops_lock" in err
 
 
 def test_a_run_of_identical_failures_stops_the_apply(tmp_path: Path, limited: SingleServer) -> None:
