@@ -512,7 +512,7 @@ def status(
             check_expected(target, identity_of(client.nc, info, who))
         return await read_status(conns, resources, target.env_name)
 
-    return asyncio.run(_with_connections(target, body))
+    return run_async(_with_connections(target, body))
 
 
 def refused(found: Sequence[Refusal]) -> JsopsError:

@@ -50,6 +50,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect
+from reconciler.connection import run as run_async
 from reconciler.errors import ApiError, ErrCode, JsopsError
 from reconciler.models import Kind
 from reconciler.plan import Action, Change
@@ -529,7 +530,7 @@ def backup_streams(
                 on_done(archive)
         return done
 
-    return asyncio.run(_session(settings, body))
+    return run_async(_session(settings, body))
 
 
 def restore_archive(
@@ -541,7 +542,7 @@ def restore_archive(
     async def body(nc: NatsClient) -> Restored:
         return await restore_stream(nc, settings, archive, on_progress=on_progress)
 
-    return asyncio.run(_session(settings, body))
+    return run_async(_session(settings, body))
 
 
 # ------------------------------------------------------------------ verify
@@ -577,7 +578,7 @@ def verify_archive(directory: str | Path, *, work_dir: str | Path | None = None)
             raise BackupError(f"backup verify: the throwaway server did not start: {exc}") from None
         try:
             settings = ConnectSettings(servers=[server.url], timeout=10.0)
-            restored = asyncio.run(
+            restored = run_async(
                 _session(settings, lambda nc: restore_stream(nc, settings, archive, config=config))
             )
         finally:
@@ -632,7 +633,7 @@ def upload_archives(settings: ConnectSettings, bucket: str, archives: list[Archi
                     f"upload of the backup of {archive.stream} to bucket {bucket} failed: {why}"
                 ) from None
 
-    asyncio.run(_session(settings, body))
+    run_async(_session(settings, body))
 
 
 def download_archive(
@@ -659,5 +660,5 @@ def download_archive(
                     f"download of {name} from bucket {bucket} failed: {why}"
                 ) from None
 
-    asyncio.run(_session(settings, body))
+    run_async(_session(settings, body))
     return read_archive(folder)
