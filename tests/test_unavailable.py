@@ -58,7 +58,10 @@ def test_unavailable_streams_are_named_and_targeted_plans_work(
 ) -> None:
     small = [f"SMALL{i}" for i in range(6)]
     text = "---\n".join([stream_doc("BIG", num_replicas=3), *(stream_doc(n) for n in small)])
-    project = make_project(tmp_path, cluster.url, envs={"test": {"servers": cluster.urls}})
+    # a just-formed cluster once took over jsops's 5 s default for an R3 create
+    project = make_project(
+        tmp_path, cluster.url, envs={"test": {"servers": cluster.urls, "timeout": 30}}
+    )
     project.write("streams.yaml", text)
     code, _, err = project.cli("apply", "--auto-approve")
     assert code == 0, err
