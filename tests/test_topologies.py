@@ -99,7 +99,7 @@ def launch(tmp_path: Path) -> Iterator[Any]:
     is left by our own pids (the CLI, then any nats-server child it announced)."""
     runs: list[Run] = []
 
-    def start(*args: str, timeout: float = 30.0, **env: str) -> Run:
+    def start(*args: str, timeout: float = 60.0, **env: str) -> Run:
         err = tmp_path / f"jsops-server-{len(runs)}.err"
         with open(err, "wb") as sink:
             proc = subprocess.Popen(
