@@ -66,6 +66,10 @@ SNAPSHOT_WINDOW = 8 * 1024 * 1024  # the server's default in-flight window
 RESTORE_CHUNK = 128 * 1024  # bytes per restore request (at most the server's max_payload)
 CHUNK_IDLE_TIMEOUT = 30.0  # seconds without a snapshot chunk before giving up
 RESTORE_FINISH_TIMEOUT = 3600.0  # the server rebuilds the stream after the last chunk
+# On a cluster the server answers STREAM.RESTORE only once the new stream's Raft group
+# has elected a leader, which takes seconds on a busy host (a 3-node CI run took over
+# 5 s): the request gets at least this long, whatever the environment's timeout.
+RESTORE_START_TIMEOUT = 30.0
 
 _NAME_RE = re.compile(r"^[^.*>\s/\\]+$")
 _S2_MAGIC = b"\xff\x06\x00\x00S2sTwO"
@@ -372,24 +376,29 @@ async def restore_stream(
         )
     body = {"config": config or archive.config, "state": archive.state}
     try:
-        reply = await _api(nc, settings, f"STREAM.RESTORE.{name}", body)
-    except ApiError as exc:
+        reply = await _api(
+            nc,
+            settings,
+            f"STREAM.RESTORE.{name}",
+            body,
+            timeout=max(settings.timeout, RESTORE_START_TIMEOUT),
+        )
+        deliver = str(reply.get("deliver_subject") or "")
+        info = await _upload(nc, settings, archive, deliver, on_progress)
+    except ApiError as exc:  # refused: the server made nothing
         if exc.err_code == ErrCode.STREAM_EXISTS_RESTORE:
             raise RestoreRefused(f"stream {name} already exists: nothing was changed") from None
         raise BackupError(f"restore of stream {name} refused: {exc}") from None
-    deliver = str(reply.get("deliver_subject") or "")
-    try:
-        info = await _upload(nc, settings, archive, deliver, on_progress)
-    except BackupError as exc:
-        # A failed restore may leave the stream half made (2.15 keeps the messages it
-        # read before the error): it did not exist before, so remove it.
-        if await _stream_exists(nc, settings, name):
-            try:
-                await _api(nc, settings, f"STREAM.DELETE.{name}")
-            except JsopsError as why:
-                raise BackupError(f"{exc}; the partly restored stream is left: {why}") from None
-            raise BackupError(f"{exc}; the partly restored stream was deleted") from None
-        raise
+    except JsopsError as exc:
+        # No answer, or a failed upload: the stream may be half made (2.15 keeps the
+        # messages it read before the error). It did not exist before, so remove it.
+        failed = (
+            exc
+            if isinstance(exc, BackupError)
+            else BackupError(f"restore of stream {name} failed: {exc}")
+        )
+        await _remove_partial(nc, settings, name, failed)
+        raise failed from None
     state = info.get("state") or {}
     return Restored(
         name,
@@ -399,6 +408,19 @@ async def restore_stream(
         archive.messages,
         archive.last_seq,
     )
+
+
+async def _remove_partial(
+    nc: NatsClient, settings: ConnectSettings, name: str, exc: BackupError
+) -> None:
+    """Delete the stream a failed restore made (it did not exist before), saying so."""
+    try:
+        if not await _stream_exists(nc, settings, name):
+            return
+        await _api(nc, settings, f"STREAM.DELETE.{name}")
+    except JsopsError as why:
+        raise BackupError(f"{exc}; the partly restored stream may be left: {why}") from None
+    raise BackupError(f"{exc}; the partly restored stream was deleted") from None
 
 
 async def _upload(
