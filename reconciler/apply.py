@@ -33,6 +33,7 @@ from reconciler.errors import ApiError, ApplyFailed, ErrCode, JsopsError
 from reconciler.live import Connections, cluster_size_of
 from reconciler.models import Kind
 from reconciler.plan import Action, Change, Plan
+from reconciler.tasks import cancel_and_wait
 
 APPLY_CONCURRENCY = 128
 FAILURE_RUN = 10  # identical failures in a row that stop an apply
@@ -266,10 +267,8 @@ async def _run_phase(
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(phase)))]
     try:
         await all_settled.wait()
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+    finally:  # a worker whose cancellation was lost would wait for work forever
+        await cancel_and_wait(workers)
 
 
 def _in_cycles(

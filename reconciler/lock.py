@@ -63,6 +63,7 @@ from reconciler.models import LOCK_ACCOUNT as LOCK_ACCOUNT
 from reconciler.models import LOCK_BUCKET as LOCK_BUCKET
 from reconciler.models import LOCK_STREAM as LOCK_STREAM
 from reconciler.normalize import canonical_stream, stream_api_config, stream_wire_config
+from reconciler.tasks import cancel_and_wait
 
 DEFAULT_TTL = 30.0  # seconds; JSOPS_LOCK_TTL overrides (tests use a few seconds)
 TTL_ENV = "JSOPS_LOCK_TTL"
@@ -329,10 +330,20 @@ async def acquire(
             return Lease(client, key, holder, seq)
 
 
-def _lost() -> LockLost:
+def _lost(detail: str = "") -> LockLost:
     return LockLost(
         "the apply lock was lost (the lease expired and was taken over, or "
-        "`jsops unlock` forced it): apply stopped; plan again to see the state"
+        f"`jsops unlock` forced it): apply stopped{detail}; plan again to see the state"
+    )
+
+
+def lost_during(made: int, total: int) -> LockLost:
+    """The lost lock of an apply that had made ``made`` of its ``total`` changes."""
+    if not made:
+        return _lost(" before any change was made")
+    return _lost(
+        f" with {made} of {total} change(s) made and {total - made} not (a write in "
+        "flight when it stopped may have been made)"
     )
 
 
@@ -419,16 +430,21 @@ async def held(
 
     keeper = asyncio.create_task(keep())
     try:
-        yield lease
-    except asyncio.CancelledError:
+        try:
+            yield lease
+        finally:  # (a keeper whose cancellation was lost would refresh the lease forever)
+            await cancel_and_wait([keeper])
+    except (Exception, asyncio.CancelledError):
         if failure and owner is not None:
-            owner.uncancel()
+            # The lost lease is why the body stopped, whatever it raised: also when the
+            # cancellation was lost on the way (Python 3.11, see reconciler.tasks) and the
+            # body went on to fail its writes in lease.ensure(), or came while the keeper
+            # was being stopped.
+            if owner.cancelling():
+                owner.uncancel()
             raise failure[0] from None
         raise
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
         with contextlib.suppress(JsopsError):
             await release(lease)
 

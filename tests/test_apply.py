@@ -582,3 +582,40 @@ def test_scheduler_skips_a_dependency_cycle_instead_of_hanging() -> None:
     asyncio.run(asyncio.wait_for(_run_phase([a, b], None, result, {}, 4, None), 5))  # type: ignore[arg-type]
     assert sorted(c.address.name for c, _why in result.skipped) == ["A", "B"]
     assert result.done == [] and result.failed == []
+
+
+def test_a_worker_whose_cancellation_is_lost_still_ends_the_apply() -> None:
+    """An apply stopped mid-phase (its lock lost) cancels its workers; on Python 3.11 a
+    worker cancelled in the same loop iteration as its reply arrives (nats-py waits with
+    asyncio.wait_for) returns the reply instead and goes on: the apply must end anyway,
+    not wait forever for that worker (it hung `jsops apply` resumed after a stop)."""
+    import asyncio
+
+    from reconciler.apply import ApplyResult, _run_phase
+    from reconciler.errors import JsopsError
+    from reconciler.models import Address
+    from reconciler.plan import Action, Change
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        owner: asyncio.Task[None] | None = None
+
+        async def guard() -> None:
+            assert owner is not None
+            reply = loop.create_future()
+            owner.cancel()  # the lease is lost: the apply stops and cancels this worker...
+            loop.call_soon(reply.set_result, None)  # ...just as its reply comes in
+            await asyncio.wait_for(reply, 30)
+            raise JsopsError("the apply lock was lost")  # the next guard says so
+
+        change = Change(Address("Stream", "A"), Action.CREATE)
+        conns: Any = None  # never reached: the guard stops the only change
+        owner = asyncio.create_task(
+            _run_phase([change], conns, ApplyResult(), {}, 4, None, None, guard)
+        )
+        done, _pending = await asyncio.wait([owner], timeout=5)
+        assert done, "the apply did not end"
+        assert owner.cancelled()
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no worker left behind
+
+    asyncio.run(main())
