@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler import lock
-from reconciler.apply import ApplyResult, OnEvent, apply_plan
+from reconciler.apply import ApplyResult, ApplyStatus, OnEvent, apply_plan
 from reconciler.capacity import capacity_problems, server_problems
 from reconciler.connection import ConnectSettings, connect, resolve_settings, server_info
 from reconciler.connection import run as run_async
@@ -426,33 +426,45 @@ def apply(
             raise ApplyRefused("apply cancelled, nothing was changed")
         client = await lock.lock_client(conns, operator_mode, create=True)
         assert client is not None
-        async with lock.held(
-            client,
-            lock.lock_key(target.project.name, target.env_name),
-            lock.this_holder(target.project.name, target.env_name, ttl),
-            timeout=lock_timeout,
-            on_wait=on_lock_wait,
-        ) as lease:
-            if lease.seq != before + 1:
-                # another apply ran since this plan was made: plan again, under the lock
-                desired = load_desired(target.project, target.env_name, paths)
-                the_plan = await checked_plan(conns, desired)
-                del desired
-                if not the_plan.has_changes:
-                    return the_plan, None
-                # asked again, in a thread: the lease is refreshed while a person reads
-                if (
-                    saved is None
-                    and confirm is not None
-                    and not await asyncio.to_thread(confirm, the_plan)
-                ):
-                    raise ApplyRefused("apply cancelled, nothing was changed")
-            if on_start is not None:
-                on_start(the_plan)
-            result = await apply_plan(
-                the_plan, conns, on_event=on_event, guard=lease.ensure, backup_dir=backup_dir
-            )
+        try:
+            async with lock.held(
+                client,
+                lock.lock_key(target.project.name, target.env_name),
+                lock.this_holder(target.project.name, target.env_name, ttl),
+                timeout=lock_timeout,
+                on_wait=on_lock_wait,
+            ) as lease:
+                if lease.seq != before + 1:
+                    # another apply ran since this plan was made: plan again, under the lock
+                    desired = load_desired(target.project, target.env_name, paths)
+                    the_plan = await checked_plan(conns, desired)
+                    del desired
+                    if not the_plan.has_changes:
+                        return the_plan, None
+                    # asked again, in a thread: the lease is refreshed while a person reads
+                    if (
+                        saved is None
+                        and confirm is not None
+                        and not await asyncio.to_thread(confirm, the_plan)
+                    ):
+                        raise ApplyRefused("apply cancelled, nothing was changed")
+                if on_start is not None:
+                    on_start(the_plan)
+                total[0] = len(the_plan.pending())
+                result = await apply_plan(
+                    the_plan, conns, on_event=count, guard=lease.ensure, backup_dir=backup_dir
+                )
+        except lock.LockLost:  # said with what was made and what was not
+            raise lock.lost_during(made[0], total[0]) from None
         return the_plan, result
+
+    made, total = [0], [0]  # changes done, of how many, once writes started
+
+    def count(status: ApplyStatus, change: Change, why: str) -> None:
+        if status is ApplyStatus.DONE:
+            made[0] += 1
+        if on_event is not None:
+            on_event(status, change, why)
 
     return run_async(_with_connections(target, body))
 
