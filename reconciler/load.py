@@ -683,15 +683,31 @@ def load_manifests(
 
     With a ``cache`` (``reconciler.parse_cache``), a file whose rendered text was parsed
     before without problems is not parsed again."""
+    sources, diagnostics = load_sources(paths, variables)
+    return parse_sources(sources, diagnostics, cache)
+
+
+def load_sources(
+    paths: Sequence[str | Path], variables: Mapping[str, Any]
+) -> tuple[list[SourceFile], list[Diagnostic]]:
+    """Discover and render every manifest file (not parsed yet); collect every problem."""
     files, diagnostics = discover(paths)
-    documents: list[Document] = []
     sources: list[SourceFile] = []
     for path in files:
         source, problems = load_file(path, variables)
         diagnostics.extend(problems)
-        if source is None:
-            continue
-        sources.append(source)
+        if source is not None:
+            sources.append(source)
+    return sources, diagnostics
+
+
+def parse_sources(
+    sources: list[SourceFile], diagnostics: list[Diagnostic], cache: ParseCache | None = None
+) -> LoadResult:
+    """Parse rendered files (``load_sources``) into documents, through ``cache`` if any."""
+    documents: list[Document] = []
+    diagnostics = list(diagnostics)
+    for source in sources:
         if cache is None:
             docs, problems = parse(source)
         else:

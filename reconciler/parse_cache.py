@@ -8,9 +8,9 @@ file's rendered text, its shown path and the parser's own fingerprint (the sourc
 to the text, to a template's values or to the parser misses.
 
 What is kept is only what ``parse()`` returns for a file without problems: the plain
-data of each document and where it starts. Validation is never cached: every plan
-validates the data again with the models (about a sixth of the parse's time), so an
-entry can at worst hold data that a file with that exact text parses to.
+data of each document and where it starts. The second kind of entry (the end of this
+module) keeps an environment's validated resources, for a repository whose every input
+to validation is unchanged.
 
 Trust: the cache lives outside the repository (``$JSOPS_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/jsops``, else ``~/.cache/jsops``), in a directory only its owner may
@@ -175,3 +175,139 @@ def _valid_entry(entry: Any) -> bool:
         and type(entry[1]) is int
         and isinstance(entry[5], dict)
     )
+
+
+# ------------------------------------------------------------ validated resources
+#
+# A plan of an unchanged repository validates the same documents to the same
+# resources every time: validation is a pure function of the parsed documents, the
+# environment, the project's configuration (tenants, policy) and jsops's own code.
+# The second kind of entry keeps that result, one file per project directory and
+# environment, keyed by all of those: the parse keys of every file in order (their
+# rendered text and shown path), the environment, the known environments, the
+# project configuration, and a hash of jsops's whole source and its pydantic. Only a
+# result without any problem is kept, so an error is always found by validating.
+#
+# The resources are pickled, which is what makes a hit cheap (about a third of
+# validating them). A pickle can name any callable, so the file is read with an
+# unpickler that resolves nothing but jsops's own model classes, Location and a few
+# standard value types: a file that names anything else is a miss, like a corrupt one.
+# With the owner-only directory above, this keeps the cache from being a way in.
+
+VALIDATED_FORMAT = 1
+_VALIDATED_MAGIC = b"jsops-validated\n"
+
+
+@cache
+def code_fingerprint() -> str:
+    """A hash of every module of jsops and the versions of what validation runs on."""
+    import sys
+
+    import pydantic_core
+
+    package = Path(__file__).parent
+    digest = hashlib.sha256(f"{sys.version}|{pydantic_core.__version__}".encode())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def validated_key(file_keys: list[str], scope: list[Any]) -> str:
+    """The key of a validation of files (their parse keys) within ``scope`` (the
+    environment, the known ones and the project configuration, as JSON-able data)."""
+    digest = hashlib.sha256(f"{VALIDATED_FORMAT}|{code_fingerprint()}\0".encode())
+    digest.update(json.dumps(scope, sort_keys=True, default=str).encode())
+    for key in file_keys:
+        digest.update(b"\0" + key.encode())
+    return digest.hexdigest()
+
+
+def _allowed_global(module: str, name: str) -> bool:
+    if module.startswith("reconciler.models."):
+        return True
+    return (module, name) in {
+        ("reconciler.errors", "Location"),
+        ("datetime", "datetime"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("builtins", "frozenset"),
+        ("builtins", "set"),
+    }
+
+
+def _unpickle(data: bytes) -> Any:
+    import io
+    import pickle
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if not _allowed_global(module, name):
+                raise pickle.UnpicklingError(f"{module}.{name} is not jsops data")
+            found = super().find_class(module, name)
+            if not isinstance(found, type):  # classes only: never a function to call
+                raise pickle.UnpicklingError(f"{module}.{name} is not a class")
+            return found
+
+    return Unpickler(io.BytesIO(data)).load()
+
+
+@dataclass
+class ValidatedCache:
+    """The validated resources of one project directory and environment."""
+
+    path: Path | None
+
+    @classmethod
+    def open(cls, project_dir: Path, env: str | None) -> ValidatedCache:
+        if not enabled():
+            return cls(None)
+        try:
+            directory = cache_dir()
+        except (RuntimeError, KeyError):
+            return cls(None)
+        where = f"{project_dir.resolve()}\0{env or ''}"
+        name = hashlib.sha256(where.encode()).hexdigest()[:24]
+        return cls(directory / f"validated-{name}.pickle")
+
+    def get(self, key: str) -> Any:
+        """What ``put`` kept under ``key``, or None (a miss, for any reason)."""
+        if self.path is None or not (
+            _private(self.path.parent, directory=True) and _private(self.path, directory=False)
+        ):
+            return None
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return None
+        head = _VALIDATED_MAGIC + key.encode() + b"\n"
+        if not data.startswith(head):
+            return None
+        try:
+            return _unpickle(data[len(head) :])
+        except Exception:  # a corrupt or foreign file is a miss, never an error
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        """Keep ``value`` under ``key``, replacing what was kept (best effort)."""
+        if self.path is None:
+            return
+        import pickle
+        import tempfile
+
+        directory = self.path.parent
+        try:
+            body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(directory, directory=True):
+                return
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".validated-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(_VALIDATED_MAGIC + key.encode() + b"\n" + body)
+                os.replace(tmp, self.path)  # mkstemp made it 0600
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            return

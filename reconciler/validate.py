@@ -50,7 +50,14 @@ from reconciler.buckets import lower as lower_bucket
 from reconciler.diagnostics import did_you_mean, dotted, pydantic_diagnostics, short_value
 from reconciler.environments import Project
 from reconciler.errors import Diagnostic, Location, ManifestError
-from reconciler.load import Document, LoadResult, load_manifests
+from reconciler.load import (
+    Document,
+    LoadResult,
+    SourceFile,
+    load_manifests,
+    load_sources,
+    parse_sources,
+)
 from reconciler.models import (
     API_VERSION,
     BUCKET_KINDS,
@@ -67,7 +74,7 @@ from reconciler.models import (
     Resource,
     StreamSpec,
 )
-from reconciler.parse_cache import ParseCache
+from reconciler.parse_cache import ParseCache, ValidatedCache, key_of, validated_key
 from reconciler.policy import check_policy
 from reconciler.subjects import covers
 
@@ -436,8 +443,69 @@ def validate_paths(
     known_envs: Sequence[str] | None = None,
     project: Project | None = None,
 ) -> tuple[list[Resource], list[Diagnostic]]:
-    cache = ParseCache.open(project.root) if project is not None else None
-    return validate_loaded(load_manifests(paths, variables, cache), env, known_envs, project)
+    """Load, parse and validate manifest files. With a ``project``, through its caches
+    (``reconciler.parse_cache``): an unchanged repository is neither parsed nor
+    validated again, and only a result without problems is ever kept."""
+    if project is None:
+        return validate_loaded(load_manifests(paths, variables), env, known_envs, project)
+    sources, diagnostics = load_sources(paths, variables)
+    validated = ValidatedCache.open(project.root, env)
+    key = None
+    if not diagnostics and validated.path is not None:
+        scope = [env, known_envs and list(known_envs), project.config.model_dump(mode="json")]
+        key = validated_key([key_of(s.path, s.rendered) for s in sources], scope)
+        resources = _from_rows(validated.get(key), sources)
+        if resources is not None:
+            return resources, []
+    loaded = parse_sources(sources, diagnostics, ParseCache.open(project.root))
+    resources, problems = validate_loaded(loaded, env, known_envs, project)
+    if key is not None and not problems:
+        validated.put(key, _rows(resources, sources))
+    return resources, problems
+
+
+# A validated resource as the cache keeps it: its address and locations as plain
+# tuples (a dataclass's own pickling costs five times more to load), its manifest,
+# and its file's position in the sources with the document's index and start line.
+# The document is made again from this run's file, which the key says is the same.
+_Row = tuple[Any, ...]
+
+
+def _rows(resources: Sequence[Resource], sources: Sequence[SourceFile]) -> list[_Row]:
+    position = {id(source): i for i, source in enumerate(sources)}
+    rows = []
+    for res in resources:
+        doc, a, at = res.document, res.address, res.location
+        assert doc is not None
+        named = doc.name_location
+        rows.append(
+            (
+                (a.kind, a.name, a.stream, a.account),
+                res.manifest,
+                (at.file, at.line, at.col, at.rendered),
+                (position[id(doc.source)], doc.index, doc.start_line),
+                None if named is None else (named.file, named.line, named.col, named.rendered),
+            )
+        )
+    return rows
+
+
+def _from_rows(rows: Any, sources: Sequence[SourceFile]) -> list[Resource] | None:
+    """The resources kept as ``rows``, or None when they are not what ``_rows`` wrote."""
+    if not isinstance(rows, list):
+        return None
+    resources = []
+    manifests = tuple(KINDS.values())
+    try:
+        for address, manifest, location, (file, index, start), named in rows:
+            if not isinstance(manifest, manifests):
+                return None
+            name_location = None if named is None else Location(*named)
+            doc = Document(sources[file], index, None, start, name_location)
+            resources.append(Resource(Address(*address), manifest, Location(*location), doc))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return resources
 
 
 def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

@@ -1,10 +1,12 @@
-"""The parse cache (reconciler/parse_cache.py): a repeated plan of unchanged files skips
-the YAML parse, and nothing a cache holds can make a plan differ from the files."""
+"""The caches (reconciler/parse_cache.py): a repeated plan of unchanged files skips the
+YAML parse and the validation, and nothing a cache holds can make a plan differ from
+the files, nor run anything."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,21 @@ import pytest
 from harness.project import TestProject, make_project
 from harness.servers import SingleServer, unique_name
 
-from reconciler import load, parse_cache
+from reconciler import load, parse_cache, validate
 
 
 def _cache_files(home: Path) -> list[Path]:
     return sorted((home / ".cache" / "jsops").glob("parse-*.json"))
+
+
+def _validated_files(home: Path) -> list[Path]:
+    return sorted((home / ".cache" / "jsops").glob("validated-*.pickle"))
+
+
+def _forget_validated(home: Path) -> None:
+    """Drop the validated results, so the next run reads the parse cache."""
+    for path in _validated_files(home):
+        path.unlink()
 
 
 def _stream(name: str, max_age: str = "1h") -> str:
@@ -60,6 +72,9 @@ def test_second_plan_reads_the_cache_and_an_edit_misses(
     monkeypatch.setattr("reconciler.load.parse", counting)
     code, out, _ = proj.cli("plan", "--detailed-exitcode")
     assert (code, parsed) == (0, [])  # unchanged: no file parsed, no change planned
+    _forget_validated(home)  # the parse cache alone: still nothing parsed
+    code, out, _ = proj.cli("plan", "--detailed-exitcode")
+    assert (code, parsed) == (0, [])
     proj.write("s.yaml", _stream(name, "2h"))
     code, out, _ = proj.cli("plan", "--detailed-exitcode")
     assert code == 2 and "max_age" in out
@@ -106,6 +121,7 @@ def test_a_cache_others_could_write_is_ignored(
     tmp_path: Path, nats_server: SingleServer, home: Path, loosen: str
 ) -> None:
     proj, _, cache_file = _applied(tmp_path, nats_server, home)
+    _forget_validated(home)
     _forge(cache_file, "9h")
     (cache_file if loosen == "file" else cache_file.parent).chmod(
         0o666 if loosen == "file" else 0o777
@@ -117,6 +133,7 @@ def test_a_cache_others_could_write_is_ignored(
 def test_a_corrupt_cache_is_a_miss(tmp_path: Path, nats_server: SingleServer, home: Path) -> None:
     proj, _, cache_file = _applied(tmp_path, nats_server, home)
     for garbage in ("{not json", json.dumps({"format": 1, "entries": []}), "[" * 100_000):
+        _forget_validated(home)
         cache_file.write_text(garbage)
         cache_file.chmod(0o600)
         code, out, err = proj.cli("plan", "--detailed-exitcode")
@@ -149,3 +166,86 @@ def test_no_home_directory_means_no_cache_not_a_crash(
     proj.write("s.yaml", _stream(unique_name("PC")))
     code, _out, err = proj.cli("validate")
     assert (code, "Traceback" in err) == (0, False), err
+
+
+# ---------------------------------------------------------------- validated results
+
+
+def test_an_unchanged_repository_is_not_validated_again(
+    tmp_path: Path, nats_server: SingleServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj, name, _ = _applied(tmp_path, nats_server, home)
+    [kept] = _validated_files(home)
+    assert kept.stat().st_mode & 0o777 == 0o600
+    validated: list[int] = []
+    real = validate.validate_document
+
+    def counting(doc: Any) -> Any:
+        validated.append(doc.index)
+        return real(doc)
+
+    monkeypatch.setattr("reconciler.validate.validate_document", counting)
+    code, out, err = proj.cli("plan", "--detailed-exitcode")
+    assert (code, validated) == (0, []), out + err
+    proj.write("s.yaml", _stream(name, "2h"))
+    code, out, _ = proj.cli("plan", "--detailed-exitcode")
+    assert code == 2 and "max_age" in out
+    assert validated == [0]
+
+
+def test_a_problem_is_found_whatever_the_cache_holds(
+    tmp_path: Path, nats_server: SingleServer, home: Path
+) -> None:
+    """The project's configuration is part of the key: an environment a manifest names
+    that the project no longer has is an error, though no manifest changed."""
+    name = unique_name("PC")
+    envs = {"test": {"servers": [nats_server.url]}, "staging": {"servers": [nats_server.url]}}
+    proj = make_project(tmp_path, nats_server.url, envs=envs)
+    proj.write(
+        "s.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}, environments: [test, staging]}}
+        spec: {{subjects: ["{name.lower()}.>"], storage: memory}}
+        """,
+    )
+    assert proj.cli("plan", "-e", "test", "--detailed-exitcode")[0] == 2
+    assert _validated_files(home)
+    config = proj.root / "jsops.yaml"
+    config.write_text(config.read_text().replace("  staging:", "  stage:"))
+    code, _, err = proj.cli("plan", "-e", "test")
+    assert code == 1 and 'unknown environment "staging"' in err, err
+
+
+class _Planted:
+    """A pickle that would run a shell command when loaded, if the loader let it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("how", ["planted", "loosened"])
+def test_a_validated_file_is_trusted_for_nothing(
+    tmp_path: Path, nats_server: SingleServer, home: Path, how: str
+) -> None:
+    """A cache file naming anything but jsops's own data classes is a miss and runs
+    nothing; a well-formed but forged one that others could write is ignored."""
+    proj, _, _ = _applied(tmp_path, nats_server, home)
+    [kept] = _validated_files(home)
+    data = kept.read_bytes()
+    head = data[: data.index(b"\n", len(b"jsops-validated\n")) + 1]
+    marker = tmp_path / "ran"
+    if how == "planted":
+        kept.write_bytes(head + pickle.dumps(_Planted(marker)))
+    else:
+        rows = parse_cache._unpickle(data[len(head) :])
+        rows[0][1].spec.__dict__["max_age"] = 9 * 3600 * 10**9  # a poisoned cache's claim
+        kept.write_bytes(head + pickle.dumps(rows))
+        kept.chmod(0o666)
+    code, out, err = proj.cli("plan", "--detailed-exitcode")
+    assert code == 0, out + err  # the file's 1h, and no change
+    assert not marker.exists()
