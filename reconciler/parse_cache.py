@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 FORMAT = 1
 MAX_ENTRIES = 50_000  # files; entries unused longest go first
@@ -236,7 +236,7 @@ def _allowed_global(module: str, name: str) -> bool:
     }
 
 
-def _unpickle(data: bytes) -> Any:
+def _unpickle(data: bytes | BinaryIO) -> Any:
     import io
     import pickle
 
@@ -249,7 +249,7 @@ def _unpickle(data: bytes) -> Any:
                 raise pickle.UnpicklingError(f"{module}.{name} is not a class")
             return found
 
-    return Unpickler(io.BytesIO(data)).load()
+    return Unpickler(io.BytesIO(data) if isinstance(data, bytes) else data).load()
 
 
 @dataclass
@@ -276,15 +276,12 @@ class ValidatedCache:
             _private(self.path.parent, directory=True) and _private(self.path, directory=False)
         ):
             return None
-        try:
-            data = self.path.read_bytes()
-        except OSError:
-            return None
         head = _VALIDATED_MAGIC + key.encode() + b"\n"
-        if not data.startswith(head):
-            return None
         try:
-            return _unpickle(data[len(head) :])
+            with open(self.path, "rb") as file:  # read as it is unpickled: no copy held
+                if file.read(len(head)) != head:
+                    return None
+                return _unpickle(file)
         except Exception:  # a corrupt or foreign file is a miss, never an error
             return None
 
