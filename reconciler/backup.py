@@ -588,14 +588,16 @@ def verify_archive(directory: str | Path, *, work_dir: str | Path | None = None)
     ``backup.json``. The stream is restored as one replica with no placement (the
     throwaway server is a single node); mirrors and sources find no origin there, so
     they copy nothing while it is checked."""
-    from reconciler.server import start_server
+    from reconciler.server import retry_port_clash, start_server
 
     archive = read_archive(directory)
     config = {k: v for k, v in archive.config.items() if k != "placement"}
     config["num_replicas"] = 1
     with _scratch(work_dir) as scratch:
         try:
-            server = start_server(store_dir=scratch / "store", name="jsops-verify")
+            server = retry_port_clash(
+                lambda: start_server(store_dir=scratch / "store", name="jsops-verify")
+            )
         except JsopsError as exc:
             raise BackupError(f"backup verify: the throwaway server did not start: {exc}") from None
         try:

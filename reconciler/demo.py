@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from reconciler.cli import main as jsops
-from reconciler.server import free_port, start_server
+from reconciler.server import retry_port_clash, start_server
 
 DEMO_ENV = "local"
 
@@ -27,11 +27,13 @@ def run_demo(root: Path | None = None) -> int:
     data_root = Path(os.environ.get("APP_ROOT") or root / ".data")
     store = data_root / "nats-js"
     store.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    _step(f"starting nats-server (JetStream store {store}) on port {port}")
-    server = start_server(
-        port=port, store_dir=store, name="jsops-demo", log_file=data_root / "nats-demo.log"
+    _step(f"starting nats-server (JetStream store {store})")
+    server = retry_port_clash(
+        lambda: start_server(
+            store_dir=store, name="jsops-demo", log_file=data_root / "nats-demo.log"
+        )
     )
+    _step(f"nats-server pid {server.pid} listens on {server.url}")
     common = ["-e", DEMO_ENV, "--server", server.url, "--no-color"]
     try:
         _step("jsops validate")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import re
@@ -22,11 +23,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from reconciler.errors import JsopsError, UsageError
 
@@ -66,11 +67,74 @@ def find_nats_server() -> str:
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+_PORT_FLOOR = 10000  # free ports are picked from here up to the ephemeral range
+_HANDED_OUT: set[int] = set()  # every port free_port returned in this process
+_HANDED_OUT_LOCK = threading.Lock()
+
+
+def ephemeral_port_start() -> int:
+    """Where the kernel's ephemeral ports start (the local ports of outgoing
+    connections: Linux's ip_local_port_range), else 32768."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(host: str = "127.0.0.1", *, avoid: Set[int] = frozenset()) -> int:
+    """A TCP port on ``host`` that is free right now, for a server to listen on.
+
+    Picked at random below the ephemeral range: a port the OS hands out for port 0 is an
+    ephemeral one, which any outgoing connection on the machine (a client's, a route's)
+    may take as its local port before the server binds it. Never one this process
+    returned before (two picks in a row cannot collide before either is bound), nor one
+    in ``avoid``. Another process may still take it first: :func:`start_server` then
+    raises :class:`PortInUse`, and :func:`retry_port_clash` starts again on new ports.
+    """
+    low = ephemeral_port_start()
+    for _ in range(1000):
+        if low > _PORT_FLOOR + 1000:
+            port = _PORT_FLOOR + secrets.randbelow(low - _PORT_FLOOR)
+        else:  # no room below the ephemeral range: let the OS pick
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+        with _HANDED_OUT_LOCK:
+            if port in _HANDED_OUT or port in avoid:
+                continue
+            if _can_bind(host, port):
+                _HANDED_OUT.add(port)
+                return port
+    raise JsopsError(f"no free port found on {host}")
+
+
+class PortInUse(JsopsError):
+    """nats-server could not listen on a port: something else took it first."""
+
+
+_ADDRESS_IN_USE = "address already in use"
+
+T = TypeVar("T")
+
+
+def retry_port_clash(start: Callable[[], T], attempts: int = 3) -> T:
+    """``start()`` (which picks its ports with :func:`free_port`), called again while a
+    server it started exits because another process took one of those ports first."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except PortInUse:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _can_bind(host: str, port: int) -> bool:
+    try:
+        _check_port_free(host, port, "probe")
+    except JsopsError:
+        return False
+    return True
 
 
 def _connect_host(host: str) -> str:
@@ -144,12 +208,17 @@ class ServerProcess:
     def log_tail(self, lines: int = 30) -> str:
         return _tail(self.log_file, lines)
 
+    def port_clash(self) -> bool:
+        """Whether this run's log says a port it was to listen on is taken."""
+        return _ADDRESS_IN_USE in _read(self.log_file, self.log_offset).lower()
+
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until the client port accepts connections and the log says ready."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise JsopsError(
+                error = PortInUse if self.port_clash() else JsopsError
+                raise error(
                     f"nats-server {self.name} (pid {self.pid}) exited with code "
                     f"{self.proc.returncode} during startup; log tail:\n{self.log_tail()}"
                 )
@@ -476,6 +545,7 @@ def wait_meta_group(servers: Sequence[ServerProcess], timeout: float = 30.0) -> 
 
 # --- local topologies (`jsops server`) -----------------------------------------------------
 
+PORT_ATTEMPTS = 3  # boots on freshly picked ports when another process took one first
 DEFAULT_LEAF_DOMAIN = "leaf"
 DEFAULT_CLUSTER_SIZE = 3
 CLUSTER_ENV = "NATS_CLUSTER_ENABLED"
@@ -556,41 +626,13 @@ def cluster_enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _ephemeral_low() -> int:
-    """Where the OS's ephemeral (outgoing connection) ports start (Linux), else 32768."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _can_bind(host: str, port: int) -> bool:
-    try:
-        _check_port_free(host, port, "probe")
-    except JsopsError:
-        return False
-    return True
-
-
 def _ports(base: int, count: int, host: str, what: str, taken: set[int]) -> list[int]:
     """``count`` ports from ``base`` upward, or free ports if ``base`` is 0: picked at
     random below the ephemeral range, so that the nodes' own outgoing connections (routes,
     leafnodes) cannot take one before its node listens; none in ``taken``."""
     if base == 0:
-        low = _ephemeral_low()
-        picked: list[int] = []
-        for attempt in range(1000):
-            if len(picked) == count:
-                break
-            if low > 11000 and attempt < 500:
-                port = 10000 + secrets.randbelow(low - 10000)
-            else:
-                port = free_port(_connect_host(host))
-            if port not in taken and _can_bind(host, port):
-                taken.add(port)
-                picked.append(port)
-        else:
-            raise JsopsError(f"no free {what} ports found on {host}")
+        picked = [free_port(host, avoid=taken) for _ in range(count)]
+        taken.update(picked)
         return picked
     if not 0 < base <= 65535 - count + 1:
         raise UsageError(f"{what} port {base}: needs {count} port(s) from it up to 65535")
@@ -988,7 +1030,8 @@ def run_embedded_server(
     if cluster is None:
         cluster = DEFAULT_CLUSTER_SIZE if cluster_enabled_from_env() else 1
     app_root = os.environ.get("APP_ROOT") or None
-    topology = plan_topology(
+    plan = functools.partial(
+        plan_topology,
         nodes=cluster,
         host=host,
         port=port,
@@ -1004,6 +1047,10 @@ def run_embedded_server(
         data_dir=data_dir,
         app_root=Path(app_root) if app_root else None,
     )
+    topology = plan()
+    # ports picked for us (0) that another process takes before a node listens on them
+    # are picked again; a port asked for stays an error
+    picked = 0 in (port, http_port, leafnodes_port) or (cluster > 1 and cluster_port == 0)
     sink = sys.stderr
     several = len(topology.nodes) > 1
     started: list[ServerProcess] = []
@@ -1024,15 +1071,34 @@ def run_embedded_server(
             flush=True,
         )
 
-    with _stop_signals():
-        try:
+    def boot() -> list[ServerProcess]:
+        nonlocal topology
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            started.clear()
             try:
-                servers = start_topology(
+                return start_topology(
                     topology,
                     ready_timeout=ready_timeout,
                     own_process_group=True,
                     on_start=announce,
                 )
+            except PortInUse as exc:
+                if not picked or attempt == PORT_ATTEMPTS:
+                    raise
+                why = next((ln for ln in str(exc).splitlines() if _ADDRESS_IN_USE in ln), "")
+                print(
+                    f"jsops: a port was taken before nats-server listened on it ({why.strip()});"
+                    " starting again on other free ports",
+                    file=sink,
+                    flush=True,
+                )
+                topology = plan()
+        raise AssertionError("unreachable")
+
+    with _stop_signals():
+        try:
+            try:
+                servers = boot()
             finally:
                 if started:
                     forwarder = _LogForwarder(started, sink, several)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,14 @@ from harness.servers import (
 )
 
 from reconciler.errors import JsopsError
-from reconciler.server import port_open, start_server
+from reconciler.server import (
+    PortInUse,
+    ephemeral_port_start,
+    free_port,
+    port_open,
+    retry_port_clash,
+    start_server,
+)
 
 
 def _stream(name: str, **extra: object) -> dict[str, object]:
@@ -179,6 +187,34 @@ def test_failed_start_reports_log_tail(tmp_path: Path) -> None:
         start_server(store_dir=tmp_path / "store", config_text="jetstream { bogus_key: [ }\n")
     assert "exited with code" in str(err.value)
     assert "log tail" in str(err.value)
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
+    """A port the OS picks for port 0 is an ephemeral one, which a client connection's
+    local port can take before nats-server binds it (seen in CI)."""
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 < p < ephemeral_port_start() for p in ports), ports
+
+
+def test_a_port_taken_before_the_server_listens_is_picked_again(tmp_path: Path) -> None:
+    """nats-server exits on "address already in use": PortInUse, and a builder that picks
+    its ports itself boots again on new ones."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(PortInUse, match="exited with code"):
+            start_server(store_dir=tmp_path / "clash", port=taken)
+        ports = iter([taken, free_port()])
+        srv = retry_port_clash(lambda: start_server(store_dir=tmp_path / "store", port=next(ports)))
+        try:
+            assert srv.port != taken and port_open("127.0.0.1", srv.port)
+            assert js_request_sync(srv.url, "$JS.API.INFO").get("type")
+        finally:
+            srv.stop()
+        with pytest.raises(PortInUse):  # a port that stays taken fails after the attempts
+            retry_port_clash(lambda: start_server(store_dir=tmp_path / "s2", port=taken), 2)
 
 
 def test_fixture_servers_run_the_selected_release(

@@ -31,10 +31,11 @@ from reconciler.accounts import (
     push_account_jwt,
 )
 from reconciler.errors import UsageError
-from reconciler.server import find_nats_server, plan_topology, port_open
+from reconciler.server import ephemeral_port_start, find_nats_server, plan_topology, port_open
 
 JSOPS = str(Path(sys.executable).with_name("jsops"))
 FREE = ["--port", "0", "--http-port", "0"]
+REBOOT = "starting again on other free ports"
 READY = re.compile(r"^jsops: .* ready; client URLs: (\S+)$", re.MULTILINE)
 NODE = re.compile(
     r"^jsops: (?:(\S+): )?nats-server pid (\d+) on (\S+), monitoring (\S+?)[,\s]", re.MULTILINE
@@ -122,7 +123,9 @@ def launch(tmp_path: Path) -> Iterator[Any]:
             assert time.monotonic() < deadline, f"jsops server not ready:\n{text}"
             time.sleep(0.05)
         run.urls = found.group(1).split(",")
-        run.nodes = [Node(m[0] or None, int(m[1]), m[2], m[3]) for m in NODE.findall(text)]
+        # the nodes of the last boot (one whose picked port was taken is booted again)
+        last = text.rsplit(REBOOT, 1)[-1]
+        run.nodes = [Node(m[0] or None, int(m[1]), m[2], m[3]) for m in NODE.findall(last)]
         assert [n.url for n in run.nodes] == run.urls
         return run
 
@@ -392,7 +395,8 @@ def _port_map() -> dict[int, int]:
     taken: set[int] = set()
     for doc_port, count in DOC_PORTS.items():
         for _ in range(500):
-            base = 20000 + secrets.randbelow(40000)
+            # below the ephemeral range: no client's local port can take one first
+            base = 10000 + secrets.randbelow(ephemeral_port_start() - 10000 - count)
             run = [base + i for i in range(count)]
             if not taken.intersection(run) and all(bindable(p) for p in run):
                 break

@@ -30,7 +30,13 @@ from reconciler.accounts.auth import (
     push_account_jwt,
 )
 from reconciler.accounts.store import AuthStore
-from reconciler.server import free_port, operator_auth_config, server_config, start_server
+from reconciler.server import (
+    free_port,
+    operator_auth_config,
+    retry_port_clash,
+    server_config,
+    start_server,
+)
 
 HOST = "127.0.0.1"
 
@@ -73,13 +79,15 @@ def start_operator_server(
     """
     base = Path(tmpdir)
     store = init_auth_store(auth_dir or base / "auth")
-    srv = start_server(
-        store_dir=base / name / "store",
-        host=HOST,
-        http_port=free_port() if monitoring else None,
-        # start_server writes the config file next to the store dir, in base/name
-        config_text=operator_server_config(store, name, base / name, config_extra),
-        name=name,
+    srv = retry_port_clash(
+        lambda: start_server(
+            store_dir=base / name / "store",
+            host=HOST,
+            http_port=free_port() if monitoring else None,
+            # start_server writes the config file next to the store dir, in base/name
+            config_text=operator_server_config(store, name, base / name, config_extra),
+            name=name,
+        )
     )
     return OperatorServer(server=srv, store=store)
 

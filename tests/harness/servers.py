@@ -45,6 +45,7 @@ from reconciler.server import (
     leafnodes_block,
     meta_group_status,
     monitor_get,
+    retry_port_clash,
     server_config,
     start_server,
     stop_all,
@@ -443,13 +444,15 @@ def start_single(
     """One JetStream server on a free port; store and log under ``tmpdir/name``."""
     base = Path(tmpdir) / name
     config = server_config(name, domain=domain, extra=config_extra)
-    srv = start_server(
-        store_dir=base / "store",
-        host=HOST,
-        http_port=free_port() if monitoring else None,
-        config_text=config,
-        name=name,
-        domain=domain,
+    srv = retry_port_clash(
+        lambda: start_server(
+            store_dir=base / "store",
+            host=HOST,
+            http_port=free_port() if monitoring else None,
+            config_text=config,
+            name=name,
+            domain=domain,
+        )
     )
     return SingleServer(srv)
 
@@ -463,6 +466,12 @@ def start_cluster(
     timeout: float = 20.0,
 ) -> Cluster:
     """``size`` nodes ``n1..nN`` with full-mesh routes; returns when the meta group is up."""
+    return retry_port_clash(lambda: _boot_cluster(tmpdir, size, cluster_name, domain, timeout))
+
+
+def _boot_cluster(
+    tmpdir: Path, size: int, cluster_name: str, domain: str | None, timeout: float
+) -> Cluster:
     names = [f"n{i}" for i in range(1, size + 1)]
     route_ports = [free_port() for _ in names]
     routes = [f"nats-route://{HOST}:{p}" for p in route_ports]
@@ -556,6 +565,12 @@ def start_hub_and_leaf(
     ``$JS.<its domain>.API.>`` across the leaf connection (plain ``$JS.API.>`` stays
     local). Returns once each side can reach the other's JetStream API.
     """
+    return retry_port_clash(lambda: _boot_hub_and_leaf(tmpdir, hub_domain, leaf_domain, timeout))
+
+
+def _boot_hub_and_leaf(
+    tmpdir: Path, hub_domain: str, leaf_domain: str, timeout: float
+) -> HubAndLeaf:
     leaf_port = free_port()
     base = Path(tmpdir)
     servers: list[ServerProcess] = []
