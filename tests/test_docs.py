@@ -169,7 +169,7 @@ def test_the_tutorial_works_in_a_fresh_directory(tmp_path: Path) -> None:
     import sys
     import time
 
-    from reconciler.server import free_port
+    from reconciler.server import READY_TIMEOUT, free_port
 
     blocks = _tutorial()
     setup, run = [b for b in blocks if b.lang == "sh"][:2]
@@ -189,15 +189,23 @@ def test_the_tutorial_works_in_a_fresh_directory(tmp_path: Path) -> None:
     jsops = str(Path(sys.executable).with_name("jsops"))
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("APP_ROOT", None)
-    server = subprocess.Popen(
-        [jsops, "server", "--port", str(port), "--http-port", str(http_port)],
-        cwd=shop,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = tmp_path / "jsops-server.err"
+    with open(log, "wb") as sink:
+        server = subprocess.Popen(
+            [jsops, "server", "--port", str(port), "--http-port", str(http_port)],
+            cwd=shop,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            start_new_session=True,
+        )
     try:
+        # as a reader would: the next commands once jsops server says it is ready
+        deadline = time.monotonic() + READY_TIMEOUT + 15
+        while "ready; client URLs: " not in log.read_text(errors="replace"):
+            assert server.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.05)
         done = subprocess.run(
             [jsops, "schema", "--out", "schemas"], cwd=shop, capture_output=True, text=True
         )
@@ -207,14 +215,9 @@ def test_the_tutorial_works_in_a_fresh_directory(tmp_path: Path) -> None:
         for command in _commands(run):
             if command == ["jsops", "apply"]:  # the test has no terminal to answer on
                 command = [*command, "--auto-approve"]
-            for _attempt in range(60):  # the server may still be starting
-                done = subprocess.run(
-                    [jsops, *command[1:]], cwd=shop, env=env, capture_output=True, text=True
-                )
-                if "cannot connect" not in done.stderr and "no servers" not in done.stderr:
-                    break
-                time.sleep(0.5)
-            results[" ".join(command)] = done
+            results[" ".join(command)] = subprocess.run(
+                [jsops, *command[1:]], cwd=shop, env=env, capture_output=True, text=True
+            )
         validate, plan, apply, again = results.values()
         assert validate.returncode == 0, validate.stderr
         assert plan.returncode == 0, plan.stderr

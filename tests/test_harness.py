@@ -17,6 +17,7 @@ from harness.servers import (
     is_write_request,
     js_request_sync,
     monitor_json,
+    start_cluster,
     start_single,
     unique_name,
 )
@@ -24,11 +25,14 @@ from harness.servers import (
 from reconciler.errors import JsopsError
 from reconciler.server import (
     PortInUse,
+    cluster_status,
     ephemeral_port_start,
     free_port,
+    meta_outsiders,
     port_open,
     retry_port_clash,
     start_server,
+    wait_cluster_ready,
 )
 
 
@@ -215,6 +219,27 @@ def test_a_port_taken_before_the_server_listens_is_picked_again(tmp_path: Path) 
             srv.stop()
         with pytest.raises(PortInUse):  # a port that stays taken fails after the attempts
             retry_port_clash(lambda: start_server(store_dir=tmp_path / "s2", port=taken), 2)
+
+
+def test_cluster_readiness_names_what_is_missing_and_a_restart_keeps_the_node(
+    tmp_path: Path,
+) -> None:
+    """cluster_status (what start_cluster and `jsops server --cluster` wait for) holds on
+    a ready cluster and says why not with a node down; restart() brings the same node back
+    (ports, store) and the cluster is ready again."""
+    cluster = start_cluster(tmp_path)
+    try:
+        assert cluster_status(cluster.servers) is None
+        assert meta_outsiders(cluster.servers) == []
+        node = cluster.servers[2]
+        port, store = node.port, node.store_dir
+        node.stop()
+        assert cluster_status(cluster.servers) is not None  # n3's /jsz does not answer
+        node.restart()
+        assert node.running and (node.port, node.store_dir) == (port, store)
+        wait_cluster_ready(cluster.servers, 60, "the cluster after a restart")
+    finally:
+        cluster.stop()
 
 
 def test_fixture_servers_run_the_selected_release(

@@ -31,7 +31,13 @@ from reconciler.accounts import (
     push_account_jwt,
 )
 from reconciler.errors import UsageError
-from reconciler.server import ephemeral_port_start, find_nats_server, plan_topology, port_open
+from reconciler.server import (
+    READY_TIMEOUT,
+    ephemeral_port_start,
+    find_nats_server,
+    plan_topology,
+    port_open,
+)
 
 JSOPS = str(Path(sys.executable).with_name("jsops"))
 FREE = ["--port", "0", "--http-port", "0"]
@@ -100,7 +106,9 @@ def launch(tmp_path: Path) -> Iterator[Any]:
     is left by our own pids (the CLI, then any nats-server child it announced)."""
     runs: list[Run] = []
 
-    def start(*args: str, timeout: float = 60.0, **env: str) -> Run:
+    # jsops server's own readiness wait (a slow cluster is its error to report), plus
+    # the CLI's start-up
+    def start(*args: str, timeout: float = READY_TIMEOUT + 15, **env: str) -> Run:
         err = tmp_path / f"jsops-server-{len(runs)}.err"
         with open(err, "wb") as sink:
             proc = subprocess.Popen(
@@ -153,16 +161,11 @@ def _until(check: Any, timeout: float = 15.0, what: str = "") -> Any:
         time.sleep(0.1)
 
 
-def _create(url: str, config: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
-    """STREAM.CREATE, retried while a fresh cluster cannot place it yet (10005)."""
-
-    def attempt() -> dict[str, Any] | None:
-        reply = js_request_sync(url, f"$JS.API.STREAM.CREATE.{config['name']}", config)
-        if "error" in reply and reply["error"].get("err_code") == 10005:
-            return None
-        return reply
-
-    reply: dict[str, Any] = _until(attempt, timeout, "stream placement")
+def _create(url: str, config: dict[str, Any]) -> dict[str, Any]:
+    """STREAM.CREATE: at once, jsops server says ready once an R3 stream can be placed.
+    The request may take long: an R3 create's reply waits for the new stream's Raft group
+    to elect a leader, which a loaded 2-core CI machine has kept waiting over 5 s."""
+    reply = js_request_sync(url, f"$JS.API.STREAM.CREATE.{config['name']}", config, timeout=30)
     assert "error" not in reply, reply
     return reply
 

@@ -22,7 +22,6 @@ import json
 import secrets
 import string
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,19 +35,19 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from reconciler.connection import server_info
 from reconciler.server import (
     LeafRemote,
     ServerProcess,
     cluster_block,
     free_port,
     leafnodes_block,
-    meta_group_status,
     monitor_get,
     retry_port_clash,
     server_config,
     start_server,
     stop_all,
+    wait_cluster_ready,
+    wait_until,
 )
 
 HOST = "127.0.0.1"
@@ -314,35 +313,17 @@ class JsWriteCounter:
 # --- waiting ----------------------------------------------------------------------------
 
 
-def _poll(
-    check: Callable[[], Awaitable[str | None]],
-    timeout: float,
-    what: str,
-    servers: Sequence[ServerProcess],
-) -> None:
-    """Run ``check`` until it returns None; it returns the reason it is not done yet."""
+def _checked(check: Callable[[], Awaitable[str | None]]) -> Callable[[], str | None]:
+    """An async readiness check as :func:`reconciler.server.wait_until` polls one: a
+    request that fails (no responders yet, a timeout, a refused connection) is a reason."""
 
-    async def loop() -> None:
-        deadline = time.monotonic() + timeout
-        reason: str | None = "not checked"
-        while True:
-            for srv in servers:
-                if not srv.running:
-                    raise RuntimeError(
-                        f"nats-server {srv.name} died while waiting for {what}:\n{srv.log_tail()}"
-                    )
-            try:
-                reason = await check()
-            except (TimeoutError, NoRespondersError, NatsTimeoutError, NatsError, OSError) as exc:
-                reason = repr(exc)
-            if reason is None:
-                return
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {s.name}\n{s.log_tail(15)}" for s in servers)
-                raise RuntimeError(f"timed out waiting for {what}: {reason}\n{tails}")
-            await asyncio.sleep(0.1)
+    def run() -> str | None:
+        try:
+            return asyncio.run(check())
+        except (TimeoutError, NoRespondersError, NatsTimeoutError, NatsError, OSError) as exc:
+            return repr(exc)
 
-    asyncio.run(loop())
+    return run
 
 
 async def _info_ok(url: str, subject: str) -> str | None:
@@ -463,9 +444,15 @@ def start_cluster(
     size: int = 3,
     cluster_name: str = "c1",
     domain: str | None = None,
-    timeout: float = 20.0,
+    timeout: float = 60.0,
 ) -> Cluster:
-    """``size`` nodes ``n1..nN`` with full-mesh routes; returns when the meta group is up."""
+    """``size`` nodes ``n1..nN`` with full-mesh routes; returns when the cluster is ready
+    as :func:`reconciler.server.cluster_status` (and so ``jsops server``) means it: one
+    meta leader known to every node, all peers current, a new client of every node
+    answered by JetStream and shown every node's client URL, an R``size`` stream
+    placeable; a node that 2.10 leaves out of the meta group is restarted
+    (:func:`reconciler.server.wait_cluster_ready`). ``timeout`` is generous: a loaded
+    2-core CI machine has needed tens of seconds for a meta leader election."""
     return retry_port_clash(lambda: _boot_cluster(tmpdir, size, cluster_name, domain, timeout))
 
 
@@ -496,59 +483,11 @@ def _boot_cluster(
             )
         for srv in servers:
             srv.wait_ready()
-        _wait_meta_group(servers, timeout)
+        wait_cluster_ready(servers, timeout, f"the cluster {cluster_name}")
     except BaseException:
         stop_all(servers)
         raise
     return Cluster(servers=servers, name=cluster_name, route_ports=route_ports)
-
-
-def _wait_meta_group(servers: list[ServerProcess], timeout: float) -> None:
-    """Every node knows the meta leader, the leader sees all peers current, API answers."""
-    size = len(servers)
-
-    async def check() -> str | None:
-        # the meta group as `jsops server --cluster` waits for it (reconciler.server)
-        reason = await asyncio.to_thread(meta_group_status, servers)
-        if reason:
-            return reason
-        for srv in servers:
-            reason = await _info_ok(srv.url, "$JS.API.INFO")
-            if reason:
-                return f"{srv.name}: {reason}"
-            # clients learn the cluster's size from INFO connect_urls, which fill in
-            # after the routes: wait until a new client of every node sees all of them
-            urls = await _connect_urls(srv.url)
-            if len(urls) != size:
-                return f"{srv.name} advertises {len(urls)}/{size} client URLs"
-        return await _placement_ready(servers[0].url, size)
-
-    _poll(check, timeout, "the JetStream meta leader", servers)
-
-
-async def _placement_ready(url: str, size: int) -> str | None:
-    """Whether an R``size`` stream can be placed: before 2.11 the meta leader counts a
-    peer offline for placement until its first statsz update, a while after the meta
-    group reports it current (10005 "no suitable peers for placement")."""
-    name = "HARNESS_PLACEMENT_PROBE"
-    reply = await js_request(
-        url,
-        f"$JS.API.STREAM.CREATE.{name}",
-        {"name": name, "subjects": [], "storage": "memory", "num_replicas": size},
-        timeout=2.0,
-    )
-    if "error" in reply:
-        return f"an R{size} stream cannot be placed yet: {reply['error'].get('description')}"
-    await js_request(url, f"$JS.API.STREAM.DELETE.{name}", timeout=2.0)
-    return None
-
-
-async def _connect_urls(url: str) -> list[str]:
-    nc = await _connect(url)
-    try:
-        return list(server_info(nc).get("connect_urls") or [])
-    finally:
-        await nc.close()
 
 
 def start_hub_and_leaf(
@@ -556,7 +495,7 @@ def start_hub_and_leaf(
     *,
     hub_domain: str = "hub",
     leaf_domain: str = "leaf",
-    timeout: float = 15.0,
+    timeout: float = 30.0,
 ) -> HubAndLeaf:
     """A hub with a leafnode listener and a leaf that connects to it, both with JetStream.
 
@@ -607,7 +546,7 @@ def _boot_hub_and_leaf(
                 leaf.url, f"$JS.{hub_domain}.API.INFO"
             )
 
-        _poll(check, timeout, "the leafnode connection", servers)
+        wait_until(_checked(check), servers, timeout, "the leafnode connection")
     except BaseException:
         stop_all(servers)
         raise
