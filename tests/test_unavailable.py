@@ -58,7 +58,9 @@ def test_unavailable_streams_are_named_and_targeted_plans_work(
 ) -> None:
     small = [f"SMALL{i}" for i in range(6)]
     text = "---\n".join([stream_doc("BIG", num_replicas=3), *(stream_doc(n) for n in small)])
-    # a just-formed cluster once took over jsops's 5 s default for an R3 create
+    # the cluster is ready (start_cluster); the timeout is for the server's real work: an
+    # R3 create's reply waits for the new stream's Raft group to elect a leader, which a
+    # loaded 2-core CI machine has kept waiting over jsops's 5 s default
     project = make_project(
         tmp_path, cluster.url, envs={"test": {"servers": cluster.urls, "timeout": 30}}
     )
