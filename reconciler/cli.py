@@ -324,15 +324,17 @@ def apply(
 
     def event(status: ApplyStatus, change: Change, why: str) -> None:
         tally[status] += 1
+        note = None  # the failures' note changes only with a failure (not per change done)
+        if status is not ApplyStatus.DONE:
+            unfinished = (f"{tally[s]} {s.value}" for s in ApplyStatus if s is not ApplyStatus.DONE)
+            note = ", ".join(u for u in unfinished if not u.startswith("0 ")).replace("_", " ")
         if opts.verbose:
             if status is ApplyStatus.DONE:
                 _err(f"{change.action.value}: {change.address} ... done")
             else:
                 bar.close()
                 _err(f"{change.action.value}: {change.address} ... {status.value}: {why}")
-        unfinished = [f"{tally[s]} {s.value}" for s in ApplyStatus if s is not ApplyStatus.DONE]
-        note = ", ".join(u for u in unfinished if not u.startswith("0 "))
-        bar.update(sum(tally.values()), note=note.replace("_", " "))
+        bar.update(sum(tally.values()), note=note)
 
     def lock_wait(holder: Holder) -> None:
         _err(f"waiting up to {lock_timeout} for the lock held by {holder.describe()}")
