@@ -464,11 +464,13 @@ def validate_paths(
     return resources, problems
 
 
-# A validated resource as the cache keeps it: its address and locations as plain
-# tuples (a dataclass's own pickling costs five times more to load), its manifest,
-# and its file's position in the sources with the document's index and start line.
-# The document is made again from this run's file, which the key says is the same.
+# A validated resource as the cache keeps it, in one flat tuple (the unpickler holds
+# every tuple it made until the end, and a dataclass's own pickling costs five times
+# more to load): its address, its manifest, its location, its file's position in the
+# sources with the document's index and start line, and where its name is. The
+# document is made again from this run's file, which the key says is the same text.
 _Row = tuple[Any, ...]
+_NO_NAME = (None, 0, 0, False)
 
 
 def _rows(resources: Sequence[Resource], sources: Sequence[SourceFile]) -> list[_Row]:
@@ -478,13 +480,14 @@ def _rows(resources: Sequence[Resource], sources: Sequence[SourceFile]) -> list[
         doc, a, at = res.document, res.address, res.location
         assert doc is not None
         named = doc.name_location
+        name_at = _NO_NAME if named is None else (named.file, named.line, named.col, named.rendered)
         rows.append(
             (
-                (a.kind, a.name, a.stream, a.account),
+                *(a.kind, a.name, a.stream, a.account),
                 res.manifest,
-                (at.file, at.line, at.col, at.rendered),
-                (position[id(doc.source)], doc.index, doc.start_line),
-                None if named is None else (named.file, named.line, named.col, named.rendered),
+                *(at.file, at.line, at.col, at.rendered),
+                *(position[id(doc.source)], doc.index, doc.start_line),
+                *name_at,
             )
         )
     return rows
@@ -497,12 +500,13 @@ def _from_rows(rows: Any, sources: Sequence[SourceFile]) -> list[Resource] | Non
     resources = []
     manifests = tuple(KINDS.values())
     try:
-        for address, manifest, location, (file, index, start), named in rows:
-            if not isinstance(manifest, manifests):
+        for row in rows:
+            manifest = row[4]
+            if len(row) != 16 or not isinstance(manifest, manifests):
                 return None
-            name_location = None if named is None else Location(*named)
-            doc = Document(sources[file], index, None, start, name_location)
-            resources.append(Resource(Address(*address), manifest, Location(*location), doc))
+            named = None if row[12] is None else Location(*row[12:16])
+            doc = Document(sources[row[9]], row[10], None, row[11], named)
+            resources.append(Resource(Address(*row[0:4]), manifest, Location(*row[5:9]), doc))
     except (TypeError, ValueError, IndexError):
         return None
     return resources

@@ -243,9 +243,46 @@ def test_a_validated_file_is_trusted_for_nothing(
         kept.write_bytes(head + pickle.dumps(_Planted(marker)))
     else:
         rows = parse_cache._unpickle(data[len(head) :])
-        rows[0][1].spec.__dict__["max_age"] = 9 * 3600 * 10**9  # a poisoned cache's claim
+        manifest = next(x for x in rows[0] if hasattr(x, "spec"))
+        manifest.spec.__dict__["max_age"] = 9 * 3600 * 10**9  # a poisoned cache's claim
         kept.write_bytes(head + pickle.dumps(rows))
         kept.chmod(0o666)
     code, out, err = proj.cli("plan", "--detailed-exitcode")
     assert code == 0, out + err  # the file's 1h, and no change
     assert not marker.exists()
+
+
+def test_cached_resources_are_the_validated_ones(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a hit returns equals what validating returns: models, addresses, locations."""
+    from reconciler.environments import load_project
+
+    name = unique_name("PC")
+    proj = make_project(tmp_path, "nats://127.0.0.1:1")
+    proj.write("s.yaml", _stream(name))
+    proj.write(
+        "c.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: C1, stream: {name}}}
+        spec: {{ack_policy: explicit, backoff: [1s, 5s], filter_subjects: ["{name.lower()}.a"]}}
+        ---
+        apiVersion: jsops/v1
+        kind: KeyValue
+        metadata: {{name: B{name}}}
+        spec: {{history: 5, storage: memory}}
+        """,
+    )
+    monkeypatch.chdir(proj.root)
+    project = load_project("jsops.yaml")
+    validated = validate.load_desired(project, "test")
+    assert len(_validated_files(home)) == 1
+    cached = validate.load_desired(project, "test")
+    assert len(cached) == len(validated) == 3
+    for a, b in zip(validated, cached, strict=True):
+        assert (a.address, a.manifest, a.location) == (b.address, b.manifest, b.location)
+        assert a.manifest.model_dump() == b.manifest.model_dump()
+        assert a.manifest.model_fields_set == b.manifest.model_fields_set
+        assert b.document is not None and b.document.locate(("spec",)).line > 0
