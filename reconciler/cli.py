@@ -696,6 +696,12 @@ def restore(
             )
         finally:
             transfers.close()
+    if not restored.complete:
+        # The stream is there, but not as backed up (messages aged out by max_age while
+        # it was restored, or an archive that does not hold what backup.json says):
+        # a script must not take that for a good restore.
+        _err(f"restore incomplete: restored {restored.describe()}")
+        return 1
     _err(f"restored {restored.describe()}")
     return 0
 

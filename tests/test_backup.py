@@ -117,6 +117,27 @@ def test_restore_onto_an_existing_stream_is_refused_and_loses_nothing(
     assert info(url, name)["state"]["messages"] == 15
 
 
+def test_a_restore_that_brings_back_less_than_the_backup_says_exits_1(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """backup.json says 12 messages, the archive holds 10: the stream is restored, and
+    the restore says what it got against what the backup says, with exit 1."""
+    url = nats_server.url
+    project, name = project_with_stream(tmp_path, url, count=10)
+    out = tmp_path / "b"
+    assert project.cli("backup", name, "--out", str(out))[0] == 0
+    meta_file = out / name / "backup.json"
+    meta = json.loads(meta_file.read_text())
+    meta["state"]["messages"], meta["state"]["last_seq"] = 12, 12
+    meta_file.write_text(json.dumps(meta))
+    delete(url, name)
+    code, _out, err = project.cli("restore", str(out / name))
+    assert code == 1, err
+    assert f"restore incomplete: restored stream {name}: 10 messages (last sequence 10)" in err
+    assert "the backup has 12 messages (last sequence 12)" in err
+    assert info(url, name)["state"]["messages"] == 10
+
+
 @pytest.mark.parametrize(
     ("damage", "expect"),
     [
