@@ -335,3 +335,29 @@ def test_first_apply_of_a_new_account_with_versioned_fields(
     _plan, result = project.apply()
     assert result is not None and result.ok
     assert all(c.action is Action.NOOP for c in project.plan().changes)
+
+
+def test_the_system_account_is_not_managed(op: OperatorServer, tmp_path: Path) -> None:
+    """An Account manifest named like the store's system account, or a stream in it, is
+    a located error (the system account's JWT is the operator's to sign)."""
+    system = op.store.system_account
+    project = _project(tmp_path, op)
+    project.write(
+        "sys.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Account
+        metadata: {{name: {system}}}
+        spec: {{jetstream: {{}}}}
+        ---
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: AUDIT, account: {system}}}
+        spec: {{subjects: ["audit.>"]}}
+        """,
+    )
+    code, _out, err = project.cli("plan")
+    assert code == 1, err
+    assert f"manifests/sys.yaml:3:12: Account {system} is the auth store's" in err
+    assert f'account "{system}" is the system account' in err
+    assert "Traceback" not in err

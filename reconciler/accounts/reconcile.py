@@ -126,7 +126,20 @@ def check_references(
     def known(name: str) -> bool:
         return name in declared or (store is not None and store.has_account(name))
 
+    system = store.system_account if store is not None else None
     for res in accounts:
+        if res.address.name == system:
+            # The operator's system account carries the server's own traffic ($SYS),
+            # has no JetStream, and its JWT is the operator's to sign: jsops leaves it.
+            problems.append(
+                Diagnostic(
+                    res.location,
+                    f"Account {system} is the auth store's system account: jsops does not "
+                    "manage it; choose another name",
+                    code="reserved_name",
+                )
+            )
+            continue
         spec = res.spec
         assert isinstance(spec, AccountSpec)
         for i, imp in enumerate(spec.imports or []):
@@ -145,7 +158,16 @@ def check_references(
                 )
     for res in resources:
         account = res.address.account
-        if account and not known(account):
+        if account and account == system:
+            problems.append(
+                Diagnostic(
+                    res.location,
+                    f'{res.address}: account "{account}" is the system account, which has '
+                    "no JetStream",
+                    code="reserved_name",
+                )
+            )
+        elif account and not known(account):
             problems.append(
                 Diagnostic(
                     res.location,
