@@ -117,21 +117,29 @@ def test_restore_onto_an_existing_stream_is_refused_and_loses_nothing(
     assert info(url, name)["state"]["messages"] == 15
 
 
+def _backup_claiming(
+    tmp_path: Path, url: str, count: int, **claimed: int
+) -> tuple[TestProject, str, Path]:
+    """A backup of a stream of ``count`` messages whose backup.json claims other state."""
+    project, name = project_with_stream(tmp_path, url, count=count)
+    out = tmp_path / "b"
+    assert project.cli("backup", name, "--out", str(out))[0] == 0
+    meta_file = out / name / "backup.json"
+    meta = json.loads(meta_file.read_text())
+    meta["state"].update(claimed)
+    meta_file.write_text(json.dumps(meta))
+    return project, name, out / name
+
+
 def test_a_restore_that_brings_back_less_than_the_backup_says_exits_1(
     nats_server: SingleServer, tmp_path: Path
 ) -> None:
     """backup.json says 12 messages, the archive holds 10: the stream is restored, and
     the restore says what it got against what the backup says, with exit 1."""
     url = nats_server.url
-    project, name = project_with_stream(tmp_path, url, count=10)
-    out = tmp_path / "b"
-    assert project.cli("backup", name, "--out", str(out))[0] == 0
-    meta_file = out / name / "backup.json"
-    meta = json.loads(meta_file.read_text())
-    meta["state"]["messages"], meta["state"]["last_seq"] = 12, 12
-    meta_file.write_text(json.dumps(meta))
+    project, name, folder = _backup_claiming(tmp_path, url, 10, messages=12, last_seq=12)
     delete(url, name)
-    code, _out, err = project.cli("restore", str(out / name))
+    code, _out, err = project.cli("restore", str(folder))
     assert code == 1, err
     assert f"restore incomplete: restored stream {name}: 10 messages (last sequence 10)" in err
     assert "the backup has 12 messages (last sequence 12)" in err
@@ -225,15 +233,8 @@ def _first_chunk_end(data: bytes) -> int:
 def test_backup_verify_fails_when_backup_json_disagrees_with_the_data(
     nats_server: SingleServer, tmp_path: Path
 ) -> None:
-    url = nats_server.url
-    project, name = project_with_stream(tmp_path, url, count=5)
-    out = tmp_path / "b"
-    assert project.cli("backup", name, "--out", str(out))[0] == 0
-    meta_path = out / name / "backup.json"
-    meta = json.loads(meta_path.read_text())
-    meta["state"]["messages"] = 6
-    meta_path.write_text(json.dumps(meta))
-    code, _out, err = project.cli("backup", "verify", str(out / name))
+    project, _name, folder = _backup_claiming(tmp_path, nats_server.url, 5, messages=6)
+    code, _out, err = project.cli("backup", "verify", str(folder))
     assert code == 1
     assert "verify failed" in err and "the backup has 6 messages" in err, err
 
