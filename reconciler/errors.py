@@ -108,11 +108,13 @@ class ErrCode(IntEnum):
     ``code`` of each is in the comment; ``reference/jetstream-api.md`` section 3.2 lists
     more. Compare ``ApiError.err_code`` with these, never with bare numbers."""
 
+    NO_SUITABLE_PEERS = 10005  # 400 JSClusterNoPeersErrF: replicas cannot be placed (now)
     JETSTREAM_UNAVAILABLE = 10008  # 503 JSClusterNotAvailErr: no meta leader (yet)
     CONSUMER_CREATE = 10012  # 500 JSConsumerCreateErrF: free text (consumer update refusals)
     CONSUMER_NOT_FOUND = 10014  # 404 JSConsumerNotFoundErr
     NO_MESSAGE_FOUND = 10037  # 404 JSNoMessageFoundErr (STREAM.MSG.GET)
     NOT_ENABLED_FOR_ACCOUNT = 10039  # 503 JSNotEnabledForAccountErr
+    INSUFFICIENT_RESOURCES = 10023  # 503 JSInsufficientResourcesErr
     STREAM_INVALID_CONFIG = 10052  # 500 JSStreamInvalidConfigF: nearly every config refusal
     MIRROR_NOT_UPDATABLE = 10055  # 400 JSStreamMirrorNotUpdatableErr
     STREAM_NAME_IN_USE = 10058  # 400 JSStreamNameExistErr: same name, different config

@@ -87,6 +87,9 @@ LOCK_SPEC: dict[str, Any] = {
     "storage": "file",
 }
 LOCK_METADATA = {"jsops.lock": "true"}
+R3_ATTEMPTS = 3  # creates of the lock bucket as R3 on a cluster before R1 (a 2-node one)
+R3_RETRY_DELAY = 1.0  # seconds between them
+_NOT_PLACED_NOW = (ErrCode.NO_SUITABLE_PEERS, ErrCode.INSUFFICIENT_RESOURCES)
 
 
 def lock_stream_config(api_level: int, replicas: int = 1) -> dict[str, Any]:
@@ -243,15 +246,22 @@ async def _ensure_bucket(client: JetStreamClient) -> dict[str, Any]:
         return info
     level = int(((await client.account_info()).get("api") or {}).get("level") or 0)
     clustered = bool(server_info(client.nc).get("cluster"))
+    # On a cluster, R3 is tried a few times before settling for R1: a cluster of three
+    # whose peers are not all current yet (just formed, a node restarting) answers "no
+    # suitable peers" for a moment, and an R1 lock made then would stay R1 for good.
     for replicas in (3, 1) if clustered else (1,):
-        try:
-            return await client.create_stream(lock_stream_config(level, replicas))
-        except ApiError as exc:
-            if exc.err_code == ErrCode.STREAM_NAME_IN_USE:  # another apply made it just now
-                break
-            if replicas == 1:
-                raise
-    return await client.request(f"STREAM.INFO.{LOCK_STREAM}")
+        for attempt in range(R3_ATTEMPTS if replicas == 3 else 1):
+            try:
+                return await client.create_stream(lock_stream_config(level, replicas))
+            except ApiError as exc:
+                if exc.err_code == ErrCode.STREAM_NAME_IN_USE:  # another apply made it now
+                    return await client.request(f"STREAM.INFO.{LOCK_STREAM}")
+                if replicas == 1:
+                    raise
+                if exc.err_code not in _NOT_PLACED_NOW or attempt == R3_ATTEMPTS - 1:
+                    break
+                await asyncio.sleep(R3_RETRY_DELAY)
+    raise AssertionError("unreachable: the R1 create returned or raised")
 
 
 async def _read(client: JetStreamClient, key: str, now: datetime) -> _Entry | None:

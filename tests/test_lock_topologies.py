@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -79,6 +80,10 @@ def test_on_a_cluster_the_lock_bucket_is_r3(tmp_path: Path, nats_cluster: Cluste
     server), with the complete config a KeyValue bucket gets (jsm.go's schema)."""
     url = nats_cluster.url
     js_request_sync(url, f"$JS.API.STREAM.DELETE.{LOCK_STREAM}")  # (this worker's cluster)
+    deadline = time.monotonic() + 10  # a clustered delete finishes after its reply
+    while "error" not in js_request_sync(url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}"):
+        assert time.monotonic() < deadline, "the old lock bucket was never deleted"
+        time.sleep(0.1)
     project = make_project(tmp_path, url, envs={"test": {"servers": nats_cluster.urls}})
     project.write("s.yaml", _stream(unique_name("LKC")))
     with JsWriteCounter(url) as counter:
@@ -136,3 +141,20 @@ def test_operator_mode_keeps_the_lock_in_jsops_own_account(tmp_path: Path) -> No
         assert code == 0, err
     finally:
         op.stop()
+
+
+def test_on_a_cluster_of_two_the_lock_bucket_is_r1(tmp_path: Path) -> None:
+    """Two servers cannot place three replicas: after its R3 tries the first apply makes
+    the lock bucket R1, and the apply goes on."""
+    from harness.servers import start_cluster
+
+    pair = start_cluster(tmp_path / "pair", size=2, cluster_name="pair")
+    try:
+        project = make_project(tmp_path, pair.url, envs={"test": {"servers": pair.urls}})
+        project.write("s.yaml", _stream(unique_name("LK2")))
+        code, _out, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+        info = js_request_sync(pair.url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}")
+        assert info["config"]["num_replicas"] == 1
+    finally:
+        pair.stop()
