@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
@@ -262,7 +262,9 @@ class JetStreamClient:
 
 @dataclass
 class LiveState:
-    """What the server holds: StreamInfo and ConsumerInfo as the server sent them."""
+    """What the server holds: StreamInfo and ConsumerInfo as the server sent them (the
+    fields a plan uses: ``STREAM_INFO_KEPT``, ``CONSUMER_INFO_KEPT``; a consumer's
+    ``delivered`` and ``ack_floor`` as :class:`Mark` tuples)."""
 
     api_level: int
     server_version: str
@@ -406,6 +408,16 @@ def _shared(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class Mark(NamedTuple):
+    """A consumer's ``delivered`` or ``ack_floor``: the two sequences a plan reads."""
+
+    consumer_seq: int
+    stream_seq: int
+
+
+_UNSTARTED = Mark(0, 0)  # one tuple for every consumer that has delivered nothing
+
+
 def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     out = {k: info[k] for k in keys if k in info}
     config = out.get("config")
@@ -414,6 +426,11 @@ def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     state = out.get("state")
     if isinstance(state, dict):
         out["state"] = {k: state[k] for k in STREAM_STATE_KEPT if k in state}
+    for key in ("delivered", "ack_floor"):  # 2 small tuples, not 2 dicts a consumer
+        mark = out.get(key)
+        if isinstance(mark, dict):
+            kept = Mark(int(mark.get("consumer_seq") or 0), int(mark.get("stream_seq") or 0))
+            out[key] = _UNSTARTED if kept == _UNSTARTED else kept
     return out
 
 

@@ -332,8 +332,7 @@ def restart_loss(
     msgs = int(state.get("messages") or 0)
     first = int(state.get("first_seq") or 0)
     mark = info.get("delivered" if config.get("ack_policy", "none") == "none" else "ack_floor")
-    done_seq = int((mark or {}).get("stream_seq") or 0)
-    done_count = int((mark or {}).get("consumer_seq") or 0)
+    done_seq, done_count = (mark.stream_seq, mark.consumer_seq) if mark else (0, 0)
     pending = int(info.get("num_pending") or 0)
     processed = 0
     if first and done_seq >= first and stream_config.get("retention") != "workqueue":
