@@ -117,15 +117,22 @@ _ADDRESS_IN_USE = "address already in use"
 T = TypeVar("T")
 
 
-def retry_port_clash(start: Callable[[], T], attempts: int = 3) -> T:
+def retry_port_clash(
+    start: Callable[[], T],
+    attempts: int = 3,
+    on_clash: Callable[[PortInUse], None] | None = None,
+) -> T:
     """``start()`` (which picks its ports with :func:`free_port`), called again while a
-    server it started exits because another process took one of those ports first."""
+    server it started exits because another process took one of those ports first
+    (``on_clash`` is told before each new try)."""
     for attempt in range(1, attempts + 1):
         try:
             return start()
-        except PortInUse:
+        except PortInUse as exc:
             if attempt == attempts:
                 raise
+            if on_clash is not None:
+                on_clash(exc)
     raise AssertionError("unreachable")
 
 
@@ -1293,30 +1300,29 @@ def run_embedded_server(
             flush=True,
         )
 
-    def boot() -> list[ServerProcess]:
+    def boot_once() -> list[ServerProcess]:
+        started.clear()
+        return start_topology(
+            topology,
+            ready_timeout=ready_timeout,
+            own_process_group=True,
+            on_start=announce,
+            on_restart=restarted,
+        )
+
+    def clashed(exc: PortInUse) -> None:
         nonlocal topology
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            started.clear()
-            try:
-                return start_topology(
-                    topology,
-                    ready_timeout=ready_timeout,
-                    own_process_group=True,
-                    on_start=announce,
-                    on_restart=restarted,
-                )
-            except PortInUse as exc:
-                if not picked or attempt == PORT_ATTEMPTS:
-                    raise
-                why = next((ln for ln in str(exc).splitlines() if _ADDRESS_IN_USE in ln), "")
-                print(
-                    f"jsops: a port was taken before nats-server listened on it ({why.strip()});"
-                    " starting again on other free ports",
-                    file=sink,
-                    flush=True,
-                )
-                topology = plan()
-        raise AssertionError("unreachable")
+        why = next((ln for ln in str(exc).splitlines() if _ADDRESS_IN_USE in ln), "")
+        print(
+            f"jsops: a port was taken before nats-server listened on it ({why.strip()});"
+            " starting again on other free ports",
+            file=sink,
+            flush=True,
+        )
+        topology = plan()
+
+    def boot() -> list[ServerProcess]:
+        return retry_port_clash(boot_once, PORT_ATTEMPTS if picked else 1, clashed)
 
     with _stop_signals():
         try:
