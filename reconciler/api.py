@@ -64,6 +64,7 @@ from reconciler.refusals import (
     refusals,
 )
 from reconciler.render import refusal_text
+from reconciler.tasks import for_each
 from reconciler.validate import load_desired
 
 if TYPE_CHECKING:
@@ -302,13 +303,11 @@ async def _server_jsz(conns: Connections, expected: int | None) -> list[dict[str
 async def _read_subject_counts(client: JetStreamClient, live: LiveState, names: list[str]) -> None:
     """Per-subject counts of the streams whose lowered max_msgs_per_subject may trim
     them (one request each, only for those), for the plan's loss estimate."""
-    semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
 
     async def one(name: str) -> None:
-        async with semaphore:
-            live.subject_counts[name] = await client.subject_counts(name)
+        live.subject_counts[name] = await client.subject_counts(name)
 
-    await asyncio.gather(*(one(n) for n in names))
+    await for_each(names, one, LIST_CONCURRENCY)
 
 
 async def _with_connections(target: Target, body: Callable[[Connections], Awaitable[T]]) -> T:

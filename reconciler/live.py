@@ -26,6 +26,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from reconciler.connection import ConnectSettings, connect, redact, server_info, strip_userinfo
 from reconciler.errors import ApiError, ConnectionFailed, ErrCode
 from reconciler.models import LOCK_STREAM as LOCK_STREAM  # jsops' own: left out of reads
+from reconciler.tasks import for_each
 
 if TYPE_CHECKING:
     from reconciler.accounts import AuthStore
@@ -176,30 +177,28 @@ class JetStreamClient:
         returned as unavailable (name -> why) instead of failing the whole read."""
         found: list[dict[str, Any]] = []
         unavailable: dict[str, str] = {}
-        semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
         timeout = min(self.timeout, MISSING_INFO_TIMEOUT)
 
         async def one(name: str) -> None:
-            async with semaphore:
-                for attempt in range(attempts):
-                    try:
-                        info = await fetch(name, timeout)
-                    except ConnectionFailed:
-                        if attempt + 1 < MISSING_INFO_TRIES:
-                            continue
-                        unavailable[name] = f"no reply within {timeout:g}s (its servers are down?)"
-                        return
-                    except ApiError as exc:
-                        if attempt == attempts - 1:
-                            unavailable[name] = exc.description
-                            return
-                        await asyncio.sleep(0.2 * (attempt + 1))
+            for attempt in range(attempts):
+                try:
+                    info = await fetch(name, timeout)
+                except ConnectionFailed:
+                    if attempt + 1 < MISSING_INFO_TRIES:
                         continue
-                    if info is not None:
-                        found.append(info)
+                    unavailable[name] = f"no reply within {timeout:g}s (its servers are down?)"
                     return
+                except ApiError as exc:
+                    if attempt == attempts - 1:
+                        unavailable[name] = exc.description
+                        return
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                if info is not None:
+                    found.append(info)
+                return
 
-        await asyncio.gather(*(one(n) for n in names))
+        await for_each(names, one, LIST_CONCURRENCY)
         return found, unavailable
 
     async def stream_info(self, stream: str, timeout: float | None = None) -> dict[str, Any] | None:
@@ -481,18 +480,16 @@ async def read_live_state(
     state.unavailable = unavailable
     state.lock_config = client.lock_config
     wanted = set(only_streams) if only_streams is not None else None
-    semaphore = asyncio.Semaphore(concurrency)
 
     async def consumers_of(name: str) -> None:
-        async with semaphore:
-            consumers, unavailable = await client.list_consumers(name)
-            for consumer in consumers:
-                state.consumers[(name, consumer["name"])] = _kept(consumer, CONSUMER_INFO_KEPT)
-            for consumer_name, why in unavailable.items():
-                state.unavailable_consumers[(name, consumer_name)] = why
+        consumers, unavailable = await client.list_consumers(name)
+        for consumer in consumers:
+            state.consumers[(name, consumer["name"])] = _kept(consumer, CONSUMER_INFO_KEPT)
+        for consumer_name, why in unavailable.items():
+            state.unavailable_consumers[(name, consumer_name)] = why
 
     names = [n for n in by_name if wanted is None or n in wanted]
-    await asyncio.gather(*(consumers_of(n) for n in names))
+    await for_each(names, consumers_of, concurrency)
     return state
 
 

@@ -224,16 +224,23 @@ def validated_key(file_keys: list[str], scope: list[Any]) -> str:
     return digest.hexdigest()
 
 
+_MODEL_CLASSES: set[type] = set()  # classes _model has checked are pydantic models
+
+
 def _model(cls: type, values: dict[str, Any], fields_set: frozenset[str]) -> Any:
     """A validated pydantic model of ``cls`` holding ``values``, as it was pickled.
 
     Models are pickled through this (not pydantic's ``__setstate__``, whose state dict
     per model the unpickler keeps until the end: 28 MB more at 40,000 resources)."""
-    from pydantic import BaseModel
+    if cls not in _MODEL_CLASSES:  # once per class: an import per model cost 0.1 s at 40k
+        from pydantic import BaseModel
 
-    if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or type(values) is not dict:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            raise TypeError("not a jsops model")
+        _MODEL_CLASSES.add(cls)
+    if type(values) is not dict:
         raise TypeError("not a jsops model")
-    model = cls.__new__(cls)
+    model: Any = object.__new__(cls)  # what BaseModel.__new__ is: no __init__, no validation
     object.__setattr__(model, "__dict__", values)
     object.__setattr__(model, "__pydantic_fields_set__", fields_set)
     object.__setattr__(model, "__pydantic_extra__", None)  # extra="forbid": never any

@@ -26,7 +26,6 @@ resource, and a replicated stream without a leader, are critical breaches too.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from reconciler.models.monitoring import (
 )
 from reconciler.models.units import format_duration
 from reconciler.planfile import document_json
+from reconciler.tasks import for_each
 
 FORMAT_VERSION = 1
 STATUS_KINDS = (Kind.STREAM, Kind.CONSUMER, Kind.KEY_VALUE, Kind.OBJECT_STORE)
@@ -220,9 +220,9 @@ async def _read_account(
             out[res.address] = _absent(res.address, Health.UNAVAILABLE, unavailable[name])
         else:
             out[res.address] = _absent(res.address, Health.MISSING, MISSING)
-    semaphore = asyncio.Semaphore(LIST_CONCURRENCY)
 
-    async def consumers_of(stream: str, declared: list[Resource]) -> None:
+    async def consumers_of(item: tuple[str, list[Resource]]) -> None:
+        stream, declared = item
         if stream not in by_name:
             gone = unavailable.get(stream)
             for res in declared:
@@ -230,11 +230,10 @@ async def _read_account(
                 why = gone or f"its stream {stream} is not on the server"
                 out[res.address] = _absent(res.address, health, why)
             return
-        async with semaphore:
-            try:
-                listed, down = await client.list_consumers(stream)
-            except ApiError as exc:  # the stream went away meanwhile
-                listed, down = [], {r.address.name: exc.description for r in declared}
+        try:
+            listed, down = await client.list_consumers(stream)
+        except ApiError as exc:  # the stream went away meanwhile
+            listed, down = [], {r.address.name: exc.description for r in declared}
         live = {str(c.get("name")): c for c in listed}
         for res in declared:
             name = res.address.name
@@ -245,7 +244,7 @@ async def _read_account(
             else:
                 out[res.address] = _absent(res.address, Health.MISSING, MISSING)
 
-    await asyncio.gather(*(consumers_of(s, d) for s, d in wanted.items()))
+    await for_each(list(wanted.items()), consumers_of, LIST_CONCURRENCY)
     return out
 
 

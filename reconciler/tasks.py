@@ -7,13 +7,17 @@ every request's reply with ``wait_for``, so a task cancelled just as its reply c
 (an apply resumed after a stop reads all the replies it missed at once) keeps running;
 cancelled once and awaited, a worker that then waits for more work never ends, and
 neither does the apply. :func:`cancel_and_wait` cancels again until every task ended.
+
+:func:`for_each` runs one coroutine per item with a fixed number of tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 RECANCEL_AFTER = 0.1  # seconds a cancelled task gets before it is cancelled again
 
@@ -38,3 +42,25 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
             task.exception()  # retrieved: never logged as "never retrieved"
     if interrupted:
         raise asyncio.CancelledError
+
+
+async def for_each(
+    items: Sequence[T], work: Callable[[T], Awaitable[None]], concurrency: int
+) -> None:
+    """Await ``work(item)`` for every item, at most ``concurrency`` at once.
+
+    ``concurrency`` tasks take the items in turn, instead of one task per item waiting
+    on a semaphore: a plan's read of 10,000 streams' consumers made 10,000 tasks (about
+    20 MB and 0.1 s). The first error stops the other tasks, then is raised."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:  # one iterator, shared: each item is taken once
+            await work(item)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(len(items), concurrency))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        await cancel_and_wait(workers)
+        raise

@@ -619,3 +619,37 @@ def test_a_worker_whose_cancellation_is_lost_still_ends_the_apply() -> None:
         assert asyncio.all_tasks() == {asyncio.current_task()}  # no worker left behind
 
     asyncio.run(main())
+
+
+def test_for_each_runs_every_item_bounded_and_its_first_error_stops_the_rest() -> None:
+    """The live reads' pool (reconciler.tasks.for_each): every item once, never more
+    than the bound at once, and a failure ends the pool (no task left reading)."""
+    import asyncio
+
+    from reconciler.tasks import for_each
+
+    async def main() -> None:
+        seen: list[int] = []
+        running = peak = 0
+
+        async def work(item: int) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.001 * (item % 3))
+            seen.append(item)
+            running -= 1
+
+        await for_each(list(range(50)), work, 4)
+        assert sorted(seen) == list(range(50)) and peak == 4
+
+        async def failing(item: int) -> None:
+            if item == 3:
+                raise RuntimeError("boom")
+            await asyncio.sleep(10)
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await asyncio.wait_for(for_each(list(range(20)), failing, 4), 5)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(main())
