@@ -40,7 +40,9 @@ from reconciler.live import (
     cluster_size_of,
     connection_account,
     identity_of,
+    read_consumers,
     read_live_state,
+    read_streams,
 )
 from reconciler.lock import Holder
 from reconciler.models import Kind, Resource
@@ -49,6 +51,7 @@ from reconciler.plan import (
     Action,
     Change,
     Plan,
+    Planner,
     account_change,
     assemble_plan,
     build_plan,
@@ -204,31 +207,36 @@ async def plan_async(
                 version = str(server_info(await conns.system()).get("version", ""))
                 api_level = level_of_release(version) if version else UNKNOWN_API_LEVEL
             live = LiveState(api_level, version, None, cluster_size, {}, {}, {})
+        requires = parent.key if parent is not None and parent.action is not Action.NOOP else None
+        plan_args: dict[str, Any] = {
+            "project": target.project.name,
+            "environment": target.env_name,
+            "prune": prune,
+            "account": account,
+            "requires": requires,
+        }
+        if new_account:
+            sub = build_plan(groups[account], live, **plan_args)
         else:
             client = await conns.client(account)
             if identity is None:  # the first account read: the environment's own if any
                 live, who = await asyncio.gather(
-                    read_live_state(client), connection_account(client.nc, client.timeout)
+                    read_streams(client), connection_account(client.nc, client.timeout)
                 )
                 identity = identity_of(client.nc, live.account_info, who)
                 check_expected(target, identity)  # before anything is planned
             else:
-                live = await read_live_state(client)
+                live = await read_streams(client)
             api_level, version = live.api_level, live.server_version
             await _read_subject_counts(client, live, subject_count_streams(groups[account], live))
             overlap = check_live_overlap(groups[account], live.streams, account=account)
             if overlap:  # the server would refuse these creates: say so before writing
                 raise ManifestError(overlap)
-        requires = parent.key if parent is not None and parent.action is not Action.NOOP else None
-        sub = build_plan(
-            groups[account],
-            live,
-            project=target.project.name,
-            environment=target.env_name,
-            prune=prune,
-            account=account,
-            requires=requires,
-        )
+            # Streams are planned now; each stream's consumers as soon as they are read,
+            # and only the infos of consumers not declared are kept (memory at 10,000s).
+            planner = Planner(groups[account], live, **plan_args)
+            await read_consumers(client, live, keep=planner.take)
+            sub = planner.finish()
         parts.append((sub, live))
         if requires is None:  # an account this plan changes has limits not in force yet
             checked.append((sub, live))

@@ -213,7 +213,7 @@ def _consumer_problems(
     streams: dict[str, _Stream],
 ) -> list[str]:
     """Consumers per stream: the account's max_consumers (per tier) and the stream's."""
-    counts = Counter(stream for stream, _ in live.consumers)
+    counts = Counter(stream for stream, _ in live.consumer_keys())
     before = Counter(counts)
     created: dict[str, list[Change]] = {}
     for change in changes:

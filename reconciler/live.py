@@ -282,8 +282,16 @@ class LiveState:
     # but its storage counts against the account's limits (reconciler.capacity).
     lock_config: dict[str, Any] | None = None
 
+    # Every consumer the server listed, when a plan compared some as they were read
+    # (reconciler.plan.Planner.take) and ``consumers`` kept only the others' infos.
+    listed_consumers: set[tuple[str, str]] = field(default_factory=set)
+
     def consumers_of(self, stream: str) -> list[dict[str, Any]]:
         return [info for (s, _), info in self.consumers.items() if s == stream]
+
+    def consumer_keys(self) -> set[tuple[str, str]]:
+        """(stream, name) of every consumer the server listed."""
+        return self.listed_consumers | self.consumers.keys()
 
 
 @dataclass(frozen=True)
@@ -463,6 +471,13 @@ async def read_live_state(
     concurrency: int = LIST_CONCURRENCY,
 ) -> LiveState:
     """All streams (paged LIST) and their consumers (paged LIST per stream, concurrent)."""
+    state = await read_streams(client)
+    await read_consumers(client, state, only_streams=only_streams, concurrency=concurrency)
+    return state
+
+
+async def read_streams(client: JetStreamClient) -> LiveState:
+    """The account, the server and every stream (paged LIST); no consumers yet."""
     info = await client.account_info()
     api_level = int((info.get("api") or {}).get("level") or 0)
     connected = server_info(client.nc)
@@ -479,18 +494,41 @@ async def read_live_state(
     state = LiveState(api_level, version, cluster_name, cluster_size, by_name, {}, info)
     state.unavailable = unavailable
     state.lock_config = client.lock_config
+    return state
+
+
+# Given one stream's consumer infos as read, returns those ``state.consumers`` keeps.
+KeepConsumers = Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+async def read_consumers(
+    client: JetStreamClient,
+    state: LiveState,
+    *,
+    only_streams: Iterable[str] | None = None,
+    keep: KeepConsumers | None = None,
+    concurrency: int = LIST_CONCURRENCY,
+) -> None:
+    """The consumers of every stream in ``state`` (paged LIST per stream, concurrent).
+
+    With ``keep``, each stream's infos go through it as soon as they are read and only
+    what it returns stays in ``state.consumers`` (a plan compares the declared ones
+    there and then); ``state.listed_consumers`` still names every consumer listed."""
     wanted = set(only_streams) if only_streams is not None else None
 
     async def consumers_of(name: str) -> None:
         consumers, unavailable = await client.list_consumers(name)
-        for consumer in consumers:
-            state.consumers[(name, consumer["name"])] = _kept(consumer, CONSUMER_INFO_KEPT)
         for consumer_name, why in unavailable.items():
             state.unavailable_consumers[(name, consumer_name)] = why
+        infos = [_kept(consumer, CONSUMER_INFO_KEPT) for consumer in consumers]
+        if keep is not None:
+            state.listed_consumers.update((name, str(i["name"])) for i in infos)
+            infos = keep(name, infos)
+        for consumer in infos:
+            state.consumers[(name, consumer["name"])] = consumer
 
-    names = [n for n in by_name if wanted is None or n in wanted]
+    names = [n for n in state.streams if wanted is None or n in wanted]
     await for_each(names, consumers_of, concurrency)
-    return state
 
 
 def _op(subject: str) -> str:

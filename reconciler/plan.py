@@ -474,45 +474,95 @@ def build_plan(
     planned as creates; :func:`assemble_plan` refuses a plan they matter to. ``now``
     is the time loss estimates measure ages from.
     """
-    errors: list[Diagnostic] = []
-    now = now or datetime.now(UTC)
-    gone = set(live.unavailable)
-    # A bucket is planned as the stream it is, then shown in bucket terms.
-    lowered, bucket_of = buckets.lower_all(desired)
-    streams = _order_streams([r for r in lowered if r.address.name not in gone])
-    bucket_keys = buckets.bucket_keys(bucket_of)
-    consumers = [
-        r
-        for r in desired
-        if r.address.kind == Kind.CONSUMER
-        and r.address.stream not in gone
-        and (r.address.stream, r.address.name) not in live.unavailable_consumers
-    ]
-    after = (requires,) if requires else ()
-    # Stream changes stay drafts until their consumers are planned: a consumer whose
-    # limits come down first adds itself to its stream's depends_on.
-    drafts: dict[str, dict[str, Any]] = {}
-    declared_streams = {r.address.name for r in streams}
-    declared_consumers = {(r.address.stream, r.address.name) for r in consumers}
-    desired_canon: dict[str, dict[str, Any]] = {}
+    planner = Planner(
+        desired,
+        live,
+        project=project,
+        environment=environment,
+        prune=prune,
+        account=account,
+        requires=requires,
+        now=now,
+    )
+    return planner.finish()
 
-    for res in streams:
+
+class Planner:
+    """:func:`build_plan` in steps, so a plan can compare consumers as they are read.
+
+    Made once the account's streams are read (``live.streams``, ``live.unavailable``,
+    ``live.subject_counts``): it plans every declared stream at once. Then
+    :meth:`take` plans the declared consumers of one stream against the consumer infos
+    just read for it and hands back the others (what ``live.consumers`` keeps, for
+    :func:`_orphans`): the plan of 10,000 streams keeps no declared consumer's info
+    once it is compared. :meth:`finish` plans the consumers no ``take`` had, against
+    ``live.consumers``, and returns the Plan. The result is the same in any order.
+    """
+
+    def __init__(
+        self,
+        desired: Sequence[Resource],
+        live: LiveState,
+        *,
+        project: str,
+        environment: str,
+        prune: bool = False,
+        account: str | None = None,
+        requires: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.desired = desired
+        self.live = live
+        self.project = project
+        self.environment = environment
+        self.prune = prune
+        self.account = account
+        self.now = now or datetime.now(UTC)
+        self.errors: list[Diagnostic] = []
+        self.after: tuple[str, ...] = (requires,) if requires else ()
+        gone = set(live.unavailable)
+        # A bucket is planned as the stream it is, then shown in bucket terms.
+        lowered, self.bucket_of = buckets.lower_all(desired)
+        streams = _order_streams([r for r in lowered if r.address.name not in gone])
+        self.bucket_keys = buckets.bucket_keys(self.bucket_of)
+        # Declared consumers by stream, with their place in ``desired`` (the plan's order).
+        self.pending: dict[str, list[tuple[int, Resource]]] = {}
+        for index, res in enumerate(desired):
+            if res.address.kind == Kind.CONSUMER and res.address.stream not in gone:
+                self.pending.setdefault(res.address.stream or "", []).append((index, res))
+        # Stream changes stay drafts until their consumers are planned: a consumer whose
+        # limits come down first adds itself to its stream's depends_on.
+        self.drafts: dict[str, dict[str, Any]] = {}
+        self.consumer_changes: dict[int, Change] = {}
+        self.declared_streams = {r.address.name for r in streams}
+        self.declared_consumers = {
+            (stream, res.address.name) for stream, group in self.pending.items() for _, res in group
+        }
+        self.desired_canon: dict[str, dict[str, Any]] = {}
+        self.unavailable: set[str] = set()  # keys of declared consumers not planned
+        for res in streams:
+            self._plan_stream(res)
+
+    def _plan_stream(self, res: Resource) -> None:
+        live, account, project = self.live, self.account, self.project
         name = res.address.name
         spec = res.spec
         assert isinstance(spec, StreamSpec)
         manifest = stream_api_config(res, project)
-        bucket = bucket_of.get(res.address)
-        _inherit_mirror_direct(manifest, res, desired_canon, live)
+        bucket = self.bucket_of.get(res.address)
+        _inherit_mirror_direct(manifest, res, self.desired_canon, live)
         if bucket is None:
-            errors += level_errors(res, Kind.STREAM, manifest, live.api_level, live.server_version)
+            self.errors += level_errors(
+                res, Kind.STREAM, manifest, live.api_level, live.server_version
+            )
         else:
             buckets.keep_live_choices(manifest, live.streams.get(name))
             kind = bucket.address.kind
             config = buckets.spec_config(bucket)
-            errors += level_errors(bucket, kind, config, live.api_level, live.server_version)
-        errors += _replica_errors(bucket or res, manifest, live)
+            self.errors += level_errors(bucket, kind, config, live.api_level, live.server_version)
+        self.errors += _replica_errors(bucket or res, manifest, live)
         canon = canonical_stream(manifest, live.api_level)
-        desired_canon[name] = canon
+        self.desired_canon[name] = canon
         info = live.streams.get(name)
         live_canon = canonical_stream(info["config"], live.api_level) if info else None
         # the complete config the target knows: nothing left to its defaults (a noop
@@ -520,11 +570,11 @@ def build_plan(
         send: dict[str, Any] = {}
         if live_canon != canon or bucket is not None:
             send = stream_wire_config(name, canon, live.api_level)
-        depends: list[str] = list(after)
+        depends: list[str] = list(self.after)
         refs: list[str] = []
         origins = [source for _, source in spec.origins()]
         for src in origins:
-            if src.remote is None and src.name in declared_streams:
+            if src.remote is None and src.name in self.declared_streams:
                 depends.append(str(Address(Kind.STREAM, src.name, account=account)))
             elif src.remote is None:
                 refs.append(f"Stream {src.name} (not declared here)")
@@ -532,7 +582,7 @@ def build_plan(
                 refs.append(f"Stream {src.name} ({_where(src.remote)})")
         for src in origins:
             # a durable sourcing consumer (ADR-60) must exist before the stream reads it
-            if src.consumer and (src.name, src.consumer.name) in declared_consumers:
+            if src.consumer and (src.name, src.consumer.name) in self.declared_consumers:
                 consumer = Address(
                     Kind.CONSUMER, src.consumer.name, stream=src.name, account=account
                 )
@@ -552,31 +602,47 @@ def build_plan(
             compared = _compare(Kind.STREAM, info, live_canon, canon, send, live, project)
             if compared["action"] is Action.UPDATE:
                 lost = update_loss(
-                    info, send, now=now, subject_counts=live.subject_counts.get(name)
+                    info, send, now=self.now, subject_counts=live.subject_counts.get(name)
                 )
                 if lost is not None:
                     compared.update(destructive=True, loss=lost[0], loss_paths=lost[1])
             draft.update(compared)
-        draft["depends_on"] = [bucket_keys.get(d, d) for d in depends]
+        draft["depends_on"] = [self.bucket_keys.get(d, d) for d in depends]
         if bucket is not None:
             buckets.to_bucket_terms(draft, bucket, send, live_canon, canon)
-        drafts[name] = draft
+        self.drafts[name] = draft
 
-    consumer_changes: list[Change] = []
-    for res in consumers:
+    def take(self, stream: str, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Plan the declared consumers of ``stream`` against ``infos`` (every consumer
+        the server listed for it); the infos of the consumers not declared."""
+        declared = self.pending.pop(stream, None)
+        if not declared:
+            return infos
+        by_name = {str(info.get("name")): info for info in infos}
+        for index, res in declared:
+            self._plan_consumer(index, res, by_name.pop(res.address.name, None))
+        return list(by_name.values())
+
+    def _plan_consumer(self, index: int, res: Resource, info: dict[str, Any] | None) -> None:
+        live, project = self.live, self.project
         stream_name = res.address.stream or ""
-        manifest = consumer_api_config(res, project, desired_canon.get(stream_name))
-        errors += level_errors(res, Kind.CONSUMER, manifest, live.api_level, live.server_version)
-        stream_cfg = desired_canon.get(stream_name) or (
-            (live.streams.get(stream_name) or {}).get("config") or {}
+        if (stream_name, res.address.name) in live.unavailable_consumers:
+            self.unavailable.add(str(res.address))  # the server cannot report it now:
+            return  # never planned as a create, and nothing waits for it
+        stream_canon = self.desired_canon.get(stream_name)
+        manifest = consumer_api_config(res, project, stream_canon)
+        self.errors += level_errors(
+            res, Kind.CONSUMER, manifest, live.api_level, live.server_version
         )
-        errors += _replica_errors(res, {**manifest, "placement": stream_cfg.get("placement")}, live)
-        canon = canonical_consumer(manifest, desired_canon.get(stream_name))
-        info = live.consumers.get((stream_name, res.address.name))
+        stream_cfg = stream_canon or ((live.streams.get(stream_name) or {}).get("config") or {})
+        self.errors += _replica_errors(
+            res, {**manifest, "placement": stream_cfg.get("placement")}, live
+        )
+        canon = canonical_consumer(manifest, stream_canon)
         live_canon = None
         if info is not None:
-            live_canon = canonical_consumer(info["config"], desired_canon.get(stream_name))
-        parent = drafts.get(stream_name)
+            live_canon = canonical_consumer(info["config"], stream_canon)
+        parent = self.drafts.get(stream_name)
         parent_action = parent["action"] if parent is not None else None
         parent_key = str(parent["address"]) if parent is not None else ""
         send = {}
@@ -585,7 +651,7 @@ def build_plan(
                 res.address.name, canon, live.api_level, manifest.get("pause_until")
             )
         fields: dict[str, Any]
-        depends = list(after)
+        depends = list(self.after)
         if parent_action in (Action.CREATE, Action.REPLACE):
             depends.append(parent_key)
         if info is None:
@@ -620,33 +686,41 @@ def build_plan(
                 else:
                     depends.append(parent_key)
         protect = fields.pop("live_protected", False) or res.metadata.prevent_destroy
-        consumer_changes.append(
-            Change(
-                res.address,
-                location=str(res.location),
-                prevent_destroy=protect,
-                depends_on=tuple(depends),
-                **fields,
-            )
+        self.consumer_changes[index] = Change(
+            res.address,
+            location=str(res.location),
+            prevent_destroy=protect,
+            depends_on=tuple(depends),
+            **fields,
         )
 
-    if errors:
-        raise ManifestError(errors)
-
-    changes = [_freeze(d) for d in drafts.values()] + consumer_changes
-    declared = {c.address for c in changes}
-    deletes, unmanaged = _orphans(live, declared, project, prune, account, after)
-    return Plan(
-        environment,
-        project,
-        tuple(changes + deletes),
-        live.api_level,
-        live.server_version,
-        unmanaged=tuple(unmanaged),
-        prune=prune,
-        declared=len(desired),
-        unavailable=tuple(unavailable_addresses(live, account).items()),
-    )
+    def finish(self) -> Plan:
+        """The plan (ManifestError if anything could not be planned)."""
+        live = self.live
+        for stream in list(self.pending):
+            for index, res in self.pending.pop(stream):
+                self._plan_consumer(index, res, live.consumers.get((stream, res.address.name)))
+        if self.errors:
+            raise ManifestError(self.errors)
+        for draft in self.drafts.values():  # a sourcing consumer left out (unavailable)
+            draft["depends_on"] = [d for d in draft["depends_on"] if d not in self.unavailable]
+        consumers = [self.consumer_changes[i] for i in sorted(self.consumer_changes)]
+        changes = [_freeze(d) for d in self.drafts.values()] + consumers
+        declared = {c.address for c in changes}
+        deletes, unmanaged = _orphans(
+            live, declared, self.project, self.prune, self.account, self.after
+        )
+        return Plan(
+            self.environment,
+            self.project,
+            tuple(changes + deletes),
+            live.api_level,
+            live.server_version,
+            unmanaged=tuple(unmanaged),
+            prune=self.prune,
+            declared=len(self.desired),
+            unavailable=tuple(unavailable_addresses(live, self.account).items()),
+        )
 
 
 def _freeze(draft: dict[str, Any]) -> Change:
@@ -764,7 +838,7 @@ def _check_targets(
         known.update(
             buckets.live_address(name, info["config"]).target for name, info in live.streams.items()
         )
-        known.update(f"Consumer/{stream}/{name}" for stream, name in live.consumers)
+        known.update(f"Consumer/{stream}/{name}" for stream, name in live.consumer_keys())
     check_targets(targets, known, "no resource by that name is declared or live")
 
 

@@ -116,6 +116,30 @@ def test_counts_over_the_account_limits_fail_the_plan(
     assert "short by 1)" in err and "KV_jsops_lock" in err
 
 
+def test_consumers_already_on_the_server_count_against_the_per_stream_limit(
+    tmp_path: Path, limited: SingleServer
+) -> None:
+    """Declared consumers that exist count too (a plan compares them as it reads them
+    and keeps no info of theirs, but still counts them)."""
+    url = _url(limited, "cap")
+    for name in streams(url):  # the account is this module's: start from empty
+        js_request_sync(url, f"$JS.API.STREAM.DELETE.{name}")
+    project = make_project(tmp_path, url)
+    docs = [stream_doc("HELD", max_bytes=1024)]
+    project.write("s.yaml", "---\n".join([*docs, consumer_doc("HELD", "c0")]))
+    code, _, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    project.write("s.yaml", "---\n".join([*docs, *(consumer_doc("HELD", c) for c in ["c0", "c1"])]))
+    assert project.cli("plan")[0] == 0
+    project.write(
+        "s.yaml", "---\n".join([*docs, *(consumer_doc("HELD", f"c{i}") for i in range(3))])
+    )
+    code, _, err = project.cli("plan")
+    assert code == 1
+    assert "stream HELD would have 3 consumers after this plan" in err
+    assert "(per stream; 1 now)" in err
+
+
 def test_a_run_of_identical_failures_stops_the_apply(tmp_path: Path, limited: SingleServer) -> None:
     """The server's own store (not visible to the account) fills up: the apply stops
     after a run of the same error and says how many changes it did not attempt."""
