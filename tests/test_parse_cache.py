@@ -245,7 +245,7 @@ def test_a_validated_file_is_trusted_for_nothing(
         rows = parse_cache._unpickle(data[len(head) :])
         manifest = next(x for x in rows[0] if hasattr(x, "spec"))
         manifest.spec.__dict__["max_age"] = 9 * 3600 * 10**9  # a poisoned cache's claim
-        kept.write_bytes(head + pickle.dumps(rows))
+        kept.write_bytes(head + parse_cache._pickle(rows))
         kept.chmod(0o666)
     code, out, err = proj.cli("plan", "--detailed-exitcode")
     assert code == 0, out + err  # the file's 1h, and no change
