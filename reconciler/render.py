@@ -7,6 +7,7 @@ manifest models themselves, so a new field never needs a second table.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,22 @@ def _strip_indexes(path: str) -> str:
     return ".".join(p for p in path.split(".") if not p.isdigit())
 
 
+_UNITS: dict[tuple[Kind, str], str | None] = {}  # (kind, path) -> unit, as looked up
+_JSON_VALUE = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def _unit(kind: Kind, path: str) -> str | None:
+    key = (kind, path)
+    if key not in _UNITS:
+        _UNITS[key] = UNIT_PATHS.get(kind, {}).get(_strip_indexes(path))
+    return _UNITS[key]
+
+
 def human(kind: Kind, path: str, value: Any) -> str:
     """A value in human units: ``604800000000000`` at ``max_age`` -> ``7d``."""
     if value is None:
         return "(none)"
-    unit = UNIT_PATHS.get(kind, {}).get(_strip_indexes(path))
+    unit = _unit(kind, path)
     if unit and isinstance(value, int) and not isinstance(value, bool):
         return (
             format_duration(value)
@@ -52,9 +64,15 @@ def human(kind: Kind, path: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int) and value == -1 and path.startswith("max_"):
         return "unlimited"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    # What json.dumps(value, ensure_ascii=False, separators=(", ", ": ")) gives, the
+    # usual values (a name, a count, a list of subjects) without its encoder's setup.
+    if type(value) is str:
+        return encode_basestring(value)
+    if type(value) is int:
+        return str(value)
+    if type(value) is list and all(type(v) is str for v in value):
+        return "[" + ", ".join(map(encode_basestring, value)) + "]"
+    return _JSON_VALUE(value)
 
 
 def _plural(count: int, word: str) -> str:
@@ -225,11 +243,12 @@ def render_text(
         kind = change.address.kind
         for ref in change.external_refs:
             lines.append(f"      reads {ref}")
+        if change.action is Action.CREATE:
+            lines += [f"      {d.path}: {human(kind, d.path, d.after)}" for d in change.diff]
+            continue
         for d in change.diff:
             mark = "  # forces replacement" if d.path.split(".")[0] in change.replace_paths else ""
-            if change.action is Action.CREATE:
-                lines.append(f"      {d.path}: {human(kind, d.path, d.after)}")
-            elif d.path in SET_FIELDS.get(kind, ()):
+            if d.path in SET_FIELDS.get(kind, ()):
                 added, removed = set_delta(d)
                 delta = [f"+{json.dumps(v)}" for v in added]
                 delta += [f"-{json.dumps(v)}" for v in removed]
