@@ -1084,7 +1084,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def run() -> None:  # pragma: no cover - console script wrapper
-    sys.exit(main())
+    """The console script: :func:`main`, except that the collector stays off until the
+    process exits. Turned back on, its first collection would scan every object the
+    command made and still holds (none was ever promoted out of the youngest
+    generation while it was off): 0.09 s after a 1k-stream apply, 0.7 s after a 10k
+    one, spent only to exit."""
+    gc.disable()
+    sys.exit(_main(None))
 
 
 if __name__ == "__main__":  # pragma: no cover
