@@ -198,16 +198,20 @@ async def _run_phase(
     skipped is skipped, and so are its own dependents.
     """
     brake = brake or _Brake()
-    keys = {c.key for c in phase}
-    waiting: dict[str, int] = {}
-    dependents: dict[str, list[Change]] = {}
-    queue: asyncio.Queue[Change] = asyncio.Queue()
+    # Changes are numbered: each one's key (its address as text) is made once here,
+    # not several times per change as it is settled, released and counted.
+    keys = [c.key for c in phase]
+    number = {key: i for i, key in enumerate(keys)}
+    waiting = [0] * len(phase)
+    dependents: dict[int, list[int]] = {}
+    queue: asyncio.Queue[int] = asyncio.Queue()
     all_settled = asyncio.Event()
     settled = 0
 
-    def settle(change: Change, status: ApplyStatus, why: str = "") -> None:
+    def settle(i: int, status: ApplyStatus, why: str = "") -> None:
         nonlocal settled
-        outcome[change.key] = status
+        change = phase[i]
+        outcome[keys[i]] = status
         if status is ApplyStatus.DONE:
             result.done.append(change)
         elif status is ApplyStatus.FAILED:
@@ -221,48 +225,49 @@ async def _run_phase(
         settled += 1
         if settled == len(phase):
             all_settled.set()
-        for child in dependents.pop(change.key, []):
-            waiting[child.key] -= 1
-            if waiting[child.key] == 0 and child.key not in outcome:
+        for child in dependents.pop(i, ()):
+            waiting[child] -= 1
+            if waiting[child] == 0 and keys[child] not in outcome:
                 release(child)
 
-    def release(change: Change) -> None:
-        blocked = [d for d in change.depends_on if outcome.get(d) in _UNFINISHED]
+    def release(i: int) -> None:
+        depends_on = phase[i].depends_on
+        blocked = [d for d in depends_on if outcome.get(d) in _UNFINISHED] if depends_on else ()
         if blocked:
-            settle(change, ApplyStatus.SKIPPED, f"{', '.join(blocked)} did not complete")
+            settle(i, ApplyStatus.SKIPPED, f"{', '.join(blocked)} did not complete")
         else:
-            queue.put_nowait(change)
+            queue.put_nowait(i)
 
-    for change in phase:
-        deps = {d for d in change.depends_on if d in keys and d != change.key}
-        waiting[change.key] = len(deps)
+    for i, change in enumerate(phase):
+        deps = {number[d] for d in change.depends_on if d in number} - {i}
+        waiting[i] = len(deps)
         for dep in deps:
-            dependents.setdefault(dep, []).append(change)
-    stuck = _in_cycles(phase, waiting, dependents)
-    for change in phase:
-        if waiting[change.key] == 0:
-            release(change)
-    for change in stuck:  # never expected; without this a cycle would hang the run
-        if change.key not in outcome:
-            settle(change, ApplyStatus.SKIPPED, "its dependencies form a cycle")
+            dependents.setdefault(dep, []).append(i)
+    stuck = _in_cycles(waiting, dependents)
+    for i, count in enumerate(waiting):
+        if count == 0:
+            release(i)
+    for i in stuck:  # never expected; without this a cycle would hang the run
+        if keys[i] not in outcome:
+            settle(i, ApplyStatus.SKIPPED, "its dependencies form a cycle")
 
     async def worker() -> None:
         while True:
-            change = await queue.get()
+            i = await queue.get()
             if brake.stopped:
-                settle(change, ApplyStatus.NOT_ATTEMPTED, brake.stopped)
+                settle(i, ApplyStatus.NOT_ATTEMPTED, brake.stopped)
                 continue
             try:
                 if guard is not None:
                     await guard()
-                await _run_change(conns, change, backup_dir, result)
+                await _run_change(conns, phase[i], backup_dir, result)
             except JsopsError as exc:
                 code = exc.err_code if isinstance(exc, ApiError) else 0
                 brake.record(code or str(exc), str(exc))
-                settle(change, ApplyStatus.FAILED, str(exc))
+                settle(i, ApplyStatus.FAILED, str(exc))
             else:
                 brake.success()
-                settle(change, ApplyStatus.DONE)
+                settle(i, ApplyStatus.DONE)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(phase)))]
     try:
@@ -271,23 +276,21 @@ async def _run_phase(
         await cancel_and_wait(workers)
 
 
-def _in_cycles(
-    phase: list[Change], waiting: dict[str, int], dependents: dict[str, list[Change]]
-) -> list[Change]:
-    """The changes that can never become ready (Kahn's algorithm on a copy)."""
-    counts = dict(waiting)
-    ready = [c for c in phase if counts[c.key] == 0]
+def _in_cycles(waiting: list[int], dependents: dict[int, list[int]]) -> list[int]:
+    """The changes (numbers) that can never become ready (Kahn's algorithm on a copy)."""
+    counts = list(waiting)
+    ready = [i for i, count in enumerate(counts) if count == 0]
     reached = 0
     while ready:
-        change = ready.pop()
+        i = ready.pop()
         reached += 1
-        for child in dependents.get(change.key, []):
-            counts[child.key] -= 1
-            if counts[child.key] == 0:
+        for child in dependents.get(i, ()):
+            counts[child] -= 1
+            if counts[child] == 0:
                 ready.append(child)
-    if reached == len(phase):
+    if reached == len(counts):
         return []
-    return [c for c in phase if counts[c.key] > 0]
+    return [i for i, count in enumerate(counts) if count > 0]
 
 
 def backup_line(change: Change, archive: Archive) -> str:
