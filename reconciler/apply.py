@@ -244,8 +244,10 @@ async def _run_phase(
         for dep in deps:
             dependents.setdefault(dep, []).append(i)
     stuck = _in_cycles(waiting, dependents)
-    for i, count in enumerate(waiting):
-        if count == 0:
+    # (the ready ones are listed first: a change skipped here releases its dependents
+    # itself, which must not be released a second time by this loop)
+    for i in [i for i, count in enumerate(waiting) if count == 0]:
+        if keys[i] not in outcome:
             release(i)
     for i in stuck:  # never expected; without this a cycle would hang the run
         if keys[i] not in outcome:

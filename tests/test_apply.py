@@ -584,6 +584,39 @@ def test_scheduler_skips_a_dependency_cycle_instead_of_hanging() -> None:
     assert result.done == [] and result.failed == []
 
 
+def test_a_change_skipped_before_its_phase_starts_settles_its_dependents_once() -> None:
+    """A change whose dependency in an earlier phase did not complete is skipped as its
+    phase starts, and its own dependents with it: once each, not again as the phase
+    releases what is ready (counted twice, a phase could end with a change still in
+    flight, reported as neither done nor not done)."""
+    import asyncio
+
+    from reconciler.apply import ApplyResult, ApplyStatus, _run_phase
+    from reconciler.models import Address
+    from reconciler.plan import Action, Change
+
+    stream = Change(Address("Stream", "A"), Action.CREATE, depends_on=["Stream GONE"])
+    consumer = Change(Address("Consumer", "c", stream="A"), Action.CREATE, depends_on=["Stream A"])
+    result = ApplyResult()
+    outcome = {"Stream GONE": ApplyStatus.FAILED}
+    events: list[str] = []
+    asyncio.run(
+        asyncio.wait_for(
+            _run_phase(
+                [stream, consumer],
+                None,  # type: ignore[arg-type]
+                result,
+                outcome,
+                4,
+                lambda status, change, _why: events.append(f"{status} {change.key}"),
+            ),
+            5,
+        )
+    )
+    assert [c.key for c, _why in result.skipped] == ["Stream A", "Consumer A/c"]
+    assert events == ["skipped Stream A", "skipped Consumer A/c"]
+
+
 def test_a_worker_whose_cancellation_is_lost_still_ends_the_apply() -> None:
     """An apply stopped mid-phase (its lock lost) cancels its workers; on Python 3.11 a
     worker cancelled in the same loop iteration as its reply arrives (nats-py waits with
