@@ -425,10 +425,12 @@ class Mark(NamedTuple):
 _UNSTARTED = Mark(0, 0)  # one tuple for every consumer that has delivered nothing
 
 
-def _kept(info: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+def _kept(info: dict[str, Any], keys: tuple[str, ...], share: bool = True) -> dict[str, Any]:
+    """The ``keys`` of an info a plan uses; its config's keys shared (``_shared``) unless
+    it is compared and dropped at once (``share`` False)."""
     out = {k: info[k] for k in keys if k in info}
     config = out.get("config")
-    if isinstance(config, dict):
+    if share and isinstance(config, dict):
         out["config"] = _shared(config)
     state = out.get("state")
     if isinstance(state, dict):
@@ -520,10 +522,13 @@ async def read_consumers(
         consumers, unavailable = await client.list_consumers(name)
         for consumer_name, why in unavailable.items():
             state.unavailable_consumers[(name, consumer_name)] = why
-        infos = [_kept(consumer, CONSUMER_INFO_KEPT) for consumer in consumers]
+        infos = [_kept(consumer, CONSUMER_INFO_KEPT, keep is None) for consumer in consumers]
         if keep is not None:
             state.listed_consumers.update((name, str(i["name"])) for i in infos)
             infos = keep(name, infos)
+            for info in infos:  # kept until the end: shared keys, as every kept config
+                if isinstance(info.get("config"), dict):
+                    info["config"] = _shared(info["config"])
         for consumer in infos:
             state.consumers[(name, consumer["name"])] = consumer
 
