@@ -48,7 +48,7 @@ from reconciler.models import (
     StreamSpec,
 )
 from reconciler.models.envelope import ResourceMetadata
-from reconciler.normalize import DIGEST_KEY, canonical_stream, stream_api_config
+from reconciler.normalize import DIGEST_KEY, canonical_stream, plain, stream_api_config
 
 TWO_MINUTES = 120 * 10**9
 
@@ -182,7 +182,7 @@ def stream_spec(kind: Kind, bucket: str, spec: KeyValueSpec | ObjectStoreSpec) -
         "storage": spec.storage or "file",
         "num_replicas": spec.replicas or 1,
         "compression": _compressed(spec.compression),
-        "placement": spec.placement.model_dump(exclude_none=True) if spec.placement else None,
+        "placement": plain(spec.placement),
         "allow_rollup_hdrs": True,
         "allow_direct": True,
         "discard": "new",
@@ -199,7 +199,7 @@ def stream_spec(kind: Kind, bucket: str, spec: KeyValueSpec | ObjectStoreSpec) -
         duplicate_window=ttl if 0 < ttl < TWO_MINUTES else TWO_MINUTES,
         max_msgs=-1,
         max_consumers=-1,
-        republish=spec.republish.model_dump(exclude_none=True) if spec.republish else None,
+        republish=plain(spec.republish),
     )
     if spec.direct is not None:
         fields["allow_direct"] = spec.direct
@@ -228,7 +228,7 @@ def stream_spec(kind: Kind, bucket: str, spec: KeyValueSpec | ObjectStoreSpec) -
 
 
 def _origin(source: Any) -> dict[str, Any]:
-    dumped: dict[str, Any] = source.model_dump(exclude_none=True, mode="json")
+    dumped: dict[str, Any] = plain(source)
     return dumped
 
 
@@ -328,7 +328,7 @@ def spec_config(res: Resource) -> dict[str, Any]:
     """What a create shows: the bucket spec as written, in API units."""
     spec = res.spec
     assert isinstance(spec, (KeyValueSpec, ObjectStoreSpec))
-    dumped: dict[str, Any] = spec.model_dump(exclude_none=True, mode="json")
+    dumped: dict[str, Any] = plain(spec)
     return dumped
 
 

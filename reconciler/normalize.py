@@ -30,6 +30,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from reconciler.models import ConsumerSpec, Kind, Resource, StreamSpec
@@ -246,8 +247,31 @@ def _source(source: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _spec_dict(spec: StreamSpec | ConsumerSpec) -> dict[str, Any]:
-    """The spec's API fields: its ``monitoring`` block is metadata (:func:`_spec_metadata`)."""
-    return spec.model_dump(exclude_none=True, exclude={"monitoring"}, mode="json")
+    """The spec's API fields: its ``monitoring`` block is metadata (:func:`_spec_metadata`).
+
+    What ``model_dump(exclude_none=True, mode="json")`` gives, read from the fields'
+    values (:func:`plain`): the dump needs pydantic's serializer, whose schema building
+    was a tenth of a plan of 1,000 streams whose validated models came from the cache."""
+    return {k: plain(v) for k, v in spec.__dict__.items() if v is not None and k != "monitoring"}
+
+
+def plain(value: Any) -> Any:
+    """A validated model's value as JSON data: models as dicts of their set (not None)
+    fields, enums as their values; dict values and list items as they are (tests check
+    it against pydantic's ``model_dump(exclude_none=True, mode="json")``)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    fields = getattr(value, "__pydantic_fields__", None)
+    if fields is not None:
+        return {k: plain(v) for k, v in value.__dict__.items() if v is not None and k in fields}
+    return value
 
 
 def _spec_metadata(spec: StreamSpec | ConsumerSpec) -> dict[str, str] | None:
