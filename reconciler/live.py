@@ -177,6 +177,8 @@ class JetStreamClient:
         returned as unavailable (name -> why) instead of failing the whole read."""
         found: list[dict[str, Any]] = []
         unavailable: dict[str, str] = {}
+        if not names:  # the usual case: every LIST page was complete
+            return found, unavailable
         timeout = min(self.timeout, MISSING_INFO_TIMEOUT)
 
         async def one(name: str) -> None:

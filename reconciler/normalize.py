@@ -218,16 +218,17 @@ def paused_until(value: str | None) -> str | None:
     return instant if when > datetime.now(UTC) else None
 
 
+_RESERVED = RESERVED_METADATA_PREFIX
+
+
 def user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     """Metadata without the keys the server reserves (``_nats.*``) and without jsops'
     digest (it describes the config, it is not part of it); always a mapping, so a diff
     names the keys that changed (``metadata.jsops.owner``)."""
-    kept = {
-        k: v
-        for k, v in (metadata or {}).items()
-        if not k.startswith(RESERVED_METADATA_PREFIX) and k != DIGEST_KEY
-    }
-    return dict(sorted(kept.items()))
+    if not metadata:
+        return {}
+    keys = sorted(k for k in metadata if k != DIGEST_KEY and not k.startswith(_RESERVED))
+    return {k: metadata[k] for k in keys}
 
 
 def domain_api(domain: str) -> str:

@@ -412,8 +412,8 @@ def level_errors(
     """A located error for every field of ``config`` newer than the target's API level,
     naming the release that introduced it (``jsops promote`` checks destinations so too)."""
     out = []
-    server = f"nats-server {version}" if version else "the server"
     for path, level in fields_needing_level(kind, config, api_level):
+        server = f"nats-server {version}" if version else "the server"
         doc = res.document
         head = path.split(":")[0].split(".")
         loc = doc.locate(("spec", *head)) if doc else res.location
@@ -635,9 +635,11 @@ class Planner:
             res, Kind.CONSUMER, manifest, live.api_level, live.server_version
         )
         stream_cfg = stream_canon or ((live.streams.get(stream_name) or {}).get("config") or {})
-        self.errors += _replica_errors(
-            res, {**manifest, "placement": stream_cfg.get("placement")}, live
-        )
+        wanted = {
+            "num_replicas": manifest.get("num_replicas"),
+            "placement": stream_cfg.get("placement"),
+        }
+        self.errors += _replica_errors(res, wanted, live)
         canon = canonical_consumer(manifest, stream_canon)
         live_canon = None
         if info is not None:
