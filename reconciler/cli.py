@@ -217,6 +217,8 @@ def plan(
         raise
     if fmt == "text":
         click.echo(render.render_text(the_plan, color=_color(opts), show_noop=show_noop), nl=False)
+    elif fmt == "json":  # written a line at a time: never the whole document at once
+        planfile.dump(the_plan, sys.stdout)
     else:
         click.echo(render.RENDERERS[fmt](the_plan), nl=False)
     if out:

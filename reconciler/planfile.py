@@ -9,11 +9,13 @@ refused with a sentence naming the supported one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from reconciler.diff import FieldDiff
 from reconciler.errors import JsopsError
@@ -55,7 +57,11 @@ def change_to_json(change: Change) -> dict[str, Any]:
     }
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
+def plan_to_json(plan: Plan, *, lazy: bool = False) -> dict[str, Any]:
+    """The plan file's document; with ``lazy``, its change lists are generators (made as
+    :func:`write_document` writes them: a plan of 40,000 never holds them all)."""
+    changes = (change_to_json(c) for c in plan.changes if c.action is not Action.NOOP)
+    unchanged = (change_to_json(c) for c in plan.changes if c.action is Action.NOOP)
     return {
         "format_version": FORMAT_VERSION,
         "environment": plan.environment,
@@ -67,9 +73,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "prune": plan.prune,
         "targets": list(plan.targets),
         "declared": plan.declared,
-        "changes": [change_to_json(c) for c in plan.changes if c.action is not Action.NOOP],
+        "changes": changes if lazy else list(changes),
         "summary": plan.summary,
-        "unchanged": [change_to_json(c) for c in plan.changes if c.action is Action.NOOP],
+        "unchanged": unchanged if lazy else list(unchanged),
         "unmanaged": list(plan.unmanaged),
     }
 
@@ -78,28 +84,45 @@ def dumps(plan: Plan) -> str:
     return document_json(plan_to_json(plan))
 
 
+def dump(plan: Plan, out: TextIO) -> None:
+    """Write the plan's JSON document (what :func:`dumps` gives) to ``out``, a line at a time."""
+    write_document(plan_to_json(plan, lazy=True), out)
+
+
 def document_json(document: dict[str, Any]) -> str:
-    """A JSON document as jsops prints it: one top-level key a line, and each item of a
-    top-level list on its own line, in compact form.
+    """A JSON document as jsops prints it (:func:`write_document`), as one string."""
+    out = io.StringIO()
+    write_document(document, out)
+    return out.getvalue()
+
+
+def write_document(document: dict[str, Any], out: TextIO) -> None:
+    """Write a JSON document as jsops prints it: one top-level key a line, and each item
+    of a top-level list (or iterator) on its own line, in compact form.
 
     ``json.dumps(indent=...)`` runs Python's pure encoder (the C one takes no indent):
     for a plan or status of 40,000 resources it cost seconds and ~170 MB of string
-    pieces. Each line here is one C-encoded value; the result is still one JSON value,
-    and reads (and diffs) a resource a line."""
+    pieces. Each line here is one C-encoded value, written as it is made; the result is
+    still one JSON value, and reads (and diffs) a resource a line."""
     one = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-    lines = ["{"]
+    out.write("{\n")
     last = len(document) - 1
     for i, (key, value) in enumerate(document.items()):
         comma = "," if i < last else ""
-        if isinstance(value, list) and value:
-            lines.append(f"  {one(key)}: [")
-            end = len(value) - 1
-            lines.extend(f"    {one(item)}{',' if j < end else ''}" for j, item in enumerate(value))
-            lines.append(f"  ]{comma}")
-        else:
-            lines.append(f"  {one(key)}: {one(value)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        items = iter(value) if isinstance(value, (list, Iterator)) else None
+        first = next(items, _NOTHING) if items is not None else _NOTHING
+        if first is _NOTHING:
+            out.write(f"  {one(key)}: {one([] if items is not None else value)}{comma}\n")
+            continue
+        assert items is not None
+        out.write(f"  {one(key)}: [\n    {one(first)}")
+        for item in items:
+            out.write(f",\n    {one(item)}")
+        out.write(f"\n  ]{comma}\n")
+    out.write("}\n")
+
+
+_NOTHING = object()
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -178,7 +201,7 @@ def write_plan(plan: Plan, path: str | Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             os.fchmod(handle.fileno(), 0o600)
-            handle.write(dumps(plan))
+            dump(plan, handle)
     except OSError as exc:
         raise JsopsError(f"{path}: cannot write the plan file ({exc.strerror or exc})") from None
 
