@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from reconciler import lock
-from reconciler.apply import ApplyResult, ApplyStatus, OnEvent, apply_plan
 from reconciler.capacity import capacity_problems, server_problems
 from reconciler.connection import ConnectSettings, connect, resolve_settings, server_info
 from reconciler.connection import run as run_async
@@ -44,7 +42,6 @@ from reconciler.live import (
     read_live_state,
     read_streams,
 )
-from reconciler.lock import Holder
 from reconciler.models import Kind, Resource
 from reconciler.mutability import level_of_release
 from reconciler.plan import (
@@ -70,8 +67,10 @@ from reconciler.render import refusal_text
 from reconciler.tasks import for_each
 from reconciler.validate import load_desired
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # apply and the lock are imported by what uses them: a plan needs neither
+    from reconciler.apply import ApplyResult, OnEvent
     from reconciler.graph import Graph
+    from reconciler.lock import Holder
     from reconciler.status import StatusReport
 
 T = TypeVar("T")
@@ -270,6 +269,8 @@ async def plan_async(
             # apply first makes its lock bucket in this account (reconciler.lock), and it
             # reserves storage too. (On a cluster it tries R3, then R1: which tier it
             # lands in is not known before, so it is not counted there.)
+            from reconciler import lock
+
             live.lock_config = lock.lock_stream_config(live.api_level, 1)
         shortfalls += capacity_problems(mine, live)
         shortfalls += server_problems(mine, live, servers)
@@ -390,6 +391,9 @@ def apply(
     (under the lock, after the last confirmation). Returns the
     plan and the result (None when there was nothing to do or confirm said no).
     """
+    from reconciler import lock
+    from reconciler.apply import ApplyStatus, apply_plan
+
     options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
     targets = parse_targets(targets)
     if saved is not None:
@@ -483,6 +487,7 @@ def unlock(
 
     Returns the holder it had (None: not locked) and whether it was released.
     """
+    from reconciler import lock
 
     async def body(conns: Connections) -> tuple[Holder | None, bool]:
         client = await lock.lock_client(conns, lock.lock_account_exists(conns), create=False)

@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from reconciler import planfile
-from reconciler.backup import needs_snapshot, snapshot_target
 from reconciler.diff import set_delta
 from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
@@ -223,6 +222,9 @@ def render_text(
 ) -> str:
     """The terraform-style plan; with ``backup_dir`` (``apply --backup-dir``) each change
     that will be snapshotted first says where to."""
+    if backup_dir is not None:  # (apply --backup-dir only: a plan needs neither)
+        from reconciler.backup import needs_snapshot, snapshot_target
+
     lines = [
         f'jsops plan: project "{plan.project}", environment "{plan.environment}" '
         f"(server {plan.server_version or '?'}, API level {plan.api_level})" + _on(plan),
