@@ -35,6 +35,11 @@ LIST_CONCURRENCY = 64
 USER_INFO_WAIT = 2.0  # seconds: the account name is optional in an identity
 MISSING_INFO_TIMEOUT = 3.0  # seconds: INFO of an asset a LIST left out (servers down?)
 MISSING_INFO_TRIES = 2  # a busy cluster may miss a LIST's own wait once: ask twice
+# seconds: a stream just created in a cluster takes a moment to be heard on its subjects
+# from every server (its leader's interest propagates), so a publish that meets "no
+# responders" is sent again for this long before it is an error
+PUBLISH_SETTLE = 3.0
+PUBLISH_RETRY_EVERY = 0.1
 
 
 def _asset_name(info: dict[str, Any]) -> str:
@@ -64,8 +69,26 @@ class JetStreamClient:
     async def publish(
         self, subject: str, data: bytes, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        """Publish one message to a stream (``subject`` in full); the PubAck as a dict."""
-        return await self._send(subject, data, headers, subject, self.timeout)
+        """Publish one message to a stream (``subject`` in full); the PubAck as a dict.
+
+        A stream created a moment ago (the lock bucket, by this very apply) may not be
+        heard yet from the server this connection is on: "no responders" is retried for
+        up to ``PUBLISH_SETTLE`` seconds, then named with the subject.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_SETTLE
+        while True:
+            try:
+                return await self._send(
+                    subject, data, headers, subject, self.timeout, no_responders=True
+                )
+            except NoRespondersError:
+                if loop.time() >= deadline:
+                    raise ConnectionFailed(
+                        f"no stream answers on {subject} (waited {PUBLISH_SETTLE:g}s "
+                        f"on {self.settings.describe()})"
+                    ) from None
+                await asyncio.sleep(PUBLISH_RETRY_EVERY)
 
     async def _send(
         self,
@@ -74,10 +97,15 @@ class JetStreamClient:
         headers: dict[str, str] | None,
         subject: str,
         timeout: float,
+        *,
+        no_responders: bool = False,
     ) -> dict[str, Any]:
+        """Send one request; ``no_responders`` lets NoRespondersError through to the caller."""
         try:
             msg = await self.nc.request(full, body, timeout=timeout, headers=headers)
         except NoRespondersError:
+            if no_responders:
+                raise
             servers = ", ".join(strip_userinfo(u) for u in self.settings.servers)
             if self.settings.domain:
                 raise ConnectionFailed(

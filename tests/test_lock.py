@@ -32,6 +32,7 @@ from nats.js.errors import KeyNotFoundError
 from reconciler import lock
 from reconciler.buckets import live_address
 from reconciler.connection import ConnectSettings, connect
+from reconciler.errors import ConnectionFailed
 from reconciler.live import LOCK_STREAM, JetStreamClient
 from reconciler.models import Address, Kind
 
@@ -360,6 +361,39 @@ def test_two_acquires_at_once_one_wins(nats_server: SingleServer, tmp_path: Path
     lost = [o for o in outcomes if isinstance(o, lock.LockHeld)]
     assert len(won) == 1 and len(lost) == 5, outcomes
     assert {o.holder.pid for o in lost} == {won[0].holder.pid}
+
+
+def test_a_lock_write_waits_for_a_stream_that_is_not_heard_yet(
+    nats_server: SingleServer,
+) -> None:
+    """In a cluster a new lock bucket's subjects are heard from every server only after a
+    moment: a publish meeting "no responders" is sent again for a while, then the subject
+    is named in one clear error (seen as a flaky "JetStream is not available" on a
+    3-node cluster right after the bucket was created)."""
+    name = unique_name("LATE")
+
+    async def scenario() -> tuple[dict[str, Any], str]:
+        settings = ConnectSettings(servers=[nats_server.url])
+        nc = await connect(settings)
+        try:
+            client = JetStreamClient(nc, settings)
+            write = asyncio.ensure_future(client.publish(f"late.{name}", b"x"))
+            await asyncio.sleep(0.5)  # the publish has met no stream for a while
+            assert not write.done()
+            await client.request(
+                f"STREAM.CREATE.{name}",
+                {"name": name, "subjects": [f"late.{name}"], "storage": "memory"},
+            )
+            ack = await write
+            with pytest.raises(ConnectionFailed) as never:
+                await client.publish(f"nowhere.{name}", b"x")
+            return ack, str(never.value)
+        finally:
+            await nc.close()
+
+    ack, message = asyncio.run(scenario())
+    assert ack["stream"] == name and ack["seq"] == 1
+    assert f"no stream answers on nowhere.{name}" in message
 
 
 def _create_body(counter: JsWriteCounter, stream: str) -> dict[str, Any]:
