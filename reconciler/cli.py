@@ -216,7 +216,7 @@ def plan(
             click.echo(render.render_markdown_failure(exc, env), nl=False)
         raise
     if fmt == "text":
-        click.echo(render.render_text(the_plan, color=_color(opts), show_noop=show_noop), nl=False)
+        render.write_text(the_plan, sys.stdout, color=_color(opts), show_noop=show_noop)
     elif fmt == "json":  # written a line at a time: never the whole document at once
         planfile.dump(the_plan, sys.stdout)
     else:
@@ -305,7 +305,7 @@ def apply(
     target = _target(opts) if saved is None else _saved_target(opts, saved)
 
     def show(the_plan: Plan) -> None:
-        click.echo(render.render_text(the_plan, color=color, backup_dir=backup_dir), nl=False)
+        render.write_text(the_plan, sys.stdout, color=color, backup_dir=backup_dir)
 
     def confirm(the_plan: Plan) -> bool:
         _err(render.summary_line(the_plan))

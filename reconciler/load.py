@@ -708,15 +708,21 @@ def parse_sources(
     documents: list[Document] = []
     diagnostics = list(diagnostics)
     for source in sources:
-        if cache is None:
-            docs, problems = parse(source)
-        else:
-            docs, problems = _parse_cached(source, cache)
+        docs, problems = parse_file(source, cache)
         documents.extend(docs)
         diagnostics.extend(problems)
     if cache is not None:
         cache.save()
     return LoadResult(documents, diagnostics, sources)
+
+
+def parse_file(
+    source: SourceFile, cache: ParseCache | None = None
+) -> tuple[list[Document], list[Diagnostic]]:
+    """Parse one rendered file, through ``cache`` if any (its ``save`` is the caller's)."""
+    if cache is None:
+        return parse(source)
+    return _parse_cached(source, cache)
 
 
 def _parse_cached(source: SourceFile, cache: ParseCache) -> tuple[list[Document], list[Diagnostic]]:

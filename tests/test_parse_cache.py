@@ -111,8 +111,10 @@ def _forge(cache_file: Path, max_age: str) -> None:
     """Rewrite every cached document's max_age, as a planted cache would."""
     body = json.loads(cache_file.read_text())
     for entry in body["entries"].values():
-        for doc in entry[1]:
+        docs = json.loads(entry[1])  # each file's documents are kept as JSON text
+        for doc in docs:
             doc[5]["spec"]["max_age"] = max_age
+        entry[1] = json.dumps(docs)
     cache_file.write_text(json.dumps(body))
 
 
