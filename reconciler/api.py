@@ -155,9 +155,16 @@ async def plan_async(
     *,
     prune: bool = False,
     targets: Sequence[str] = (),
+    consume: bool = False,
 ) -> Plan:
     """Plan every account the manifests touch: Account JWTs first, then each account's
-    streams and consumers (the environment's own account first). Reads only."""
+    streams and consumers (the environment's own account first). Reads only.
+
+    With ``consume``, ``desired`` (a list) is emptied and each resource let go once it
+    is planned: apply hands its validated models over, so that the plan of 40,000
+    creates reuses their memory (peak 254 -> 205 MB at 10,000 streams) instead of
+    adding to it."""
+    declared = len(desired)
     account_res = [r for r in desired if r.address.kind == Kind.ACCOUNT]
     groups = _group_by_account(desired)
     operator_mode = bool(account_res) or any(name is not None for name in groups)
@@ -170,6 +177,9 @@ async def plan_async(
         )
         if problems:
             raise ManifestError(problems)
+    if consume:  # from here on only ``groups`` holds them (and a Planner, while it plans)
+        assert isinstance(desired, list)
+        desired.clear()
     account_changes: dict[str, Change] = {}
     cluster_size: int | None = None
     if account_res:
@@ -234,6 +244,8 @@ async def plan_async(
             # Streams are planned now; each stream's consumers as soon as they are read,
             # and only the infos of consumers not declared are kept (memory at 10,000s).
             planner = Planner(groups[account], live, **plan_args)
+            if consume:  # the planner has its streams planned and its consumers to plan
+                groups[account] = []
             await read_consumers(client, live, keep=planner.take)
             sub = planner.finish()
         parts.append((sub, live))
@@ -252,7 +264,7 @@ async def plan_async(
         identity=identity,
         prune=prune,
         targets=targets,
-        declared=len(desired),
+        declared=declared,
     )
     kept = {c.key for c in the_plan.changes}
     size = next((live.cluster_size for _, live in parts if live.cluster_size), cluster_size)
@@ -418,7 +430,9 @@ def apply(
     plan_targets = list(saved.targets) if saved is not None else targets
 
     async def checked_plan(conns: Connections, desired: list[Resource]) -> Plan:
-        the_plan = await plan_async(target, conns, desired, prune=prune_plan, targets=plan_targets)
+        the_plan = await plan_async(
+            target, conns, desired, prune=prune_plan, targets=plan_targets, consume=True
+        )
         if saved is None and on_plan:
             on_plan(the_plan)
         found = refusals(the_plan, target.project, options, saved=saved)

@@ -222,3 +222,36 @@ def test_a_field_the_server_cannot_accept_is_a_plan_error() -> None:
     with pytest.raises(ManifestError) as err:
         plan_of(text, live_state())  # a single server (cluster_size 1)
     assert "num_replicas" in str(err.value.lines())
+
+
+def test_creates_share_what_they_show_alike_and_show_their_own_values() -> None:
+    """The diffs of 40,000 creates are one object per field and value shown (memory):
+    a create still shows its own value, however close to another's."""
+    text = "\n---\n".join(
+        f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
+        f'spec: {{subjects: ["{name.lower()}.>"], storage: {storage}, max_msgs: {msgs}, '
+        f"metadata: {{team: {team}}}}}"
+        for name, storage, msgs, team in [
+            ("A", "memory", 1, "a"),
+            ("B", "memory", 2, "a"),
+            ("C", "file", 1, "b"),
+        ]
+    )
+    plan = plan_of(text, live_state())
+    shown = {c.address.name: {d.path: d for d in c.diff} for c in plan.changes}
+    assert [shown[n]["storage"].after for n in "ABC"] == ["memory", "memory", "file"]
+    assert [shown[n]["max_msgs"].after for n in "ABC"] == [1, 2, 1]
+    assert [shown[n]["metadata"].after["team"] for n in "ABC"] == ["a", "a", "b"]
+    assert shown["A"]["storage"] is shown["B"]["storage"]
+    assert shown["A"]["metadata"] is shown["B"]["metadata"]
+    assert shown["A"]["max_msgs"] is shown["C"]["max_msgs"]
+    assert shown["A"]["subjects"] is not shown["B"]["subjects"]
+
+
+def test_values_equal_in_python_are_not_shared_unless_the_same_json() -> None:
+    from reconciler.plan import _value_key
+
+    assert _value_key(True) != _value_key(1)
+    assert _value_key({"a": True}) != _value_key({"a": 1})
+    assert _value_key([1.0]) != _value_key([1])
+    assert _value_key({"a": [1, "x"]}) == _value_key({"a": [1, "x"]})
