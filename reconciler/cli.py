@@ -451,12 +451,12 @@ def status(
     messages, consumers' pending counts, replicas, mirror and source lag, and the
     monitoring thresholds (io.nats.monitor.* metadata) they breach."""
     from reconciler import api
-    from reconciler.status import render_json, render_text, summary_line
+    from reconciler.status import render_text, summary_line, write_json
 
     opts = _merge(ctx, **kwargs)
     report = api.status(_target(opts), targets=targets)
-    if fmt == "json":
-        click.echo(render_json(report), nl=False)
+    if fmt == "json":  # written a resource a line: never the whole document at once
+        write_json(report, sys.stdout)
     else:
         click.echo(render_text(report, color=_color(opts)), nl=False)
     _err(summary_line(report))

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -47,7 +47,7 @@ from reconciler.models.monitoring import (
     MonitorKey,
 )
 from reconciler.models.units import format_duration
-from reconciler.planfile import document_json
+from reconciler.planfile import document_json, write_document
 from reconciler.tasks import for_each
 
 FORMAT_VERSION = 1
@@ -142,11 +142,15 @@ class StatusReport:
         }
 
     def to_json(self) -> dict[str, Any]:
+        return {**self._document(), "resources": [r.to_json() for r in self.resources]}
+
+    def _document(self) -> dict[str, Any]:
+        """The JSON document, its resources made one at a time as they are written."""
         return {
             "format_version": FORMAT_VERSION,
             "environment": self.environment,
             "healthy": self.healthy,
-            "resources": [r.to_json() for r in self.resources],
+            "resources": (r.to_json() for r in self.resources),
             "summary": self.summary(),
         }
 
@@ -177,72 +181,74 @@ def select_resources(desired: Sequence[Resource], targets: Sequence[str]) -> lis
 
 async def read_status(
     conns: Connections,
-    resources: Sequence[Resource],
+    resources: Sequence[Address],
     environment: str,
     *,
     now: datetime | None = None,
 ) -> StatusReport:
-    """Read the live state of ``resources`` (per account, bulk) and evaluate the checks."""
+    """Read the live state of the declared ``resources`` (their addresses: a status
+    needs nothing else of a manifest, so a large one holds no model while it reads;
+    per account, bulk) and evaluate the checks."""
     now = now or datetime.now(UTC)
-    groups: dict[str | None, list[Resource]] = {}
-    for res in resources:
-        groups.setdefault(res.address.account, []).append(res)
+    groups: dict[str | None, list[Address]] = {}
+    for address in resources:
+        groups.setdefault(address.account, []).append(address)
     found: dict[Address, ResourceStatus] = {}
     for account in sorted(groups, key=lambda a: (a is not None, a or "")):
         if account is not None and not conns.store.has_account(account):
             why = f"account {account} does not exist (apply its Account manifest first)"
-            for res in groups[account]:
-                found[res.address] = _absent(res.address, Health.MISSING, why)
+            for address in groups[account]:
+                found[address] = _absent(address, Health.MISSING, why)
             continue
         client = await conns.client(account)
         found.update(await _read_account(client, groups[account], now))
-    streams = [found[r.address] for r in resources if r.address.kind is not Kind.CONSUMER]
-    consumers = [found[r.address] for r in resources if r.address.kind is Kind.CONSUMER]
+    streams = [found[a] for a in resources if a.kind is not Kind.CONSUMER]
+    consumers = [found[a] for a in resources if a.kind is Kind.CONSUMER]
     return StatusReport(environment, tuple(streams + consumers))
 
 
 async def _read_account(
-    client: JetStreamClient, resources: Sequence[Resource], now: datetime
+    client: JetStreamClient, resources: Sequence[Address], now: datetime
 ) -> dict[Address, ResourceStatus]:
     await client.account_info()  # JetStream not enabled for the account: one clear line
     infos, unavailable = await client.list_streams()
     by_name = {str(i.get("config", {}).get("name")): i for i in infos}
     out: dict[Address, ResourceStatus] = {}
-    wanted: dict[str, list[Resource]] = {}
-    for res in resources:
-        if res.address.kind is Kind.CONSUMER:
-            wanted.setdefault(str(res.address.stream), []).append(res)
+    wanted: dict[str, list[Address]] = {}
+    for address in resources:
+        if address.kind is Kind.CONSUMER:
+            wanted.setdefault(str(address.stream), []).append(address)
             continue
-        name = buckets.stream_address(res.address).name
+        name = buckets.stream_address(address).name
         if name in by_name:
-            out[res.address] = stream_status(res.address, by_name[name], now)
+            out[address] = stream_status(address, by_name[name], now)
         elif name in unavailable:
-            out[res.address] = _absent(res.address, Health.UNAVAILABLE, unavailable[name])
+            out[address] = _absent(address, Health.UNAVAILABLE, unavailable[name])
         else:
-            out[res.address] = _absent(res.address, Health.MISSING, MISSING)
+            out[address] = _absent(address, Health.MISSING, MISSING)
 
-    async def consumers_of(item: tuple[str, list[Resource]]) -> None:
+    async def consumers_of(item: tuple[str, list[Address]]) -> None:
         stream, declared = item
         if stream not in by_name:
             gone = unavailable.get(stream)
-            for res in declared:
+            for address in declared:
                 health = Health.UNAVAILABLE if gone else Health.MISSING
                 why = gone or f"its stream {stream} is not on the server"
-                out[res.address] = _absent(res.address, health, why)
+                out[address] = _absent(address, health, why)
             return
         try:
             listed, down = await client.list_consumers(stream)
         except ApiError as exc:  # the stream went away meanwhile
-            listed, down = [], {r.address.name: exc.description for r in declared}
+            listed, down = [], {a.name: exc.description for a in declared}
         live = {str(c.get("name")): c for c in listed}
-        for res in declared:
-            name = res.address.name
+        for address in declared:
+            name = address.name
             if name in live:
-                out[res.address] = consumer_status(res.address, live[name], now)
+                out[address] = consumer_status(address, live[name], now)
             elif name in down:
-                out[res.address] = _absent(res.address, Health.UNAVAILABLE, down[name])
+                out[address] = _absent(address, Health.UNAVAILABLE, down[name])
             else:
-                out[res.address] = _absent(res.address, Health.MISSING, MISSING)
+                out[address] = _absent(address, Health.MISSING, MISSING)
 
     await for_each(list(wanted.items()), consumers_of, LIST_CONCURRENCY)
     return out
@@ -876,6 +882,12 @@ def render_json(report: StatusReport) -> str:
     return document_json(report.to_json())
 
 
+def write_json(report: StatusReport, out: TextIO) -> None:
+    """:func:`render_json` written a resource a line, each made as it is written (the
+    status of 40,000 resources is never held whole as JSON)."""
+    write_document(report._document(), out)
+
+
 __all__ = [
     "FORMAT_VERSION",
     "Breach",
@@ -888,4 +900,5 @@ __all__ = [
     "render_text",
     "select_resources",
     "summary_line",
+    "write_json",
 ]

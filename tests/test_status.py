@@ -632,3 +632,23 @@ def test_streams_in_accounts_operator_mode(tmp_path: Path) -> None:
         assert f"{account}:Stream/ORDERS " in out
     finally:
         op.stop()
+
+
+def test_json_written_a_line_at_a_time_is_the_json_document() -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from reconciler.models import Address, Kind
+    from reconciler.status import StatusReport, render_json, stream_status, write_json
+
+    now = datetime.now(UTC)
+    info = {"config": {"name": "S"}, "state": {"messages": 2, "bytes": 2048}}
+    statuses = [stream_status(Address(Kind.STREAM, n), info, now) for n in ("S", "T")]
+    for report in (StatusReport("dev", tuple(statuses)), StatusReport("dev", ())):
+        out = io.StringIO()
+        write_json(report, out)
+        assert out.getvalue() == render_json(report)
+        assert json.loads(out.getvalue()) == report.to_json()
+        assert [r["name"] for r in json.loads(out.getvalue())["resources"]] == [
+            r.address.name for r in report.resources
+        ]
