@@ -161,9 +161,9 @@ async def plan_async(
     streams and consumers (the environment's own account first). Reads only.
 
     With ``consume``, ``desired`` (a list) is emptied and each resource let go once it
-    is planned: apply hands its validated models over, so that the plan of 40,000
-    creates reuses their memory (peak 254 -> 205 MB at 10,000 streams) instead of
-    adding to it."""
+    is planned: apply and plan hand their validated models over, so that the plan of
+    40,000 creates reuses their memory (apply's peak 254 -> 205 MB at 10,000 streams)
+    instead of adding to it (a plan of 40,000 noops: 200 -> 187 MB)."""
     declared = len(desired)
     account_res = [r for r in desired if r.address.kind == Kind.ACCOUNT]
     groups = _group_by_account(desired)
@@ -360,7 +360,9 @@ def plan(
     the_plan = run_async(
         _with_connections(
             target,
-            lambda conns: plan_async(target, conns, desired, prune=prune, targets=targets),
+            lambda conns: plan_async(
+                target, conns, desired, prune=prune, targets=targets, consume=True
+            ),
         )
     )
     found = empty_prune_refusals(the_plan, ApplyOptions(allow_empty_prune=allow_empty_prune))
