@@ -30,7 +30,7 @@ the models check it (a bad date is then a located error, not a crash).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -705,24 +705,22 @@ def parse_sources(
     sources: list[SourceFile], diagnostics: list[Diagnostic], cache: ParseCache | None = None
 ) -> LoadResult:
     """Parse rendered files (``load_sources``) into documents, through ``cache`` if any."""
-    documents: list[Document] = []
     diagnostics = list(diagnostics)
-    for source in sources:
-        docs, problems = parse_file(source, cache)
-        documents.extend(docs)
-        diagnostics.extend(problems)
-    if cache is not None:
-        cache.save()
+    documents = list(parse_each(sources, diagnostics, cache))
     return LoadResult(documents, diagnostics, sources)
 
 
-def parse_file(
-    source: SourceFile, cache: ParseCache | None = None
-) -> tuple[list[Document], list[Diagnostic]]:
-    """Parse one rendered file, through ``cache`` if any (its ``save`` is the caller's)."""
-    if cache is None:
-        return parse(source)
-    return _parse_cached(source, cache)
+def parse_each(
+    sources: Iterable[SourceFile], problems: list[Diagnostic], cache: ParseCache | None = None
+) -> Iterator[Document]:
+    """The documents of rendered files, parsed a file at a time as they are taken (through
+    ``cache`` if any, saved after the last file); each file's problems go to ``problems``."""
+    for source in sources:
+        docs, found = parse(source) if cache is None else _parse_cached(source, cache)
+        problems.extend(found)
+        yield from docs
+    if cache is not None:
+        cache.save()
 
 
 def _parse_cached(source: SourceFile, cache: ParseCache) -> tuple[list[Document], list[Diagnostic]]:

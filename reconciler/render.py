@@ -223,7 +223,8 @@ def render_text(
 ) -> str:
     """The terraform-style plan; with ``backup_dir`` (``apply --backup-dir``) each change
     that will be snapshotted first says where to."""
-    return "".join(text_lines(plan, color=color, show_noop=show_noop, backup_dir=backup_dir))
+    lines = text_lines(plan, color=color, show_noop=show_noop, backup_dir=backup_dir)
+    return "".join(f"{line}\n" for line in lines)
 
 
 def write_text(
@@ -237,18 +238,13 @@ def write_text(
     """:func:`render_text` written a line at a time (the text of 40,000 creates is never
     held whole: 25 MB of an apply's peak at 10,000 streams)."""
     for line in text_lines(plan, color=color, show_noop=show_noop, backup_dir=backup_dir):
-        out.write(line)
+        out.write(f"{line}\n")
 
 
 def text_lines(
     plan: Plan, *, color: bool = False, show_noop: bool = False, backup_dir: str | None = None
 ) -> Iterator[str]:
-    """The lines of :func:`render_text`, each ending in a newline."""
-    for line in _text_lines(plan, color, show_noop, backup_dir):
-        yield line + "\n"
-
-
-def _text_lines(plan: Plan, color: bool, show_noop: bool, backup_dir: str | None) -> Iterator[str]:
+    """The lines of :func:`render_text` (without their newlines), made as they are taken."""
     if backup_dir is not None:  # (apply --backup-dir only: a plan needs neither)
         from reconciler.backup import needs_snapshot, snapshot_target
 

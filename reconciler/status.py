@@ -142,7 +142,9 @@ class StatusReport:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self._document(), "resources": [r.to_json() for r in self.resources]}
+        document = self._document()
+        document["resources"] = list(document["resources"])
+        return document
 
     def _document(self) -> dict[str, Any]:
         """The JSON document, its resources made one at a time as they are written."""

@@ -38,7 +38,7 @@ Value problems point at the value, unknown fields and cross-field rules at the k
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import cache
 from typing import Any, get_args
@@ -56,7 +56,7 @@ from reconciler.load import (
     SourceFile,
     load_manifests,
     load_sources,
-    parse_file,
+    parse_each,
 )
 from reconciler.models import (
     API_VERSION,
@@ -483,17 +483,9 @@ def validate_paths(
         resources = _from_rows(validated.get(key), sources)
         if resources is not None:
             return resources, []
-    cache = ParseCache.open(project.root)
     parse_problems = list(diagnostics)
-
-    def documents() -> Iterator[Document]:  # parsed and validated one file at a time
-        for source in sources:
-            docs, found = parse_file(source, cache)
-            parse_problems.extend(found)
-            yield from docs
-        cache.save()
-
-    resources, doc_problems = _validate_documents(documents(), drop_data=True)
+    documents = parse_each(sources, parse_problems, ParseCache.open(project.root))
+    resources, doc_problems = _validate_documents(documents, drop_data=True)
     resources, problems = _check_validated(
         resources, parse_problems + doc_problems, env, known_envs, project
     )
