@@ -55,6 +55,7 @@ from reconciler.plan import (
     parse_targets,
     subject_count_streams,
 )
+from reconciler.planfile import SavedPlan
 from reconciler.policy import check_live_overlap
 from reconciler.refusals import (
     SAVED_PLAN_CODES,
@@ -374,7 +375,7 @@ def plan(
 def apply(
     target: Target,
     *,
-    saved: Plan | None = None,
+    saved: Plan | SavedPlan | None = None,
     paths: Sequence[str] | None = None,
     options: ApplyOptions | None = None,
     targets: Sequence[str] = (),
@@ -391,7 +392,8 @@ def apply(
 ) -> tuple[Plan, ApplyResult | None]:
     """Plan now and apply after ``confirm(plan)`` says yes; or, with a ``saved`` plan,
     plan again from the same manifests and live state and apply that fresh plan only if
-    it is the saved one (a plan file is never executed as written).
+    it is the saved one (a plan file is never executed as written; a
+    :class:`~reconciler.planfile.SavedPlan` is compared as its file is read again).
 
     Every refusal (``reconciler.refusals``) is checked once, on the plan about to run,
     before anything is written. A plan with changes runs under the environment's apply
@@ -410,16 +412,17 @@ def apply(
 
     options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
     targets = parse_targets(targets)
-    if saved is not None:
+    saved_file, header = (saved, saved.plan) if isinstance(saved, SavedPlan) else (None, saved)
+    if header is not None:
         if targets:
             raise UsageError("--target cannot be used with a plan file (it is applied as saved)")
-        if saved.environment != target.env_name:
+        if header.environment != target.env_name:
             raise UsageError(
-                f'the plan is for environment "{saved.environment}", not "{target.env_name}"'
+                f'the plan is for environment "{header.environment}", not "{target.env_name}"'
             )
-        if saved.project and saved.project != target.project.name:
+        if header.project and header.project != target.project.name:
             raise UsageError(
-                f'the plan is for project "{saved.project}", not "{target.project.name}"'
+                f'the plan is for project "{header.project}", not "{target.project.name}"'
             )
     desired = load_desired(target.project, target.env_name, paths)
     operator_mode = any(r.address.kind is Kind.ACCOUNT or r.address.account for r in desired)
@@ -428,16 +431,22 @@ def apply(
     # does not keep them (about a third of its memory) while it writes.
     handover = [desired]
     del desired
-    prune_plan = saved.prune if saved is not None else options.prune
-    plan_targets = list(saved.targets) if saved is not None else targets
+    prune_plan = header.prune if header is not None else options.prune
+    plan_targets = list(header.targets) if header is not None else targets
 
     async def checked_plan(conns: Connections, desired: list[Resource]) -> Plan:
         the_plan = await plan_async(
             target, conns, desired, prune=prune_plan, targets=plan_targets, consume=True
         )
-        if saved is None and on_plan:
+        if header is None and on_plan:
             on_plan(the_plan)
-        found = refusals(the_plan, target.project, options, saved=saved)
+        found = refusals(
+            the_plan,
+            target.project,
+            options,
+            saved=header,
+            saved_changes=saved_file.changes() if saved_file is not None else None,
+        )
         if found:  # before asking: never ask to confirm what will be refused
             raise refused(found)
         return the_plan
@@ -449,7 +458,7 @@ def apply(
         the_plan = await checked_plan(conns, handover.pop())
         if not the_plan.has_changes:
             return the_plan, None
-        if saved is None and confirm is not None and not confirm(the_plan):
+        if header is None and confirm is not None and not confirm(the_plan):
             raise ApplyRefused("apply cancelled, nothing was changed")
         client = await lock.lock_client(conns, operator_mode, create=True)
         assert client is not None
@@ -470,7 +479,7 @@ def apply(
                         return the_plan, None
                     # asked again, in a thread: the lease is refreshed while a person reads
                     if (
-                        saved is None
+                        header is None
                         and confirm is not None
                         and not await asyncio.to_thread(confirm, the_plan)
                     ):

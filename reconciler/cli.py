@@ -301,8 +301,8 @@ def apply(
     opts = _merge(ctx, **kwargs)
     color = _color(opts)
     wait = _seconds(lock_timeout, "--lock-timeout")
-    saved = planfiles.read_plan(planfile) if planfile else None
-    target = _target(opts) if saved is None else _saved_target(opts, saved)
+    saved = planfiles.read_saved_plan(planfile) if planfile else None
+    target = _target(opts) if saved is None else _saved_target(opts, saved.plan)
 
     def show(the_plan: Plan) -> None:
         render.write_text(the_plan, sys.stdout, color=color, backup_dir=backup_dir)

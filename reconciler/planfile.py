@@ -9,13 +9,16 @@ refused with a sentence naming the supported one.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator
-from enum import StrEnum
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 from reconciler.diff import FieldDiff
 from reconciler.errors import JsopsError
@@ -164,7 +167,19 @@ def change_from_json(data: dict[str, Any]) -> Change:
 
 
 def plan_from_json(data: dict[str, Any]) -> Plan:
-    if "format_version" not in data or "changes" not in data:
+    """The plan a plan file's decoded document holds."""
+    return _plan(
+        data,
+        lambda: tuple(
+            change_from_json(c) for c in [*data["changes"], *(data.get("unchanged") or [])]
+        ),
+    )
+
+
+def _plan(data: dict[str, Any], changes: Callable[[], tuple[Change, ...]]) -> Plan:
+    """The plan of a decoded document whose changes ``changes()`` gives (or raises about):
+    the format is checked first, so a file of another version is named as such."""
+    if not isinstance(data, dict) or "format_version" not in data or "changes" not in data:
         raise JsopsError("not a jsops plan (no format_version or changes)")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
@@ -177,9 +192,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         return Plan(
             environment=data["environment"],
             project=data.get("project", ""),
-            changes=tuple(
-                change_from_json(c) for c in [*data["changes"], *(data.get("unchanged") or [])]
-            ),
+            changes=changes(),
             api_level=int(data.get("api_level", 0)),
             server_version=data.get("server_version", ""),
             created_at=data.get("created_at", ""),
@@ -191,7 +204,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
             targets=tuple(data.get("targets") or ()),
             declared=int(data.get("declared", 0)),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise JsopsError(f"plan file is malformed: {exc}") from None
 
 
@@ -207,8 +220,81 @@ def write_plan(plan: Plan, path: str | Path) -> None:
 
 
 def read_plan(path: str | Path) -> Plan:
+    """The plan in a plan file (``show``). The file is decoded a few lines at a time and
+    each change made as soon as it is decoded (:func:`decode_object`): the plain data of
+    40,000 changes is never held at once (``json.loads`` of a 16 MB plan peaked at
+    59 MB; its changes hold 15)."""
+    return _read_file(path, keep=True)[0]
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan file as ``apply PLANFILE`` reads it: ``plan`` is its plan without its
+    changes (what to plan again with: environment, prune, targets, identity), and
+    :meth:`changes` reads them again from the file, one at a time, to compare.
+
+    Every change was checked when the file was first read, before anything connects;
+    they are not kept meanwhile: a saved plan of 40,000 changes held 16 MB beside the
+    fresh plan it is compared with, which put ``apply PLANFILE`` at 10,000 streams over
+    200 MB. ``digest`` (SHA-256 of the file) makes sure the changes read again are the
+    ones checked, under this header: a file changed in between is refused."""
+
+    path: Path
+    plan: Plan
+    digest: bytes
+
+    def changes(self) -> Iterator[Change]:
+        changed = JsopsError(
+            f"{self.path}: the plan file changed while jsops planned again; nothing was applied"
+        )
+        try:
+            with self.path.open("rb") as handle:
+                reader = _Reader(handle)
+                for kind, _, item in _members(reader, _CHANGE_LISTS):
+                    if kind is _Member.ITEM:
+                        yield change_from_json(item)
+                if reader.digest.digest() != self.digest:
+                    raise changed
+        except OSError as exc:
+            raise JsopsError(f"{self.path}: cannot read the plan file again ({exc})") from None
+        except (JsopsError, KeyError, TypeError, ValueError, AttributeError):
+            raise changed from None  # (the file as first read held none of these)
+
+
+def read_saved_plan(path: str | Path) -> SavedPlan:
+    """The plan file to apply (:class:`SavedPlan`): read and checked whole, changes kept
+    out of memory."""
+    plan, digest = _read_file(path, keep=False)
+    return SavedPlan(Path(path), plan, digest)
+
+
+_CHANGE_LISTS = frozenset({"changes", "unchanged"})
+
+
+def _read_file(path: str | Path, *, keep: bool) -> tuple[Plan, bytes]:
+    """The plan a plan file holds (with its changes if ``keep``, else each only made, to
+    check it) and the file's SHA-256; one located error for anything wrong."""
+    problem: list[Exception] = []
+
+    def change(item: Any) -> Change | None:
+        if problem:
+            return None
+        try:
+            made = change_from_json(item)
+        except (JsopsError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem.append(exc)  # raised once the format is known to be this one
+            return None
+        return made if keep else None
+
+    def changes() -> tuple[Change, ...]:
+        if problem:
+            raise problem[0]
+        return (*data["changes"], *(data.get("unchanged") or [])) if keep else ()
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with Path(path).open("rb") as handle:
+            reader = _Reader(handle)
+            data = decode_object(reader, each=change, lists=_CHANGE_LISTS)
     except FileNotFoundError:
         raise JsopsError(f"{path}: plan file not found") from None
     except (OSError, ValueError) as exc:
@@ -216,6 +302,128 @@ def read_plan(path: str | Path) -> Plan:
     if not isinstance(data, dict):
         raise JsopsError(f"{path}: not a jsops plan file")
     try:
-        return plan_from_json(data)
+        return _plan(data, changes), reader.digest.digest()
     except JsopsError as exc:
         raise JsopsError(f"{path}: {exc}") from None
+
+
+def decode_object(reader: _Reader, *, each: Callable[[Any], Any], lists: Iterable[str]) -> Any:
+    """``json.load`` of what ``reader`` reads, except that when it is an object, each item
+    of its top-level lists named in ``lists`` is replaced by ``each(item)`` as soon as it
+    is decoded.
+
+    Any JSON is read as ``json.loads`` reads it (the same decoder runs on each value);
+    errors are ``ValueError`` naming the position."""
+    if reader.next_char() != "{":
+        value = reader.value()
+        reader.end()
+        return value
+    document: dict[str, Any] = {}
+    for kind, key, value in _members(reader, frozenset(lists)):
+        if kind is _Member.VALUE:
+            document[key] = value
+        elif kind is _Member.LIST:
+            document[key] = []
+        else:
+            document[key].append(each(value))
+    return document
+
+
+class _Member(Enum):
+    VALUE = "a member's value"
+    LIST = "a streamed list begins"
+    ITEM = "an item of that list"
+
+
+def _members(reader: _Reader, lists: frozenset[str]) -> Iterator[tuple[_Member, str, Any]]:
+    """The members of the JSON object ``reader`` reads, as they are decoded:
+    (VALUE, key, value), or for a list named in ``lists``, (LIST, key, None) then
+    (ITEM, key, item) for each of its items. The object must be all the text."""
+    reader.expect("{")
+    closed = reader.next_char() == "}"
+    reader.pos += closed
+    while not closed:
+        key = reader.value()
+        if not isinstance(key, str):
+            raise ValueError(f"expected a key (a string) at char {reader.at}")
+        reader.expect(":")
+        if key in lists and reader.next_char() == "[":
+            yield _Member.LIST, key, None
+            reader.pos += 1
+            end = reader.next_char() == "]"
+            reader.pos += end
+            while not end:
+                yield _Member.ITEM, key, reader.value()
+                end = reader.expect(",]") == "]"
+        else:
+            yield _Member.VALUE, key, reader.value()
+        closed = reader.expect(",}") == "}"
+    reader.end()
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_CHUNK = 1 << 16
+
+
+class _Reader:
+    """A JSON text read from a binary file a few whole lines at a time (about ``chunk``
+    bytes, more while one value needs it), with the SHA-256 of what it read.
+
+    A JSON token never spans a line (a string holds no raw line break), so a value that
+    does not decode from what has been read either ends beyond it (the decoder stops
+    at the end of the text: read more, twice as much, and decode again) or is wrong."""
+
+    def __init__(self, handle: BinaryIO, chunk: int = _CHUNK) -> None:
+        self.handle, self.chunk = handle, chunk
+        self.text = ""
+        self.pos = 0
+        self.dropped = 0  # characters read before ``text``
+        self.digest = hashlib.sha256()
+        self._decode = json.JSONDecoder().raw_decode
+
+    @property
+    def at(self) -> int:
+        return self.dropped + self.pos
+
+    def _more(self) -> bool:
+        chunk = b"".join(self.handle.readlines(max(self.chunk, len(self.text))))
+        if not chunk:
+            return False
+        self.digest.update(chunk)
+        self.dropped += self.pos
+        self.text = self.text[self.pos :] + chunk.decode("utf-8")
+        self.pos = 0
+        return True
+
+    def next_char(self) -> str:
+        """The next character that is not white space (not taken), "" at the end."""
+        while True:
+            match = _SPACE.match(self.text, self.pos)
+            assert match is not None  # the pattern matches the empty string
+            self.pos = match.end()
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self._more():
+                return ""
+
+    def expect(self, chars: str) -> str:
+        found = self.next_char()
+        if not found or found not in chars:
+            expected = " or ".join(map(repr, chars))
+            raise ValueError(f"expected {expected} at char {self.at}, not {found or 'the end'!r}")
+        self.pos += 1
+        return found
+
+    def value(self) -> Any:
+        self.next_char()
+        while True:
+            try:
+                value, self.pos = self._decode(self.text, self.pos)
+                return value
+            except json.JSONDecodeError as exc:
+                if self.text[exc.pos :].strip(" \t\n\r") or not self._more():
+                    raise ValueError(f"{exc.msg} at char {self.dropped + exc.pos}") from None
+
+    def end(self) -> None:
+        if self.next_char():
+            raise ValueError(f"extra data at char {self.at}")

@@ -36,6 +36,7 @@ saved_differs          a saved plan that is not what jsops plans   nothing (plan
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,13 +135,17 @@ def refusals(
     options: ApplyOptions,
     *,
     saved: Plan | None = None,
+    saved_changes: Iterable[Change] | None = None,
 ) -> list[Refusal]:
     """Every reason to refuse ``plan`` (made just now) before writing anything.
 
     ``project`` brings the environment's ``allow_delete``; ``saved`` is the plan file
-    being applied, which must be what ``plan`` is (:func:`saved_plan_refusals`).
+    being applied, which must be what ``plan`` is (:func:`saved_plan_refusals`), with
+    its changes in ``saved_changes`` when it does not hold them.
     """
-    out: list[Refusal] = saved_plan_refusals(saved, plan) if saved is not None else []
+    out: list[Refusal] = (
+        saved_plan_refusals(saved, plan, saved_changes) if saved is not None else []
+    )
     out += empty_prune_refusals(plan, options)
     config = project.config if isinstance(project, Project) else project
     env_cfg = config.environments.get(plan.environment) if config else None
@@ -172,9 +177,15 @@ def _comparable(change: Change) -> tuple[object, ...]:
     return tuple(getattr(change, name) for name in Change.__slots__ if name not in _NOT_COMPARED)
 
 
-def saved_plan_refusals(saved: Plan, fresh: Plan) -> list[Refusal]:
+def saved_plan_refusals(
+    saved: Plan, fresh: Plan, changes: Iterable[Change] | None = None
+) -> list[Refusal]:
     """Where a saved plan is not what jsops plans now (same manifests, live state,
-    options): another target, resources changed live since, or a plan that differs."""
+    options): another target, resources changed live since, or a plan that differs.
+
+    The saved plan's changes are ``changes`` if given (else its own), compared one at a
+    time as they come: they need not all be held (:class:`reconciler.planfile.SavedPlan`
+    reads them from the file)."""
     if saved.identity is None or fresh.identity is None:
         return [Refusal(Code.SAVED_IDENTITY, None, "the plan file records no server identity")]
     wrong = saved.identity.mismatches(fresh.identity)
@@ -188,10 +199,11 @@ def saved_plan_refusals(saved: Plan, fresh: Plan) -> list[Refusal]:
             )
         ]
     out: list[Refusal] = []
-    before = {c.key: c for c in saved.changes}
     now = {c.key: c for c in fresh.changes}
-    for key, old in before.items():
-        new = now.get(key)
+    seen: set[str] = set()
+    for old in saved.changes if changes is None else changes:
+        seen.add(old.key)
+        new = now.get(old.key)
         if new is None:
             out.append(Refusal(Code.SAVED_DIFFERS, old.address, "not in a plan made now"))
             continue
@@ -213,7 +225,7 @@ def saved_plan_refusals(saved: Plan, fresh: Plan) -> list[Refusal]:
         if why is not None:
             out.append(Refusal(code, old.address, why, new))
     for key, new in now.items():
-        if key not in before:
+        if key not in seen:
             out.append(Refusal(Code.SAVED_DIFFERS, new.address, "missing from the plan file", new))
     if (saved.prune, saved.targets) != (fresh.prune, fresh.targets):
         out.append(Refusal(Code.SAVED_DIFFERS, None, "made with other --prune/--target options"))

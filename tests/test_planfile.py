@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -14,6 +16,8 @@ from reconciler.models import Address, Kind
 from reconciler.plan import Action, Change, Plan, Reason
 from reconciler.planfile import (
     FORMAT_VERSION,
+    _Reader,
+    decode_object,
     dumps,
     plan_from_json,
     plan_to_json,
@@ -126,3 +130,87 @@ def test_bad_plan_files_are_one_line_errors(tmp_path: Path, text: str, message: 
     assert str(err.value).startswith(f"{path}: ")
     with pytest.raises(JsopsError, match="plan file not found"):
         read_plan(tmp_path / "missing.json")
+
+
+def test_a_plan_file_in_any_json_layout_reads_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    for text in (
+        json.dumps(plan_to_json(PLAN)),  # one line
+        json.dumps(plan_to_json(PLAN), indent=3),  # as `jq .` leaves it
+        "\n\t " + json.dumps({**plan_to_json(PLAN), "unchanged": []}) + " \r\n",
+        json.dumps({**plan_to_json(PLAN), "changes": []}),
+    ):
+        path.write_text(text)
+        assert read_plan(path) == plan_from_json(json.loads(text))
+    assert len(read_plan(path).changes) == 1  # the last one: no changes, one unchanged
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"changes": [1 2]}', '{"changes": [], }', '{"a": 1} {}', '{"changes": [{}', "{1: 2}", "{"],
+)
+def test_broken_json_is_refused_as_json_loads_refuses_it(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    path = tmp_path / "plan.json"
+    path.write_text(text)
+    with pytest.raises(JsopsError, match=r"not a jsops plan file \(.*char \d+"):
+        read_plan(path)
+
+
+def test_a_file_of_another_version_is_named_so_before_its_changes_are_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plan.json"
+    data = plan_to_json(PLAN)
+    data["changes"][0]["action"] = "explode"  # a change this version cannot read ...
+    path.write_text(json.dumps({**data, "format_version": 99}))  # ... in a newer file
+    with pytest.raises(JsopsError, match="format_version 99; this jsops reads"):
+        read_plan(path)
+    path.write_text(json.dumps(data))
+    with pytest.raises(JsopsError, match="unknown action 'explode'"):
+        read_plan(path)
+    data["changes"][0] = ["not", "a", "change"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(JsopsError, match="plan file is malformed"):
+        read_plan(path)
+
+
+JSON_TEXTS = [
+    '{"changes": [{"a": [1,\n2]}, 3.5e1\n, "x"], "n": 12\n, "unchanged": []}',
+    '{\n  "changes": [\n    {\n      "deep": {"k": [true, false, null]}\n    }\n  ],\n'
+    '  "s": "a \\"quoted\\" \\u00e9 value"\n}\n',
+    '{"changes": {"not": "a list"}, "changes2": [1]}',
+    '{"changes": [], "changes": [1, 2]}',  # a repeated key: the last one, as json.loads
+    '{"k": "\u00e9\u20ac\U0001f600", "changes": [-0.0, 1e400]}',
+    "  [1, 2]  ",
+    "{}",
+    "7",
+]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 16])
+def test_a_file_decodes_as_json_loads_decodes_it(text: str, chunk: int) -> None:
+    reader = _Reader(io.BytesIO(text.encode()), chunk=chunk)
+    got = decode_object(reader, each=lambda item: ("made", item), lists=("changes",))
+    want = json.loads(text)
+    if isinstance(want, dict) and isinstance(want.get("changes"), list):
+        want["changes"] = [("made", item) for item in want["changes"]]
+    assert got == want
+    assert reader.digest.hexdigest() == hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"changes": [1 2]}', '{"changes": [], }', '{"a": 1} {}', '{"changes": [{}', "{1: 2}", "{",
+     '{"a": "no end\n"}', '{"a": tru\ne}', ""],
+)  # fmt: skip
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 16])
+def test_broken_json_is_refused_read_in_any_size_of_piece(text: str, chunk: int) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError, match=r"at char \d+"):
+        decode_object(
+            _Reader(io.BytesIO(text.encode()), chunk), each=lambda item: item, lists=("changes",)
+        )

@@ -26,6 +26,9 @@ from harness.servers import (
     unique_name,
 )
 
+from reconciler.errors import JsopsError
+from reconciler.planfile import read_saved_plan
+
 if TYPE_CHECKING:
     from harness.project import TestProject
 
@@ -235,3 +238,29 @@ def test_live_protection_is_checked_even_when_the_manifest_drops_it(
     assert code == 1
     assert f"Stream {case.safe}: replace refused by prevent_destroy" in err
     assert counter.writes == []
+
+
+def test_a_plan_file_changed_after_it_was_read_is_refused_with_zero_writes(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
+) -> None:
+    """apply reads the plan file twice (checked whole first, its changes again when
+    compared, so that 40,000 are not held while planning): the second read must be the
+    file the first checked, or a swapped file's changes would be judged under the first
+    one's header. Even the same plan re-encoded is refused; the file as read applies."""
+    case = Case(tmp_path, nats_server, prod_server)
+    case.write(age="14d", storage="file")  # a plan with no refusal: one update
+    code, _, err = case.project.cli("plan", "-e", "dev", "--out", "plan.json")
+    assert code == 0, err
+    original = case.path.read_bytes()
+    saved = read_saved_plan(case.path)
+    case.path.write_text(json.dumps(json.loads(original), indent=2))  # same plan, new bytes
+    with JsWriteCounter(nats_server.url) as counter, pytest.raises(JsopsError) as err_info:
+        case.project.apply(env="dev", saved=saved)
+    assert str(err_info.value) == (
+        f"{case.path}: the plan file changed while jsops planned again; nothing was applied"
+    )
+    assert counter.writes == []
+    case.path.write_bytes(original)
+    with JsWriteCounter(nats_server.url) as counter:
+        case.project.apply(env="dev", saved=saved)
+    assert counter.writes == [f"$JS.API.STREAM.UPDATE.{case.orders}"]
