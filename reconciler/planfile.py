@@ -166,6 +166,10 @@ def change_from_json(data: dict[str, Any]) -> Change:
     )
 
 
+# What plain data of the wrong shape raises when a Plan or Change is made of it.
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)
+
+
 def plan_from_json(data: dict[str, Any]) -> Plan:
     """The plan a plan file's decoded document holds."""
     return _plan(
@@ -204,7 +208,7 @@ def _plan(data: dict[str, Any], changes: Callable[[], tuple[Change, ...]]) -> Pl
             targets=tuple(data.get("targets") or ()),
             declared=int(data.get("declared", 0)),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except _MALFORMED as exc:
         raise JsopsError(f"plan file is malformed: {exc}") from None
 
 
@@ -257,7 +261,7 @@ class SavedPlan:
                     raise changed
         except OSError as exc:
             raise JsopsError(f"{self.path}: cannot read the plan file again ({exc})") from None
-        except (JsopsError, KeyError, TypeError, ValueError, AttributeError):
+        except (JsopsError, *_MALFORMED):
             raise changed from None  # (the file as first read held none of these)
 
 
@@ -281,7 +285,7 @@ def _read_file(path: str | Path, *, keep: bool) -> tuple[Plan, bytes]:
             return None
         try:
             made = change_from_json(item)
-        except (JsopsError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (JsopsError, *_MALFORMED) as exc:
             problem.append(exc)  # raised once the format is known to be this one
             return None
         return made if keep else None

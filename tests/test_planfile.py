@@ -145,10 +145,11 @@ def test_a_plan_file_in_any_json_layout_reads_as_written(tmp_path: Path) -> None
     assert len(read_plan(path).changes) == 1  # the last one: no changes, one unchanged
 
 
-@pytest.mark.parametrize(
-    "text",
-    ['{"changes": [1 2]}', '{"changes": [], }', '{"a": 1} {}', '{"changes": [{}', "{1: 2}", "{"],
-)
+BROKEN_JSON = ['{"changes": [1 2]}', '{"changes": [], }', '{"a": 1} {}', '{"changes": [{}',
+               "{1: 2}", "{", '{"a": "no end\n"}', '{"a": tru\ne}', ""]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", BROKEN_JSON)
 def test_broken_json_is_refused_as_json_loads_refuses_it(tmp_path: Path, text: str) -> None:
     with pytest.raises(ValueError):
         json.loads(text)
@@ -201,11 +202,7 @@ def test_a_file_decodes_as_json_loads_decodes_it(text: str, chunk: int) -> None:
     assert reader.digest.hexdigest() == hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.mark.parametrize(
-    "text",
-    ['{"changes": [1 2]}', '{"changes": [], }', '{"a": 1} {}', '{"changes": [{}', "{1: 2}", "{",
-     '{"a": "no end\n"}', '{"a": tru\ne}', ""],
-)  # fmt: skip
+@pytest.mark.parametrize("text", BROKEN_JSON)
 @pytest.mark.parametrize("chunk", [1, 5, 1 << 16])
 def test_broken_json_is_refused_read_in_any_size_of_piece(text: str, chunk: int) -> None:
     with pytest.raises(ValueError):
