@@ -10,6 +10,7 @@ line and exits 1, with the traceback only under ``-v``.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import traceback
@@ -1051,6 +1052,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args or "--verbose" in args
+    handler = _log_details() if verbose else None
     try:
         result = cli.main(args=args, prog_name="jsops", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -1082,7 +1084,21 @@ def _main(argv: Sequence[str] | None) -> int:
             traceback.print_exc()
         _err(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for details)")
         return 1
+    finally:
+        if handler is not None:
+            logging.getLogger("reconciler").removeHandler(handler)
     return int(result or 0)
+
+
+def _log_details() -> logging.Handler:
+    """With ``-v``, what the library logs about its own work (how it parsed, in how many
+    processes) goes to stderr as ``jsops: ...`` lines; it never logs secrets."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("jsops: %(message)s"))
+    logger = logging.getLogger("reconciler")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
 
 
 def run() -> None:  # pragma: no cover - console script wrapper

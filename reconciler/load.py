@@ -711,15 +711,20 @@ def parse_sources(
 
 
 def parse_each(
-    sources: Iterable[SourceFile], problems: list[Diagnostic], cache: ParseCache | None = None
+    sources: Iterable[SourceFile],
+    problems: list[Diagnostic],
+    cache: ParseCache | None = None,
+    *,
+    save: bool = True,
 ) -> Iterator[Document]:
     """The documents of rendered files, parsed a file at a time as they are taken (through
-    ``cache`` if any, saved after the last file); each file's problems go to ``problems``."""
+    ``cache`` if any, saved after the last file unless ``save`` is false); each file's
+    problems go to ``problems``."""
     for source in sources:
         docs, found = parse(source) if cache is None else _parse_cached(source, cache)
         problems.extend(found)
         yield from docs
-    if cache is not None:
+    if cache is not None and save:
         cache.save()
 
 

@@ -77,6 +77,7 @@ from reconciler.models import (
 from reconciler.parse_cache import ParseCache, ValidatedCache, key_of, validated_key
 from reconciler.policy import check_policy
 from reconciler.subjects import covers
+from reconciler.workers import validate_in_workers, worker_count
 
 
 def _what(value: Any) -> str:
@@ -484,8 +485,25 @@ def validate_paths(
         if resources is not None:
             return resources, []
     parse_problems = list(diagnostics)
-    documents = parse_each(sources, parse_problems, ParseCache.open(project.root))
-    resources, doc_problems = _validate_documents(documents, drop_data=True)
+    parsed = ParseCache.open(project.root)
+    workers = 1 if diagnostics else worker_count(sources)
+    found = None
+    if workers > 1:
+
+        def work(share: range) -> list[_Row] | None:  # in a worker process
+            problems: list[Diagnostic] = []
+            documents = parse_each((sources[i] for i in share), problems, parsed, save=False)
+            resources, doc_problems = _validate_documents(documents, drop_data=True)
+            return None if problems or doc_problems else _rows(resources, sources)
+
+        found = _from_rows(validate_in_workers(sources, parsed, workers, work), sources)
+    doc_problems: list[Diagnostic] = []
+    if found is not None:  # every file valid on its own: the checks across them remain
+        parsed.save()
+        resources = found
+    else:
+        documents = parse_each(sources, parse_problems, parsed)
+        resources, doc_problems = _validate_documents(documents, drop_data=True)
     resources, problems = _check_validated(
         resources, parse_problems + doc_problems, env, known_envs, project
     )

@@ -89,7 +89,8 @@ def _isolated_env(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     for var in NATS_ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-    for var in ("XDG_CACHE_HOME", "JSOPS_CACHE_DIR", "JSOPS_NO_CACHE"):  # cache under HOME
+    # the cache under HOME; parse workers as jsops chooses them
+    for var in ("XDG_CACHE_HOME", "JSOPS_CACHE_DIR", "JSOPS_NO_CACHE", "JSOPS_PARSE_WORKERS"):
         monkeypatch.delenv(var, raising=False)
 
 
