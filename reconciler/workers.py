@@ -65,8 +65,9 @@ def worker_count(sources: Sequence[SourceFile]) -> int:
 
 
 def shares(sources: Sequence[SourceFile], count: int) -> list[range]:
-    """``count`` contiguous, non-empty ranges of ``sources`` (at most one a file) whose
-    texts are about equal: each ends at the file boundary nearest its part of the total."""
+    """``count`` contiguous, non-empty ranges of ``sources`` (fewer when there are fewer
+    files) whose texts are about equal: each ends at the file boundary nearest its part
+    of the total."""
     count = max(1, min(count, len(sources)))
     ends = list(accumulate(len(s.rendered) for s in sources))  # text up to each file's end
     total = ends[-1] if ends else 0
@@ -99,15 +100,18 @@ def validate_in_workers(
     rows: list[Any] = []
     ok = finished = False
     try:
-        for share in shares(sources, count):
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the worker: never returns
-                os.close(read_end)
-                _work(work, share, cache, write_end)
-            os.close(write_end)
-            children.append((pid, os.fdopen(read_end, "rb")))
-        ok = True
+        try:
+            for share in shares(sources, count):
+                read_end, write_end = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    os.close(read_end)
+                    _work(work, share, cache, write_end)
+                os.close(write_end)
+                children.append((pid, os.fdopen(read_end, "rb")))
+            ok = True
+        except OSError:  # no more processes or pipes allowed: validate here instead
+            ok = False
         for _pid, pipe in children:
             if not ok:
                 break
