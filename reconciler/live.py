@@ -264,8 +264,12 @@ class JetStreamClient:
                 return None
             raise
 
-    async def create_stream(self, config: dict[str, Any]) -> dict[str, Any]:
-        return await self.request(f"STREAM.CREATE.{config['name']}", {**config, "pedantic": True})
+    async def create_stream(
+        self, config: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        return await self.request(
+            f"STREAM.CREATE.{config['name']}", {**config, "pedantic": True}, timeout=timeout
+        )
 
     async def update_stream(self, config: dict[str, Any]) -> dict[str, Any]:
         return await self.request(f"STREAM.UPDATE.{config['name']}", {**config, "pedantic": True})

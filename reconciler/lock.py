@@ -50,7 +50,14 @@ from typing import Any
 
 from reconciler.buckets import lower as lower_bucket
 from reconciler.connection import server_info
-from reconciler.errors import ApiError, ErrCode, JsopsError, Location, UsageError
+from reconciler.errors import (
+    ApiError,
+    ConnectionFailed,
+    ErrCode,
+    JsopsError,
+    Location,
+    UsageError,
+)
 from reconciler.live import Connections, JetStreamClient
 from reconciler.models import (
     API_VERSION,
@@ -90,6 +97,10 @@ LOCK_METADATA = {"jsops.lock": "true"}
 R3_ATTEMPTS = 3  # creates of the lock bucket as R3 on a cluster before R1 (a 2-node one)
 R3_RETRY_DELAY = 1.0  # seconds between them
 _NOT_PLACED_NOW = (ErrCode.NO_SUITABLE_PEERS, ErrCode.INSUFFICIENT_RESOURCES)
+# Seconds the lock bucket's create may take (at least the connection's timeout): the
+# server answers an R3 create once the stream's group has a leader, which on a cluster
+# just formed and busy took more than the default 5 s (the create went on server-side).
+LOCK_CREATE_TIMEOUT = 20.0
 
 
 def lock_stream_config(api_level: int, replicas: int = 1) -> dict[str, Any]:
@@ -252,7 +263,7 @@ async def _ensure_bucket(client: JetStreamClient) -> dict[str, Any]:
     for replicas in (3, 1) if clustered else (1,):
         for attempt in range(R3_ATTEMPTS if replicas == 3 else 1):
             try:
-                return await client.create_stream(lock_stream_config(level, replicas))
+                return await _create_bucket(client, lock_stream_config(level, replicas))
             except ApiError as exc:
                 if exc.err_code == ErrCode.STREAM_NAME_IN_USE:  # another apply made it now
                     return await client.request(f"STREAM.INFO.{LOCK_STREAM}")
@@ -262,6 +273,18 @@ async def _ensure_bucket(client: JetStreamClient) -> dict[str, Any]:
                     break
                 await asyncio.sleep(R3_RETRY_DELAY)
     raise AssertionError("unreachable: the R1 create returned or raised")
+
+
+async def _create_bucket(client: JetStreamClient, config: dict[str, Any]) -> dict[str, Any]:
+    """STREAM.CREATE of the lock bucket, given time (LOCK_CREATE_TIMEOUT). A create that
+    timed out may still have been made: the bucket's INFO then, else the timeout."""
+    try:
+        return await client.create_stream(config, timeout=max(client.timeout, LOCK_CREATE_TIMEOUT))
+    except ConnectionFailed:
+        info = await client.stream_info(LOCK_STREAM)
+        if info is None:
+            raise
+        return info
 
 
 async def _read(client: JetStreamClient, key: str, now: datetime) -> _Entry | None:
