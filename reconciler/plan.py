@@ -618,10 +618,19 @@ class Planner:
         """What a create shows. A diff is never changed once made, so the creates that
         show the same value of a field (``storage: memory``, the owner's metadata) share
         one FieldDiff: 14 MB less at 40,000 creates."""
-        return tuple(
-            self.create_diffs.setdefault(d.path, {}).setdefault(_value_key(d.after), d)
-            for d in diff_config({}, _shown(manifest))
-        )
+        # diff_config({}, shown) is one FieldDiff per field that is set, at the top level
+        # (nothing before it to walk into): made here directly, and only when new.
+        diffs: list[FieldDiff] = []
+        for path, value in manifest.items():
+            if value is None or path in _NOT_SHOWN:
+                continue
+            alike = self.create_diffs.setdefault(path, {})
+            key = _value_key(value)
+            made = alike.get(key)
+            if made is None:
+                made = alike[key] = FieldDiff(path, None, value)
+            diffs.append(made)
+        return tuple(diffs)
 
     def take(self, stream: str, infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Plan the declared consumers of ``stream`` against ``infos`` (every consumer
@@ -990,9 +999,7 @@ def _value_key(value: Any) -> Any:
     return (kind, value)
 
 
-def _shown(send: dict[str, Any]) -> dict[str, Any]:
-    """What a create shows: the config as sent, without the name it is addressed by."""
-    return {k: v for k, v in send.items() if k not in ("name", "durable_name")}
+_NOT_SHOWN = ("name", "durable_name")  # what a create does not show: it is addressed by them
 
 
 def _orphans(
