@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from reconciler.connection import ConnectSettings, connect
@@ -70,6 +71,13 @@ RESTORE_FINISH_TIMEOUT = 3600.0  # the server rebuilds the stream after the last
 # has elected a leader, which takes seconds on a busy host (a 3-node CI run took over
 # 5 s): the request gets at least this long, whatever the environment's timeout.
 RESTORE_START_TIMEOUT = 30.0
+# On a cluster the server that takes the upload (the new stream's leader) subscribes to
+# its deliver subject; the server jsops is connected to learns of that interest over the
+# routes a moment later, and a first chunk sent before then has "no responders" (it
+# reached nobody, so sending it again is safe). The first chunk is sent again for this
+# long, every RESTORE_INTEREST_RETRY seconds.
+RESTORE_INTEREST_WAIT = 5.0
+RESTORE_INTEREST_RETRY = 0.1
 
 _NAME_RE = re.compile(r"^[^.*>\s/\\]+$")
 _S2_MAGIC = b"\xff\x06\x00\x00S2sTwO"
@@ -436,13 +444,13 @@ async def _upload(
     sent = 0
     with open(archive.data_path, "rb") as data:
         while block := data.read(chunk):
-            ack = await _chunk_request(nc, deliver, block, settings.timeout, name)
+            ack = await _chunk_request(nc, deliver, block, settings.timeout, name, first=not sent)
             if ack:
                 raise BackupError(f"restore of stream {name} failed: {_reply_error(ack)}")
             sent += len(block)
             if on_progress:
                 on_progress(sent, archive.size)
-    final = await _chunk_request(nc, deliver, b"", RESTORE_FINISH_TIMEOUT, name)
+    final = await _chunk_request(nc, deliver, b"", RESTORE_FINISH_TIMEOUT, name, first=not sent)
     try:
         info: dict[str, Any] = json.loads(final)
     except ValueError:
@@ -453,10 +461,21 @@ async def _upload(
 
 
 async def _chunk_request(
-    nc: NatsClient, subject: str, data: bytes, timeout: float, name: str
+    nc: NatsClient, subject: str, data: bytes, timeout: float, name: str, *, first: bool = False
 ) -> bytes:
+    """One chunk of an upload and the server's ack; the ``first`` is sent again while it
+    has no responders yet (RESTORE_INTEREST_WAIT)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + (RESTORE_INTEREST_WAIT if first else 0.0)
     try:
-        msg = await nc.request(subject, data, timeout=timeout)
+        while True:
+            try:
+                msg = await nc.request(subject, data, timeout=timeout)
+                break
+            except NoRespondersError:
+                if loop.time() >= give_up:
+                    raise
+                await asyncio.sleep(RESTORE_INTEREST_RETRY)
     except NatsTimeoutError:
         raise BackupError(
             f"restore of stream {name} failed: the server did not answer in {timeout:g}s"
