@@ -664,6 +664,21 @@ def meta_outsiders(servers: Sequence[ServerProcess]) -> list[ServerProcess]:
 # (the others elect a leader before it is seen; the group's cluster_size stays N-1, an
 # R<N> stream cannot be placed): the node is left out for good, and a restart brings it in
 OUTSIDER_GRACE = 5.0  # seconds a node may stay outside the meta group before a restart
+# It also, now and then, never elects a meta leader at all (a 2-node cluster after its
+# routes were made twice, "JetStream cluster no metadata leader" for a minute and more):
+# a restart of one node ends it as well.
+LEADERLESS_GRACE = 25.0  # seconds with no node knowing a meta leader before a restart
+# (slow elections on a loaded 2-core machine took up to ~20 s, and still ended)
+
+
+def _no_meta_leader(servers: Sequence[ServerProcess]) -> bool:
+    """True when every node answers ``/jsz`` and none of them knows a meta leader."""
+    try:
+        return not any(
+            monitor_get(srv, "/jsz").get("meta_cluster", {}).get("leader") for srv in servers
+        )
+    except (OSError, ValueError):
+        return False
 
 
 def wait_cluster_ready(
@@ -676,14 +691,27 @@ def wait_cluster_ready(
     on_restart: Callable[[ServerProcess], None] | None = None,
 ) -> None:
     """:func:`wait_until` :func:`cluster_status` holds; a node left outside the meta
-    group for :data:`OUTSIDER_GRACE` seconds is restarted (``on_restart`` is told)."""
+    group for :data:`OUTSIDER_GRACE` seconds is restarted, and so is the last node when
+    none knows a meta leader for :data:`LEADERLESS_GRACE` (``on_restart`` is told)."""
     outside_since: dict[str, float] = {}
+    leaderless_since: list[float] = []  # when no node knew a meta leader (empty: one did)
 
     def check() -> str | None:
         reason = cluster_status(servers, clients=clients)
         if reason is None:
             return None
         now = time.monotonic()
+        if len(servers) > 1 and _no_meta_leader(servers):
+            since = leaderless_since or [now]
+            leaderless_since[:] = since
+            if now - since[0] >= LEADERLESS_GRACE:
+                servers[-1].restart()
+                leaderless_since.clear()
+                if on_restart is not None:
+                    on_restart(servers[-1])
+                return reason
+        else:
+            leaderless_since.clear()
         outsiders = {s.name for s in meta_outsiders(servers)}
         for srv in servers:
             if srv.name not in outsiders:
@@ -1294,7 +1322,7 @@ def run_embedded_server(
 
     def restarted(srv: ServerProcess) -> None:
         print(
-            f"jsops: {srv.name} was left out of the JetStream meta group (nats-server 2.10 "
+            f"jsops: the JetStream meta group did not form with {srv.name} (nats-server 2.10 "
             f"does that now and then); restarted it, now pid {srv.pid}",
             file=sink,
             flush=True,
