@@ -668,7 +668,7 @@ OUTSIDER_GRACE = 5.0  # seconds a node may stay outside the meta group before a 
 # routes were made twice, "JetStream cluster no metadata leader" for a minute and more):
 # a restart of one node ends it as well.
 LEADERLESS_GRACE = 25.0  # seconds with no node knowing a meta leader before a restart
-# (slow elections on a loaded 2-core machine took up to ~20 s, and still ended)
+# (late: a slow election on a loaded 2-core machine can take many seconds and still end)
 
 
 def _no_meta_leader(servers: Sequence[ServerProcess]) -> bool:
