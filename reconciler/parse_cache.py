@@ -142,6 +142,17 @@ class ParseCache:
         self.used.add(key)
         self.added = True
 
+    def texts_added(self, before: set[str]) -> dict[str, str]:
+        """The JSON text of each entry put since the keys were ``before`` (a worker's)."""
+        return {key: entry[1] for key, entry in self.entries.items() if key not in before}
+
+    def take(self, used: list[str], added: dict[str, str]) -> None:
+        """Record what a worker process used and added (:meth:`texts_added`)."""
+        self.used.update(used)
+        for key, text in added.items():
+            self.entries[key] = [0, text]
+            self.added = True
+
     def save(self) -> None:
         """Write the entries back if any was added (best effort: a failure is a miss later)."""
         if self.path is None or not self.added:

@@ -642,17 +642,29 @@ def cluster_status(
         return f"a client is not served yet: {exc!r}"
 
 
-def meta_outsiders(servers: Sequence[ServerProcess]) -> list[ServerProcess]:
-    """The nodes that know the meta leader all the others know but are not in its peer
-    set (``/jsz``: neither the leader nor one of its replicas)."""
+def _meta_leaders(servers: Sequence[ServerProcess]) -> list[str] | None:
+    """The meta leader each node knows (``""``: none), from ``/jsz``; None when a node
+    does not answer."""
     try:
-        leaders = {
+        return [
             str(monitor_get(srv, "/jsz").get("meta_cluster", {}).get("leader") or "")
             for srv in servers
-        }
-        leader = next((s for s in servers if {s.name} == leaders), None)
-        if leader is None:
-            return []
+        ]
+    except (OSError, ValueError):
+        return None
+
+
+def meta_outsiders(
+    servers: Sequence[ServerProcess], leaders: Sequence[str] | None = None
+) -> list[ServerProcess]:
+    """The nodes that know the meta leader all the others know but are not in its peer
+    set (``/jsz``: neither the leader nor one of its replicas). ``leaders`` is what
+    :func:`_meta_leaders` read just now, if it was."""
+    known = set(leaders if leaders is not None else _meta_leaders(servers) or ())
+    leader = next((s for s in servers if {s.name} == known), None)
+    if leader is None:
+        return []
+    try:
         meta = monitor_get(leader, "/jsz").get("meta_cluster", {})
     except (OSError, ValueError):
         return []
@@ -671,16 +683,6 @@ LEADERLESS_GRACE = 25.0  # seconds with no node knowing a meta leader before a r
 # (late: a slow election on a loaded 2-core machine can take many seconds and still end)
 
 
-def _no_meta_leader(servers: Sequence[ServerProcess]) -> bool:
-    """True when every node answers ``/jsz`` and none of them knows a meta leader."""
-    try:
-        return not any(
-            monitor_get(srv, "/jsz").get("meta_cluster", {}).get("leader") for srv in servers
-        )
-    except (OSError, ValueError):
-        return False
-
-
 def wait_cluster_ready(
     servers: Sequence[ServerProcess],
     timeout: float,
@@ -694,25 +696,24 @@ def wait_cluster_ready(
     group for :data:`OUTSIDER_GRACE` seconds is restarted, and so is the last node when
     none knows a meta leader for :data:`LEADERLESS_GRACE` (``on_restart`` is told)."""
     outside_since: dict[str, float] = {}
-    leaderless_since: list[float] = []  # when no node knew a meta leader (empty: one did)
+    leaderless_since: dict[str, float] = {}  # "" -> since when no node knew a meta leader
 
     def check() -> str | None:
         reason = cluster_status(servers, clients=clients)
         if reason is None:
             return None
         now = time.monotonic()
-        if len(servers) > 1 and _no_meta_leader(servers):
-            since = leaderless_since or [now]
-            leaderless_since[:] = since
-            if now - since[0] >= LEADERLESS_GRACE:
+        leaders = _meta_leaders(servers)
+        if len(servers) > 1 and leaders is not None and not any(leaders):
+            if now - leaderless_since.setdefault("", now) >= LEADERLESS_GRACE:
                 servers[-1].restart()
                 leaderless_since.clear()
                 if on_restart is not None:
                     on_restart(servers[-1])
-                return reason
-        else:
-            leaderless_since.clear()
-        outsiders = {s.name for s in meta_outsiders(servers)}
+            outside_since.clear()  # no leader: nobody is outside its group yet
+            return reason
+        leaderless_since.clear()
+        outsiders = {s.name for s in meta_outsiders(servers, leaders)}
         for srv in servers:
             if srv.name not in outsiders:
                 outside_since.pop(srv.name, None)

@@ -120,10 +120,7 @@ def validate_in_workers(
                 ok = False
                 continue
             used, added, share_rows = found
-            cache.used.update(used)
-            for key, text in added.items():
-                cache.entries[key] = [0, text]
-                cache.added = True
+            cache.take(used, added)
             rows += share_rows
         finished = True
     finally:  # no worker outlives this call (an error here, Ctrl-C, one that failed)
@@ -189,7 +186,7 @@ def _work(work: ShareWork, share: range, cache: ParseCache, fd: int) -> None:
             if rows is None:
                 _dump({"ok": False}, out)
             else:
-                added = {k: v[1] for k, v in cache.entries.items() if k not in known}
+                added = cache.texts_added(known)
                 _dump({"ok": True, "used": sorted(cache.used), "added": added}, out)
                 _dump(rows, out)
         code = 0
