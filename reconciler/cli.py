@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -1108,7 +1108,30 @@ def run() -> None:  # pragma: no cover - console script wrapper
     generation while it was off): 0.09 s after a 1k-stream apply, 0.7 s after a 10k
     one, spent only to exit."""
     gc.disable()
-    sys.exit(_main(None))
+    _exit(_main(None))
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process with ``code`` without the interpreter's teardown.
+
+    What a normal exit does after the command has returned and said everything is
+    collect garbage (even with the collector off) and take apart every module, pydantic's
+    schemas and the caches jsops keeps: 0.04-0.06 s of every run, a tenth of a 1k-stream
+    plan's margin over the raw read, spent only to end (mypy ends the same way). The exit
+    handlers still run (``jsops server`` stops its nats-server processes in one, logging
+    flushes in another) and both streams are flushed; a process that still has another
+    thread exits the normal way, which waits for that thread."""
+    import atexit
+    import contextlib
+    import threading
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (``jsops plan | head``)
+            stream.flush()
+    if threading.active_count() > 1:
+        sys.exit(code)
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,52 @@ def test_usage_error_through_a_real_process() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "--no-such-option" in result.stderr
+
+
+# The console script ends without the interpreter's teardown (cli._exit): what it
+# must still do is run the exit handlers, flush what it printed, and keep the code.
+_EXITING = """
+import atexit, sys
+from reconciler import cli
+atexit.register(lambda: print("exit handler ran", flush=False))
+sys.argv = ["jsops", *sys.argv[1:]]
+cli.run()
+"""
+
+
+def test_the_console_script_runs_exit_handlers_and_flushes_its_output(tmp_path: Path) -> None:
+    many = tmp_path / "many.yaml"  # a JSON report larger than any pipe's buffer
+    many.write_text(
+        "".join(
+            f"---\napiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: S{i}}}\n"
+            f"spec: {{subjects: [s{i}.>], max_age: {i}x}}\n"
+            for i in range(400)
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _EXITING, "validate", "--format", "json", str(many)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 1, result.stderr
+    report, handler = result.stdout.rstrip("\n").rsplit("\n", 1)
+    assert len(json.loads(report)["diagnostics"]) == 400
+    assert handler == "exit handler ran"
+    ok = subprocess.run(
+        [sys.executable, "-c", _EXITING, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert ok.returncode == 0
+    assert ok.stdout.splitlines()[-1] == "exit handler ran"
+    assert ok.stdout.startswith("jsops")
 
 
 @pytest.mark.parametrize(
