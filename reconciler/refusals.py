@@ -36,6 +36,7 @@ saved_differs          a saved plan that is not what jsops plans   nothing (plan
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -173,8 +174,10 @@ def empty_prune_refusals(plan: Plan, options: ApplyOptions) -> list[Refusal]:
 _NOT_COMPARED = ("loss", "location")
 
 
-def _comparable(change: Change) -> tuple[object, ...]:
-    return tuple(getattr(change, name) for name in Change.__slots__ if name not in _NOT_COMPARED)
+_COMPARED = tuple(name for name in Change.__slots__ if name not in _NOT_COMPARED)
+# A change's compared fields as one tuple, made in C (a generator of getattr calls was
+# two thirds of comparing a saved plan of 40,000 changes with a fresh one).
+_comparable = operator.attrgetter(*_COMPARED)
 
 
 def saved_plan_refusals(
@@ -202,8 +205,9 @@ def saved_plan_refusals(
     now = {c.key: c for c in fresh.changes}
     seen: set[str] = set()
     for old in saved.changes if changes is None else changes:
-        seen.add(old.key)
-        new = now.get(old.key)
+        key = old.key
+        seen.add(key)
+        new = now.get(key)
         if new is None:
             out.append(Refusal(Code.SAVED_DIFFERS, old.address, "not in a plan made now"))
             continue
@@ -216,11 +220,7 @@ def saved_plan_refusals(
         elif old.live_digest != new.live_digest:
             why = "changed since the plan was made"
         elif _comparable(old) != _comparable(new):
-            fields = [
-                name
-                for name in Change.__slots__
-                if name not in _NOT_COMPARED and getattr(old, name) != getattr(new, name)
-            ]
+            fields = [name for name in _COMPARED if getattr(old, name) != getattr(new, name)]
             code, why = Code.SAVED_DIFFERS, f"differs from a plan made now ({', '.join(fields)})"
         if why is not None:
             out.append(Refusal(code, old.address, why, new))
