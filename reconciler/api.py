@@ -413,18 +413,13 @@ def apply(
     options = options or ApplyOptions(prune=prune, allow_replace=allow_replace)
     targets = parse_targets(targets)
     saved_file, header = (saved, saved.plan) if isinstance(saved, SavedPlan) else (None, saved)
-    if header is not None:
-        if targets:
-            raise UsageError("--target cannot be used with a plan file (it is applied as saved)")
-        if header.environment != target.env_name:
-            raise UsageError(
-                f'the plan is for environment "{header.environment}", not "{target.env_name}"'
-            )
-        if header.project and header.project != target.project.name:
-            raise UsageError(
-                f'the plan is for project "{header.project}", not "{target.project.name}"'
-            )
-    desired = load_desired(target.project, target.env_name, paths)
+    with saved_file.named_first() if saved_file is not None else contextlib.nullcontext():
+        _check_saved_header(header, target, targets)
+        desired = load_desired(target.project, target.env_name, paths)
+    if saved_file is not None:  # every change of the file checked before connecting
+        saved_file.verify()
+        header = saved_file.plan
+        _check_saved_header(header, target, targets)
     operator_mode = any(r.address.kind is Kind.ACCOUNT or r.address.account for r in desired)
     ttl = lock.lock_ttl(lock_ttl)
     # The validated models are only needed to plan: handed over, so that a large apply
@@ -503,6 +498,20 @@ def apply(
             on_event(status, change, why)
 
     return run_async(_with_connections(target, body))
+
+
+def _check_saved_header(header: Plan | None, target: Target, targets: Sequence[str]) -> None:
+    """A saved plan is applied as saved, to the environment and project it was made for."""
+    if header is None:
+        return
+    if targets:
+        raise UsageError("--target cannot be used with a plan file (it is applied as saved)")
+    if header.environment != target.env_name:
+        raise UsageError(
+            f'the plan is for environment "{header.environment}", not "{target.env_name}"'
+        )
+    if header.project and header.project != target.project.name:
+        raise UsageError(f'the plan is for project "{header.project}", not "{target.project.name}"')
 
 
 def unlock(

@@ -302,8 +302,14 @@ def apply(
     opts = _merge(ctx, **kwargs)
     color = _color(opts)
     wait = _seconds(lock_timeout, "--lock-timeout")
-    saved = planfiles.read_saved_plan(planfile) if planfile else None
-    target = _target(opts) if saved is None else _saved_target(opts, saved.plan)
+    # A large plan file's changes are checked in another process while this one loads
+    # the manifests; every problem with the file is still named before anything else.
+    saved = planfiles.open_saved_plan(planfile) if planfile else None
+    if saved is None:
+        target = _target(opts)
+    else:
+        with saved.named_first():
+            target = _saved_target(opts, saved.plan)
 
     def show(the_plan: Plan) -> None:
         render.write_text(the_plan, sys.stdout, color=color, backup_dir=backup_dir)

@@ -18,6 +18,10 @@ another, so what an error says, where, and in which order is always the one-proc
 path's. Workers run only where forking is safe: Linux, more than one CPU, and no other
 thread running in this process (a thread could hold a lock the copy would wait on).
 
+:func:`fork` (a copy of this process that writes its result to a pipe, then exits) is
+also what checks a large plan file while the manifests are validated
+(``reconciler.planfile.open_saved_plan``).
+
 ``JSOPS_PARSE_WORKERS``: ``auto`` (the default: up to :data:`MAX_WORKERS` for a
 repository of at least :data:`MIN_TEXT` characters in two files or more) or a number
 (``1``: never fork).
@@ -34,6 +38,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import accumulate, pairwise
 from typing import Any, BinaryIO
 
@@ -59,9 +64,21 @@ def worker_count(sources: Sequence[SourceFile]) -> int:
             count = int(wanted)
         except ValueError:
             count = 1  # not a number: the safe choice, never an error for a tuning knob
-    if not (sys.platform == "linux" and hasattr(os, "fork")) or threading.active_count() > 1:
+    if not forkable():
         return 1
     return max(1, min(count, len(sources)))
+
+
+def forkable() -> bool:
+    """Whether a forked copy of this process is safe here: Linux, and no other thread
+    running (a thread could hold a lock the copy would wait on forever)."""
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
+
+
+def may_fork() -> bool:
+    """Whether other work may run in a forked copy (:func:`fork`): where it is safe,
+    unless ``JSOPS_PARSE_WORKERS`` is ``1`` (or ``0``): one process for everything."""
+    return os.environ.get("JSOPS_PARSE_WORKERS", "").strip() not in ("0", "1") and forkable()
 
 
 def shares(sources: Sequence[SourceFile], count: int) -> list[range]:
@@ -102,13 +119,7 @@ def validate_in_workers(
     try:
         try:
             for share in shares(sources, count):
-                read_end, write_end = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # the worker: never returns
-                    os.close(read_end)
-                    _work(work, share, cache, write_end)
-                os.close(write_end)
-                children.append((pid, os.fdopen(read_end, "rb")))
+                children.append(fork(partial(_work, work, share, cache)))
             ok = True
         except OSError:  # no more processes or pipes allowed: validate here instead
             ok = False
@@ -126,7 +137,7 @@ def validate_in_workers(
     finally:  # no worker outlives this call (an error here, Ctrl-C, one that failed)
         for pid, pipe in children:
             pipe.close()
-            ok = _reaped(pid, kill=not (ok and finished)) and ok
+            ok = reaped(pid, kill=not (ok and finished)) and ok
     log.info(
         "parsed and validated %d files in %d processes: %s (%.2f s)",
         len(sources),
@@ -158,7 +169,37 @@ def _read(pipe: BinaryIO) -> tuple[list[str], dict[str, str], list[Any]] | None:
     return used, added, share_rows
 
 
-def _reaped(pid: int, *, kill: bool) -> bool:
+def fork(write: Callable[[BinaryIO], None]) -> tuple[int, BinaryIO]:
+    """A forked copy of this process that runs ``write(out)`` (``out``: the write end of
+    a pipe) and exits, 0 when it returned: (its pid, the pipe's read end), for
+    :func:`reaped`. OSError when the system refuses a process or a pipe.
+
+    The copy ends with ``os._exit``: nothing of the parent's (no exit handler, no buffered
+    output) runs twice; Ctrl-C ends it at once, and the parent reports it."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            with os.fdopen(write_end, "wb") as out:
+                write(out)
+            code = 0
+        except BaseException:  # whatever happened, the parent does the work itself
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return pid, os.fdopen(read_end, "rb")
+
+
+def reaped(pid: int, *, kill: bool) -> bool:
     """Wait for worker ``pid`` (killed first with ``kill``); True if it exited with 0."""
     if kill:
         with contextlib.suppress(ProcessLookupError):  # it has already exited
@@ -173,24 +214,13 @@ def _reaped(pid: int, *, kill: bool) -> bool:
         return os.waitstatus_to_exitcode(status) == 0
 
 
-def _work(work: ShareWork, share: range, cache: ParseCache, fd: int) -> None:
-    """In the worker: ``work(share)``, its result written to ``fd``, then exit
-    (``os._exit``: nothing of the parent's, no atexit handler nor buffered output, runs
-    twice)."""
-    code = 1
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent reports it
-        known = set(cache.entries)
-        rows = work(share)
-        with os.fdopen(fd, "wb") as out:
-            if rows is None:
-                _dump({"ok": False}, out)
-            else:
-                added = cache.texts_added(known)
-                _dump({"ok": True, "used": sorted(cache.used), "added": added}, out)
-                _dump(rows, out)
-        code = 0
-    except BaseException:  # whatever happened, the parent validates again
-        code = 1
-    finally:
-        os._exit(code)
+def _work(work: ShareWork, share: range, cache: ParseCache, out: BinaryIO) -> None:
+    """In a worker: ``work(share)``, and the parse-cache entries it used or added."""
+    known = set(cache.entries)
+    rows = work(share)
+    if rows is None:
+        _dump({"ok": False}, out)
+        return
+    added = cache.texts_added(known)
+    _dump({"ok": True, "used": sorted(cache.used), "added": added}, out)
+    _dump(rows, out)

@@ -22,6 +22,7 @@ from reconciler.planfile import (
     plan_from_json,
     plan_to_json,
     read_plan,
+    read_saved_plan,
     write_plan,
 )
 
@@ -149,6 +150,24 @@ BROKEN_JSON = ['{"changes": [1 2]}', '{"changes": [], }', '{"a": 1} {}', '{"chan
                "{1: 2}", "{", '{"a": "no end\n"}', '{"a": tru\ne}', ""]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"changes": [], "changes": [1, 2]}',
+        '{"environment": "dev", "changes": [], "environment": "prod"}',
+    ],
+)
+def test_a_top_level_key_written_twice_is_refused(text: str, tmp_path: Path) -> None:
+    """json.loads keeps the last, a reader that stops early (the header of a large plan
+    file) the first: a plan file that could mean two things means none."""
+    with pytest.raises(ValueError, match=r"the key '(changes|environment)' comes twice \(at char"):
+        decode_object(_Reader(io.BytesIO(text.encode())), each=lambda i: i, lists=("changes",))
+    path = tmp_path / "plan.json"
+    path.write_text(text)
+    with pytest.raises(JsopsError, match=r"not a jsops plan file \(the key"):
+        read_saved_plan(path)
+
+
 @pytest.mark.parametrize("text", BROKEN_JSON)
 def test_broken_json_is_refused_as_json_loads_refuses_it(tmp_path: Path, text: str) -> None:
     with pytest.raises(ValueError):
@@ -182,7 +201,7 @@ JSON_TEXTS = [
     '{\n  "changes": [\n    {\n      "deep": {"k": [true, false, null]}\n    }\n  ],\n'
     '  "s": "a \\"quoted\\" \\u00e9 value"\n}\n',
     '{"changes": {"not": "a list"}, "changes2": [1]}',
-    '{"changes": [], "changes": [1, 2]}',  # a repeated key: the last one, as json.loads
+    '{"x": {"k": 1, "k": 2}, "changes": [{"a": 1, "a": 2}]}',  # below the top: json.loads
     '{"k": "\u00e9\u20ac\U0001f600", "changes": [-0.0, 1e400]}',
     "  [1, 2]  ",
     "{}",

@@ -10,7 +10,10 @@ with exit 1 and zero JetStream write requests, counted on the server.
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from harness.servers import (
 )
 
 from reconciler.errors import JsopsError
-from reconciler.planfile import read_saved_plan
+from reconciler.planfile import MIN_BACKGROUND_CHECK, read_saved_plan
 
 if TYPE_CHECKING:
     from harness.project import TestProject
@@ -264,3 +267,109 @@ def test_a_plan_file_changed_after_it_was_read_is_refused_with_zero_writes(
     with JsWriteCounter(nats_server.url) as counter:
         case.project.apply(env="dev", saved=saved)
     assert counter.writes == [f"$JS.API.STREAM.UPDATE.{case.orders}"]
+
+
+# -- a large plan file is checked in another process (planfile.open_saved_plan) ----------
+# The CLI runs as its own process: forking is only done with no other thread running,
+# and this test process has the server fixtures' threads.
+
+LARGE = 480  # streams: a plan file of their creates is about 0.8 MB
+
+
+def _jsops(root: Path, *args: str, workers: str = "auto") -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JSOPS_")}
+    env["JSOPS_PARSE_WORKERS"] = workers
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def _large_plan(tmp_path: Path, url: str) -> tuple[TestProject, str, Path]:
+    prefix = unique_name("BIG")
+    project = make_project(tmp_path, url)
+    project.write(
+        "big.yaml",
+        "---\n".join(
+            stream_doc(f"{prefix}_{i:03d}", storage="memory", max_age="1h") for i in range(LARGE)
+        ),
+    )
+    code, _, err = _jsops(project.root, "plan", "--out", "big.plan")
+    assert code == 0, err
+    path = project.root / "big.plan"
+    assert path.stat().st_size >= MIN_BACKGROUND_CHECK
+    return project, prefix, path
+
+
+def _checked_elsewhere(err: str) -> bool:
+    return "jsops: checked the plan file in another process" in err
+
+
+def test_a_large_plan_file_is_checked_in_another_process_then_applied(
+    tmp_path: Path, nats_server: SingleServer
+) -> None:
+    project, prefix, _ = _large_plan(tmp_path, nats_server.url)
+    with JsWriteCounter(nats_server.url) as counter:
+        code, out, err = _jsops(project.root, "-v", "apply", "big.plan")
+    assert code == 0, err
+    assert _checked_elsewhere(err)
+    assert f"Apply complete: {LARGE} done, 0 failed" in out + err
+    created = sorted(s for s in counter.writes if s.startswith(f"$JS.API.STREAM.CREATE.{prefix}"))
+    assert created == [f"$JS.API.STREAM.CREATE.{prefix}_{i:03d}" for i in range(LARGE)]
+
+
+def test_a_bad_change_at_the_end_of_a_large_plan_file_is_named_first_and_nothing_connects(
+    tmp_path: Path, nats_server: SingleServer
+) -> None:
+    """The check of the changes runs while the manifests load: a bad change found at the
+    file's end still comes before a bad manifest, as when the file is read first, and no
+    request of any kind reaches the server."""
+    project, _, path = _large_plan(tmp_path, nats_server.url)
+    lines = path.read_text().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if '"action": "create"' in line)
+    lines[last] = lines[last].replace('"action": "create"', '"action": "explode"')
+    path.write_text("".join(lines))
+    manifest = project.root / "manifests" / "big.yaml"
+    manifest.write_text(manifest.read_text().replace('"1h"', '"1 fortnight"', 1))
+    results = {}
+    for args, workers in ((["-v"], "auto"), ([], "auto"), ([], "1")):
+        with JsWriteCounter(nats_server.url) as counter:
+            results[(*args, workers)] = _jsops(
+                project.root, *args, "apply", "big.plan", workers=workers
+            )
+        assert counter.requests == []
+    code, _, err = results[("-v", "auto")]
+    assert code == 1
+    assert _checked_elsewhere(err)
+    assert "big.plan: plan file: unknown action 'explode'" in err
+    assert "fortnight" not in err
+    assert results[("auto",)] == results[("1",)]  # word for word, exit code and all
+
+
+def test_a_large_plan_file_whose_header_goes_on_after_its_changes_is_read_whole(
+    tmp_path: Path, nats_server: SingleServer
+) -> None:
+    """The header is read from the members before the first change list; the check
+    reads it again from the whole file. A member moved after the changes is taken from
+    there (the file is read whole again here); a member written twice is refused."""
+    project, _, path = _large_plan(tmp_path, nats_server.url)
+    text = path.read_text()
+    declared = f'  "declared": {LARGE},\n'
+    assert declared in text
+    moved = text.replace(declared, "").replace('  "summary"', declared + '  "summary"')
+    path.write_text(moved)
+    code, out, err = _jsops(project.root, "-v", "apply", "big.plan")
+    assert code == 0, err
+    assert "header goes on after its changes: reading it here" in err
+    assert f"Apply complete: {LARGE} done" in out + err
+    twice = text.replace('  "summary"', '  "environment": "elsewhere",\n  "summary"')
+    path.write_text(twice)
+    for workers in ("auto", "1"):
+        code, _, err = _jsops(project.root, "apply", "big.plan", workers=workers)
+        assert code == 1
+        assert "big.plan: not a jsops plan file (the key 'environment' comes twice" in err
