@@ -15,7 +15,8 @@ processes, as a user runs them, alternating the runs it repeats and taking media
 * the newer work, each on the applied state: ``plan --format json``, ``apply PLANFILE``
   (saved-plan verification: plans again and compares, then nothing to do), ``status``;
   drift digests and buckets (1 in 100 of the declared resources is a KeyValue bucket)
-  are inside every plan above;
+  are inside every plan above; ``json / plan`` and ``FILE / plan`` are their ratios to
+  plan (each within 1.1x: new work must not slow plan by more than 10%);
 * peak RSS of each jsops process (GNU time ``%M``), and ``jsops --help``.
 
 Targets (issue 15): plan <= 2.0x raw list at 1k and <= 2.5x at 10k, apply <= 1.2x raw
@@ -198,6 +199,9 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
             results["apply_s"], results["apply_mb"] = timed(apply, proj, warm)
             raw_list = [py, "-c", RAW_LIST, server.url]
             plan = [jsops, "plan", "-e", "bench", "--detailed-exitcode"]
+            saved = proj / "saved.plan"  # a plan file of the applied state: all unchanged
+            timed([*plan, "--out", str(saved)], proj, warm, ok=(0,))
+            apply_saved = [jsops, "apply", "-e", "bench", str(saved)]
             runs: dict[str, list[tuple[float, float]]] = {}
             for _ in range(repeat):  # alternating, so a slow moment hits every measure
                 runs.setdefault("raw_list", []).append(timed(raw_list, tmpdir))
@@ -205,11 +209,7 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
                 runs.setdefault("plan_cold", []).append(timed(plan, proj, cold, ok=(0,)))
                 json_plan = [*plan, "--format", "json"]
                 runs.setdefault("plan_json", []).append(timed(json_plan, proj, warm, ok=(0,)))
-            saved = proj / "saved.plan"
-            timed([*plan, "--out", str(saved)], proj, warm, ok=(0,))
-            runs["apply_saved"] = [
-                timed([jsops, "apply", "-e", "bench", str(saved)], proj, warm, ok=(0,))
-            ]
+                runs.setdefault("apply_saved", []).append(timed(apply_saved, proj, warm, ok=(0,)))
             status = [jsops, "status", "-e", "bench", "--format", "json"]
             if subprocess.run([jsops, "status", "--help"], capture_output=True).returncode == 0:
                 runs["status"] = [timed(status, proj, warm, ok=(0,)) for _ in range(repeat)]
@@ -221,6 +221,9 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
     results["plan_ratio"] = results["plan_s"] / results["raw_list_s"]
     results["plan_cold_ratio"] = results["plan_cold_s"] / results["raw_list_s"]
     results["apply_ratio"] = results["apply_s"] / results["raw_create_s"]
+    # the newer work against plan (issue 15: none may cost plan more than 10%)
+    results["plan_json_ratio"] = results["plan_json_s"] / results["plan_s"]
+    results["apply_saved_ratio"] = results["apply_saved_s"] / results["plan_s"]
     jsops_mb = [k for k in results if k.endswith("_mb") and k != "raw_list_mb"]
     peak = max(jsops_mb, key=lambda k: results[k])
     results["peak_mb"] = results[peak]
@@ -251,7 +254,9 @@ COLUMNS = [  # (key, heading, format)
     ("apply_s", "apply", "{:.2f} s"),
     ("apply_ratio", "apply / raw", "{:.2f}x"),
     ("plan_json_s", "plan json", "{:.2f} s"),
+    ("plan_json_ratio", "json / plan", "{:.2f}x"),
     ("apply_saved_s", "apply FILE", "{:.2f} s"),
+    ("apply_saved_ratio", "FILE / plan", "{:.2f}x"),
     ("status_s", "status", "{:.2f} s"),
     ("plan_mb", "plan MB", "{:.0f}"),
     ("apply_mb", "apply MB", "{:.0f}"),

@@ -441,6 +441,7 @@ def apply(
             options,
             saved=header,
             saved_changes=saved_file.changes() if saved_file is not None else None,
+            saved_fingerprints=saved_file.fingerprints() if saved_file is not None else None,
         )
         if found:  # before asking: never ask to confirm what will be refused
             raise refused(found)
@@ -497,7 +498,11 @@ def apply(
         if on_event is not None:
             on_event(status, change, why)
 
-    return run_async(_with_connections(target, body))
+    try:
+        return run_async(_with_connections(target, body))
+    finally:
+        if saved_file is not None:
+            saved_file.stop()  # no process checking the file outlives the apply
 
 
 def _check_saved_header(header: Plan | None, target: Target, targets: Sequence[str]) -> None:

@@ -29,7 +29,7 @@ from reconciler.live import ServerIdentity
 from reconciler.models import Address, Kind
 from reconciler.parse_cache import _dump, _unpickle
 from reconciler.plan import Action, Change, Plan, Reason
-from reconciler.refusals import shown_refusals
+from reconciler.refusals import fingerprint, shown_refusals
 
 FORMAT_VERSION = 1
 
@@ -252,19 +252,23 @@ def read_plan(path: str | Path) -> Plan:
 @dataclass
 class SavedPlan:
     """A plan file as ``apply PLANFILE`` reads it: ``plan`` is its plan without its
-    changes (what to plan again with: environment, prune, targets, identity), and
-    :meth:`changes` reads them again from the file, one at a time, to compare.
+    changes (what to plan again with: environment, prune, targets, identity), and each
+    change kept as its fingerprint (:meth:`fingerprints`, ``refusals.fingerprint``):
+    a fresh plan with exactly those is the saved one. Only a fresh plan that differs
+    has :meth:`changes` read them again from the file, one at a time, to say where.
 
     Every change is checked before anything connects (:meth:`verify`); they are not kept
     meanwhile: a saved plan of 40,000 changes held 16 MB beside the fresh plan it is
-    compared with, which put ``apply PLANFILE`` at 10,000 streams over 200 MB. ``digest``
-    (SHA-256 of the file) makes sure the changes read again are the ones checked, under
-    this header: a file changed in between is refused."""
+    compared with, which put ``apply PLANFILE`` at 10,000 streams over 200 MB (their
+    fingerprints hold 6). ``digest`` (SHA-256 of the file) makes sure changes read again
+    are the ones checked, under this header: a file changed in between is refused."""
 
     path: Path
     plan: Plan
     digest: bytes
+    _prints: dict[str, bytes] | None = None  # key -> fingerprint, once known
     _check: _Check | None = None  # the check of every change, still running elsewhere
+    _printing: _Check | None = None  # that check, making the fingerprints after it
 
     def verify(self) -> None:
         """Wait for the check of the file's changes if it still runs (:func:`open_saved_plan`)
@@ -277,17 +281,29 @@ class SavedPlan:
             raise JsopsError(found["error"])
         if found is None or not found["same"]:  # it failed, or the file is not as begun
             if found is not None:
+                check.stop()
                 log.info("the plan file's header goes on after its changes: reading it here")
-            self.plan, self.digest = _read_file(self.path, keep=False)
+            self._prints = {}
+            self.plan, self.digest = _read_file(self.path, keep=False, prints=self._prints)
             return
         self.plan = replace(self.plan, unmanaged=tuple(found["unmanaged"]))
         self.digest = found["digest"]
+        self._printing = check
+
+    def fingerprints(self) -> dict[str, bytes] | None:
+        """Each change's fingerprint by its key (None: not known, compare the changes)."""
+        self.verify()
+        printing, self._printing = self._printing, None
+        if printing is not None:
+            self._prints = printing.fingerprints()
+        return self._prints
 
     def stop(self) -> None:
         """Stop a check still running (the apply ends before it is needed)."""
-        check, self._check = self._check, None
-        if check is not None:
-            check.stop()
+        for check in (self._check, self._printing):
+            if check is not None:
+                check.stop()
+        self._check = self._printing = None
 
     @contextmanager
     def named_first(self) -> Iterator[None]:
@@ -328,8 +344,14 @@ class SavedPlan:
 def read_saved_plan(path: str | Path) -> SavedPlan:
     """The plan file to apply (:class:`SavedPlan`): read and checked whole, changes kept
     out of memory."""
-    plan, digest = _read_file(path, keep=False)
-    return SavedPlan(Path(path), plan, digest)
+    prints: dict[str, bytes] = {}
+    plan, digest = _read_file(path, keep=False, prints=prints)
+    return SavedPlan(Path(path), plan, digest, prints)
+
+
+def _add_fingerprint(prints: dict[str, bytes], change: Change) -> None:
+    key = change.key  # a key listed twice matches no fresh change: compared one by one
+    prints[key] = b"" if key in prints else fingerprint(change)
 
 
 # A plan file of this many bytes (about 1,200 changes) or more is checked in a forked
@@ -357,10 +379,10 @@ def open_saved_plan(path: str | Path) -> SavedPlan:
     if head is None:
         return read_saved_plan(path)
     try:
-        pid, pipe = fork(lambda out: _dump(_check_file(path, head), out))
+        pid, pipe = fork(lambda out: _check_file(path, head, out))
     except OSError:
         return read_saved_plan(path)
-    return SavedPlan(path, head, b"", _Check(pid, pipe, time.perf_counter()))
+    return SavedPlan(path, head, b"", _check=_Check(pid, pipe, time.perf_counter()))
 
 
 def _read_head(path: Path) -> Plan | None:
@@ -380,16 +402,23 @@ def _read_head(path: Path) -> Plan | None:
         return None
 
 
-def _check_file(path: Path, head: Plan) -> dict[str, Any]:
+def _check_file(path: Path, head: Plan, out: BinaryIO) -> None:
     """In the checking process: the whole file read as :func:`read_saved_plan` reads it;
-    what the parent needs of it (its digest, whether its header is ``head``, what comes
-    after the changes) or the error."""
+    what the parent needs first (its digest, whether its header is ``head``, what comes
+    after the changes; or the error), then the changes' fingerprints, which the parent
+    reads only once it has planned again (made meanwhile, they keep it waiting less)."""
     try:
-        plan, digest = _read_file(path, keep=False)
+        plan, digest = _read_file(path, keep=True)
     except JsopsError as exc:
-        return {"error": str(exc)}
-    same = replace(plan, unmanaged=()) == head
-    return {"same": same, "digest": digest, "unmanaged": list(plan.unmanaged)}
+        _dump({"error": str(exc)}, out)
+        return
+    same = replace(plan, changes=(), unmanaged=()) == head
+    _dump({"same": same, "digest": digest, "unmanaged": list(plan.unmanaged)}, out)
+    out.flush()
+    prints: dict[str, bytes] = {}
+    for change in plan.changes:
+        _add_fingerprint(prints, change)
+    _dump(prints, out)
 
 
 @dataclass
@@ -402,34 +431,45 @@ class _Check:
 
     def result(self) -> dict[str, Any] | None:
         """What the check found, or None when it failed (read the file here instead)."""
-        from reconciler.workers import reaped
-
         waited = time.perf_counter()
         try:
             found = _unpickle(self.pipe)
         except Exception:  # it died mid-write, or wrote nothing
             found = None
-        finally:
-            self.pipe.close()
-        ok = reaped(self.pid, kill=False)
+        ok = isinstance(found, dict) and (
+            isinstance(found.get("error"), str)
+            or (
+                isinstance(found.get("same"), bool)
+                and isinstance(found.get("digest"), bytes)
+                and isinstance(found.get("unmanaged"), list)
+            )
+        )
         now = time.perf_counter()
         log.info(
             "checked the plan file in another process (%.2f s, %.2f s of it waited for): %s",
             now - self.started,
             now - waited,
-            "done" if ok and isinstance(found, dict) else "it failed, reading it here",
+            "done" if ok else "it failed, reading it here",
         )
-        if not (ok and isinstance(found, dict)):
+        if not ok or "error" in found:
+            self.stop()
+        return found if ok else None
+
+    def fingerprints(self) -> dict[str, bytes] | None:
+        """The fingerprints it made after its result, or None if it did not finish."""
+        from reconciler.workers import reaped
+
+        try:
+            prints = _unpickle(self.pipe)
+        except Exception:
+            prints = None
+        finally:
+            self.pipe.close()
+        if not (reaped(self.pid, kill=False) and isinstance(prints, dict)):
             return None
-        if isinstance(found.get("error"), str):
-            return {"error": found["error"]}
-        if not (
-            isinstance(found.get("same"), bool)
-            and isinstance(found.get("digest"), bytes)
-            and isinstance(found.get("unmanaged"), list)
-        ):
+        if not all(type(k) is str and type(v) is bytes for k, v in prints.items()):
             return None
-        return found
+        return prints
 
     def stop(self) -> None:
         from reconciler.workers import reaped
@@ -441,9 +481,12 @@ class _Check:
 _CHANGE_LISTS = frozenset({"changes", "unchanged"})
 
 
-def _read_file(path: str | Path, *, keep: bool) -> tuple[Plan, bytes]:
+def _read_file(
+    path: str | Path, *, keep: bool, prints: dict[str, bytes] | None = None
+) -> tuple[Plan, bytes]:
     """The plan a plan file holds (with its changes if ``keep``, else each only made, to
-    check it) and the file's SHA-256; one located error for anything wrong."""
+    check it) and the file's SHA-256; one located error for anything wrong. ``prints``
+    gets each change's fingerprint (``refusals.fingerprint``) by its key."""
     problem: list[Exception] = []
 
     def change(item: Any) -> Change | None:
@@ -454,6 +497,8 @@ def _read_file(path: str | Path, *, keep: bool) -> tuple[Plan, bytes]:
         except (JsopsError, *_MALFORMED) as exc:
             problem.append(exc)  # raised once the format is known to be this one
             return None
+        if prints is not None:
+            _add_fingerprint(prints, made)
         return made if keep else None
 
     def changes() -> tuple[Change, ...]:

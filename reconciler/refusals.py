@@ -36,14 +36,19 @@ saved_differs          a saved plan that is not what jsops plans   nothing (plan
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.environments import Project, ProjectConfig
 from reconciler.models import Address
 from reconciler.plan import Action, Change, Plan
+
+log = logging.getLogger(__name__)
 
 
 class Code(StrEnum):
@@ -137,15 +142,19 @@ def refusals(
     *,
     saved: Plan | None = None,
     saved_changes: Iterable[Change] | None = None,
+    saved_fingerprints: Mapping[str, bytes] | None = None,
 ) -> list[Refusal]:
     """Every reason to refuse ``plan`` (made just now) before writing anything.
 
     ``project`` brings the environment's ``allow_delete``; ``saved`` is the plan file
     being applied, which must be what ``plan`` is (:func:`saved_plan_refusals`), with
-    its changes in ``saved_changes`` when it does not hold them.
+    its changes in ``saved_changes`` (and their fingerprints in ``saved_fingerprints``)
+    when it does not hold them.
     """
     out: list[Refusal] = (
-        saved_plan_refusals(saved, plan, saved_changes) if saved is not None else []
+        saved_plan_refusals(saved, plan, saved_changes, saved_fingerprints)
+        if saved is not None
+        else []
     )
     out += empty_prune_refusals(plan, options)
     config = project.config if isinstance(project, Project) else project
@@ -180,15 +189,39 @@ _COMPARED = tuple(name for name in Change.__slots__ if name not in _NOT_COMPARED
 _comparable = operator.attrgetter(*_COMPARED)
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+# The compared fields but the two that hold objects (made plain in fingerprint itself).
+_plain_compared = operator.attrgetter(*(n for n in _COMPARED if n not in ("address", "diff")))
+
+
+def fingerprint(change: Change) -> bytes:
+    """A digest of what a saved plan's change is compared on: two changes with the same
+    fingerprint have the same compared fields, as JSON (what a plan file holds and what
+    the server is sent). A plan file's changes are kept as these while apply plans again,
+    instead of being read a second time (0.5 s at 40,000 changes) to be compared."""
+    a = change.address
+    form = (
+        (a.kind, a.name, a.stream, a.account),
+        [(d.path, d.before, d.after) for d in change.diff],
+        _plain_compared(change),
+    )
+    return hashlib.blake2b(_encode(form).encode(), digest_size=16).digest()
+
+
 def saved_plan_refusals(
-    saved: Plan, fresh: Plan, changes: Iterable[Change] | None = None
+    saved: Plan,
+    fresh: Plan,
+    changes: Iterable[Change] | None = None,
+    fingerprints: Mapping[str, bytes] | None = None,
 ) -> list[Refusal]:
     """Where a saved plan is not what jsops plans now (same manifests, live state,
     options): another target, resources changed live since, or a plan that differs.
 
     The saved plan's changes are ``changes`` if given (else its own), compared one at a
     time as they come: they need not all be held (:class:`reconciler.planfile.SavedPlan`
-    reads them from the file)."""
+    reads them from the file). With the ``fingerprints`` of the saved changes (key ->
+    :func:`fingerprint`), a fresh plan whose changes have exactly those is the saved one
+    and ``changes`` is not read; any other is compared change by change, to say where."""
     if saved.identity is None or fresh.identity is None:
         return [Refusal(Code.SAVED_IDENTITY, None, "the plan file records no server identity")]
     wrong = saved.identity.mismatches(fresh.identity)
@@ -202,6 +235,15 @@ def saved_plan_refusals(
             )
         ]
     out: list[Refusal] = []
+    same_options = (saved.prune, saved.targets) == (fresh.prune, fresh.targets)
+    if (
+        fingerprints is not None
+        and same_options
+        and len(fingerprints) == len(fresh.changes)
+        and all(fingerprints.get(c.key) == fingerprint(c) for c in fresh.changes)
+    ):
+        log.info("the plan made now is the saved one: %d changes alike", len(fresh.changes))
+        return out
     now = {c.key: c for c in fresh.changes}
     seen: set[str] = set()
     for old in saved.changes if changes is None else changes:
@@ -227,6 +269,6 @@ def saved_plan_refusals(
     for key, new in now.items():
         if key not in seen:
             out.append(Refusal(Code.SAVED_DIFFERS, new.address, "missing from the plan file", new))
-    if (saved.prune, saved.targets) != (fresh.prune, fresh.targets):
+    if not same_options:
         out.append(Refusal(Code.SAVED_DIFFERS, None, "made with other --prune/--target options"))
     return out

@@ -4,15 +4,17 @@ refused for what, which flag lifts it, and how each refusal reads."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import pytest
 
 from reconciler import render
+from reconciler.diff import FieldDiff
 from reconciler.environments import ProjectConfig
 from reconciler.live import ServerIdentity
 from reconciler.models import Address
-from reconciler.plan import Action, Change, Plan
-from reconciler.refusals import ApplyOptions, Code, refusals, saved_plan_refusals
+from reconciler.plan import Action, Change, Plan, Reason
+from reconciler.refusals import ApplyOptions, Code, fingerprint, refusals, saved_plan_refusals
 
 STREAM = Address("Stream", "S")
 DEFAULT = ApplyOptions()
@@ -163,3 +165,71 @@ def test_saved_plan_compares_what_apply_does_not_what_moves_on_its_own() -> None
     assert [render.refusal_text(r) for r in found] == [
         "m.yaml:3:9: Stream S: differs from a plan made now (send)"
     ]
+
+
+def _field_changed(name: str, value: object) -> Change:
+    return dataclasses.replace(BASE, **{name: value})
+
+
+BASE = change(
+    Action.UPDATE,
+    diff=(FieldDiff("max_age", 1, 2),),
+    send={"max_age": 2, "subjects": ["a.>"]},
+    loss={"messages": 1},
+    live_digest="d",
+    depends_on=("Stream T",),
+)
+EDITS = [
+    ("address", Address("Stream", "S", account="A")),
+    ("action", Action.REPLACE),
+    ("diff", (FieldDiff("max_age", 1, 3),)),
+    ("reason", Reason.NEW),
+    ("replace_paths", ("storage",)),
+    ("replace_reasons", ("storage cannot change",)),
+    ("destructive", True),
+    ("loss_paths", ("max_msgs",)),
+    ("live_digest", "e"),
+    ("drift", True),
+    ("send", {"max_age": 2, "subjects": ["b.>"]}),
+    ("send", {"max_age": 2.0, "subjects": ["a.>"]}),  # equal in Python, not on the wire
+    ("prevent_destroy", True),
+    ("depends_on", ()),
+    ("external_refs", ("Stream X (not declared here)",)),
+    ("owner", "other"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), EDITS, ids=[f"{n}={v!r}" for n, v in EDITS])
+def test_a_fingerprint_changes_with_every_compared_field(name: str, value: object) -> None:
+    assert fingerprint(_field_changed(name, value)) != fingerprint(BASE)
+
+
+def test_a_fingerprint_ignores_what_moves_on_its_own_and_the_objects_holding_it() -> None:
+    moved = dataclasses.replace(BASE, loss={"messages": 9}, location="m.yaml:9:1")
+    assert fingerprint(moved) == fingerprint(BASE)
+    # a change as a plan file gives it back: lists, new objects, the enums as strings
+    again = Change(
+        Address("Stream", "S"),
+        Action("update"),
+        diff=[FieldDiff("max_age", 1, 2)],  # type: ignore[arg-type]
+        send={"max_age": 2, "subjects": ["a.>"]},
+        live_digest="d",
+        depends_on=["Stream T"],  # type: ignore[arg-type]
+    )
+    assert fingerprint(again) == fingerprint(BASE)
+    assert {f for f in Change.__slots__} - {n for n, _ in EDITS} == {"loss", "location"}
+
+
+def test_matching_fingerprints_skip_reading_the_saved_changes() -> None:
+    ident = _identity(server_name="s1")
+    old = Plan("dev", "p", [BASE], identity=ident, declared=1)
+    edited = Plan("dev", "p", [_field_changed("owner", "x")], identity=ident, declared=1)
+
+    def unread() -> Iterator[Change]:
+        raise AssertionError("the saved changes were read")
+        yield BASE
+
+    prints = {BASE.key: fingerprint(BASE)}
+    assert saved_plan_refusals(old, old, unread(), prints) == []
+    found = saved_plan_refusals(old, edited, iter([BASE]), prints)  # read to say where
+    assert [r.detail for r in found] == ["differs from a plan made now (owner)"]

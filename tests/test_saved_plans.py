@@ -243,13 +243,14 @@ def test_live_protection_is_checked_even_when_the_manifest_drops_it(
     assert counter.writes == []
 
 
-def test_a_plan_file_changed_after_it_was_read_is_refused_with_zero_writes(
+def test_a_plan_file_is_read_once_and_a_change_to_it_afterwards_changes_nothing(
     tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
 ) -> None:
-    """apply reads the plan file twice (checked whole first, its changes again when
-    compared, so that 40,000 are not held while planning): the second read must be the
-    file the first checked, or a swapped file's changes would be judged under the first
-    one's header. Even the same plan re-encoded is refused; the file as read applies."""
+    """apply reads the plan file once: checked whole, each change kept as a fingerprint
+    of what it is compared on (refusals.fingerprint), so that 40,000 are not held, nor
+    read twice, while planning again. A fresh plan with exactly those is the saved one;
+    only one that differs has the file read again, to say where: the file must then be
+    the one read, or a swapped file's changes would be judged under the first's header."""
     case = Case(tmp_path, nats_server, prod_server)
     case.write(age="14d", storage="file")  # a plan with no refusal: one update
     code, _, err = case.project.cli("plan", "-e", "dev", "--out", "plan.json")
@@ -257,16 +258,37 @@ def test_a_plan_file_changed_after_it_was_read_is_refused_with_zero_writes(
     original = case.path.read_bytes()
     saved = read_saved_plan(case.path)
     case.path.write_text(json.dumps(json.loads(original), indent=2))  # same plan, new bytes
+    case.write(age="21d", storage="file")  # a plan made now differs from the file's
     with JsWriteCounter(nats_server.url) as counter, pytest.raises(JsopsError) as err_info:
         case.project.apply(env="dev", saved=saved)
     assert str(err_info.value) == (
         f"{case.path}: the plan file changed while jsops planned again; nothing was applied"
     )
     assert counter.writes == []
-    case.path.write_bytes(original)
+    case.write(age="14d", storage="file")  # the plan read is the plan made now again
     with JsWriteCounter(nats_server.url) as counter:
         case.project.apply(env="dev", saved=saved)
     assert counter.writes == [f"$JS.API.STREAM.UPDATE.{case.orders}"]
+
+
+def test_a_saved_plan_listing_a_change_twice_is_compared_change_by_change(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
+) -> None:
+    """The fingerprints are kept by key: a key listed twice (the second time otherwise)
+    matches nothing, and the comparison change by change names it."""
+    case = Case(tmp_path, nats_server, prod_server)
+    case.write(age="14d", storage="file")
+    code, _, err = case.project.cli("plan", "-e", "dev", "--out", "plan.json")
+    assert code == 0, err
+    data = json.loads(case.path.read_text())
+    first = data["changes"][0]
+    data["changes"] = [{**first, "send": {**first["send"], "max_age": 1}}, first]
+    case.path.write_text(json.dumps(data))
+    with JsWriteCounter(nats_server.url) as counter:
+        code, _, err = case.project.cli("apply", "-e", "dev", "plan.json")
+    assert code == 1
+    assert f"Stream {case.orders}: differs from a plan made now (send)" in err
+    assert counter.writes == []
 
 
 # -- a large plan file is checked in another process (planfile.open_saved_plan) ----------
@@ -318,6 +340,8 @@ def test_a_large_plan_file_is_checked_in_another_process_then_applied(
         code, out, err = _jsops(project.root, "-v", "apply", "big.plan")
     assert code == 0, err
     assert _checked_elsewhere(err)
+    # compared on the fingerprints the checking process made, not read a second time
+    assert f"jsops: the plan made now is the saved one: {LARGE} changes alike" in err
     assert f"Apply complete: {LARGE} done, 0 failed" in out + err
     created = sorted(s for s in counter.writes if s.startswith(f"$JS.API.STREAM.CREATE.{prefix}"))
     assert created == [f"$JS.API.STREAM.CREATE.{prefix}_{i:03d}" for i in range(LARGE)]
