@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from reconciler.server import free_port, start_server  # noqa: E402
 
 BUCKET_EVERY = 100  # one declared stream in this many is a KeyValue bucket instead
+APPLY_ROUNDS_UP_TO = 2000  # streams: creates timed `--repeat` times up to this many
 
 RAW_CREATE = r"""
 import asyncio, json, sys, nats
@@ -185,18 +186,35 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jsops-bench-") as tmp:
         tmpdir = Path(tmp)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "JSOPS_"))}
-        warm = {**base_env, "JSOPS_CACHE_DIR": str(tmpdir / "cache")}
         cold = {**base_env, "JSOPS_NO_CACHE": "1"}
         results["help_s"] = min(timed([jsops, "--help"], tmpdir)[0] for _ in range(3))
-        raw_server = start_server(port=free_port(), store_dir=tmpdir / "raw-store")
-        server = start_server(port=free_port(), store_dir=tmpdir / "jsops-store")
+        # Creates are timed on fresh servers, raw then jsops, alternating: `repeat` rounds
+        # up to APPLY_ROUNDS_UP_TO streams (a 10k round takes a minute or two), else one.
+        rounds = repeat if n <= APPLY_ROUNDS_UP_TO else 1
+        creates: list[float] = []
+        applies: list[tuple[float, float]] = []
+        server = None
         try:
-            create = [py, "-c", RAW_CREATE, raw_server.url, str(n), str(c), str(BUCKET_EVERY)]
-            results["raw_create_s"] = timed(create, tmpdir)[0]
-            proj = tmpdir / "project"
-            write_project(proj, server.url, n, c)
-            apply = [jsops, "apply", "--auto-approve", "-e", "bench"]
-            results["apply_s"], results["apply_mb"] = timed(apply, proj, warm)
+            for r in range(rounds):
+                raw_server = start_server(port=free_port(), store_dir=tmpdir / f"raw-store{r}")
+                try:
+                    url = raw_server.url
+                    create = [py, "-c", RAW_CREATE, url, str(n), str(c), str(BUCKET_EVERY)]
+                    creates.append(timed(create, tmpdir)[0])
+                finally:  # its streams' housekeeping would load every run after
+                    raw_server.stop()
+                if server is not None:
+                    server.stop()
+                server = start_server(port=free_port(), store_dir=tmpdir / f"jsops-store{r}")
+                proj = tmpdir / f"project{r}"
+                write_project(proj, server.url, n, c)
+                # a cold parse cache for each apply; the last one's is the warm cache after
+                warm = {**base_env, "JSOPS_CACHE_DIR": str(tmpdir / f"cache{r}")}
+                apply = [jsops, "apply", "--auto-approve", "-e", "bench"]
+                applies.append(timed(apply, proj, warm))
+            assert server is not None
+            results["raw_create_s"] = statistics.median(creates)
+            results["apply_s"], results["apply_mb"] = _median(applies)
             raw_list = [py, "-c", RAW_LIST, server.url]
             plan = [jsops, "plan", "-e", "bench", "--detailed-exitcode"]
             saved = proj / "saved.plan"  # a plan file of the applied state: all unchanged
@@ -216,8 +234,8 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
             for key, measured in runs.items():
                 results[f"{key}_s"], results[f"{key}_mb"] = _median(measured)
         finally:
-            raw_server.stop()
-            server.stop()
+            if server is not None:
+                server.stop()
     results["plan_ratio"] = results["plan_s"] / results["raw_list_s"]
     results["plan_cold_ratio"] = results["plan_cold_s"] / results["raw_list_s"]
     results["apply_ratio"] = results["apply_s"] / results["raw_create_s"]
