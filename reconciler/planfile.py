@@ -38,14 +38,15 @@ log = logging.getLogger(__name__)
 
 def change_to_json(change: Change) -> dict[str, Any]:
     address = change.address
+    reason = change.reason
     return {
-        "action": change.action.value,
+        "action": _JSON_VALUE[change.action],
         "kind": address.kind,
         "name": address.name,
         "stream": address.stream,
         "account": address.account,
         "destructive": change.destructive,
-        "reason": change.reason.value if change.reason else None,
+        "reason": _JSON_VALUE[reason] if reason else None,
         "drift": change.drift,
         "diff": [d.to_json() for d in change.diff],
         "replace_paths": list(change.replace_paths),
@@ -140,6 +141,10 @@ E = TypeVar("E", bound=StrEnum)
 # call (with its error path), for each of the 40,000 changes a large plan file holds.
 _BY_VALUE: dict[type[StrEnum], dict[Any, StrEnum]] = {
     enum: {member.value: member for member in enum} for enum in (Kind, Action, Reason)
+}
+# and the other way, for each change written (an enum's ``.value`` is a slow property)
+_JSON_VALUE: dict[StrEnum, str] = {
+    member: value for by_value in _BY_VALUE.values() for value, member in by_value.items()
 }
 
 

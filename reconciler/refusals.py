@@ -112,6 +112,8 @@ class ApplyOptions:
 
 def change_refusals(change: Change, options: ApplyOptions) -> list[Refusal]:
     """The refusals of one change, from its facts (the live owner and protection)."""
+    if change.owner is None and change.action in _NEVER_REFUSED:
+        return []  # most changes of a large plan, shown or checked
     out: list[Refusal] = []
     address = change.address
     destroys = change.action in (Action.REPLACE, Action.DELETE)
@@ -129,10 +131,16 @@ def change_refusals(change: Change, options: ApplyOptions) -> list[Refusal]:
     return out
 
 
+# What a change of another project's resource may be refused for aside, nothing
+# refuses these (change_refusals).
+_NEVER_REFUSED = frozenset({Action.NOOP, Action.CREATE})
+_SHOWN_WITH = ApplyOptions(prune=True)
+
+
 def shown_refusals(change: Change) -> list[Refusal]:
     """The refusals a plan shows on a change: those no destructive-action flag
     (``--prune``, ``--allow-replace``, ``--allow-data-loss``) lifts."""
-    return [r for r in change_refusals(change, ApplyOptions(prune=True)) if r.shown]
+    return [r for r in change_refusals(change, _SHOWN_WITH) if r.shown]
 
 
 def refusals(
