@@ -81,12 +81,17 @@ def test_key_value_manifest_works_with_the_client(project: TestProject, nats_ser
                 await kv.put("feature.x", f"v{i}".encode())
             latest = (await kv.get("feature.x")).value or b""
             history = [e.value or b"" for e in await kv.history("feature.x")]
-            await asyncio.sleep(3)  # ttl 2s: the values expire
-            try:
-                await kv.get("feature.x")
-                expired = False
-            except nats.js.errors.KeyNotFoundError:
-                expired = True
+            # ttl 2s: the values expire. The server removes expired messages on a timer
+            # that runs late on a loaded machine, so wait for it (a bucket whose ttl was
+            # not applied never expires, and fails here).
+            deadline = asyncio.get_running_loop().time() + 20
+            expired = False
+            while not expired and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+                try:
+                    await kv.get("feature.x")
+                except nats.js.errors.KeyNotFoundError:
+                    expired = True
             return history, latest, expired
         finally:
             await nc.close()
