@@ -9,6 +9,8 @@ processes, as a user runs them, alternating the runs it repeats and taking media
 * ``raw create``: a nats-py script that creates every stream (and every bucket's
   stream), then every consumer, with pipelined (concurrent) raw requests: apply's floor;
 * ``apply``: ``jsops apply --auto-approve`` from empty, with a cold parse cache;
+  ``apply (warm)`` the same after a ``jsops plan`` of those manifests (not timed) left
+  the caches warm, as in a CI job that plans, then applies;
 * ``raw list``: a script doing only the paged ``STREAM.LIST``/``CONSUMER.LIST``: plan's floor;
 * ``plan``: ``jsops plan --detailed-exitcode`` on the applied state (no changes), parse
   cache warm (a repeated plan), and ``plan (cold)`` with ``JSOPS_NO_CACHE=1``;
@@ -193,6 +195,8 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
         rounds = repeat if n <= APPLY_ROUNDS_UP_TO else 1
         creates: list[float] = []
         applies: list[tuple[float, float]] = []
+        warm_applies: list[tuple[float, float]] = []
+        apply = [jsops, "apply", "--auto-approve", "-e", "bench"]
         server = None
         try:
             for r in range(rounds):
@@ -205,16 +209,27 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
                     raw_server.stop()
                 if server is not None:
                     server.stop()
+                # apply (warm): what CI does after `jsops plan` of the same manifests on
+                # the same runner (the plan, not timed, leaves the caches warm)
+                warm_server = start_server(port=free_port(), store_dir=tmpdir / f"warm-store{r}")
+                try:
+                    warm_proj = tmpdir / f"warm-project{r}"
+                    write_project(warm_proj, warm_server.url, n, c)
+                    primed = {**base_env, "JSOPS_CACHE_DIR": str(tmpdir / f"warm-cache{r}")}
+                    timed([jsops, "plan", "-e", "bench"], warm_proj, primed)
+                    warm_applies.append(timed(apply, warm_proj, primed))
+                finally:
+                    warm_server.stop()
                 server = start_server(port=free_port(), store_dir=tmpdir / f"jsops-store{r}")
                 proj = tmpdir / f"project{r}"
                 write_project(proj, server.url, n, c)
                 # a cold parse cache for each apply; the last one's is the warm cache after
                 warm = {**base_env, "JSOPS_CACHE_DIR": str(tmpdir / f"cache{r}")}
-                apply = [jsops, "apply", "--auto-approve", "-e", "bench"]
                 applies.append(timed(apply, proj, warm))
             assert server is not None
             results["raw_create_s"] = statistics.median(creates)
             results["apply_s"], results["apply_mb"] = _median(applies)
+            results["apply_warm_s"], results["apply_warm_mb"] = _median(warm_applies)
             raw_list = [py, "-c", RAW_LIST, server.url]
             plan = [jsops, "plan", "-e", "bench", "--detailed-exitcode"]
             saved = proj / "saved.plan"  # a plan file of the applied state: all unchanged
@@ -239,6 +254,7 @@ def run_scale(n: int, c: int, repeat: int) -> dict[str, Any]:
     results["plan_ratio"] = results["plan_s"] / results["raw_list_s"]
     results["plan_cold_ratio"] = results["plan_cold_s"] / results["raw_list_s"]
     results["apply_ratio"] = results["apply_s"] / results["raw_create_s"]
+    results["apply_warm_ratio"] = results["apply_warm_s"] / results["raw_create_s"]
     # the newer work against plan (issue 15: none may cost plan more than 10%)
     results["plan_json_ratio"] = results["plan_json_s"] / results["plan_s"]
     results["apply_saved_ratio"] = results["apply_saved_s"] / results["plan_s"]
@@ -254,6 +270,7 @@ PEAK_NAMES = {
     "plan_cold_mb": "cold plan",
     "plan_json_mb": "plan json",
     "apply_mb": "apply",
+    "apply_warm_mb": "warm apply",
     "apply_saved_mb": "apply FILE",
     "status_mb": "status",
 }
@@ -271,6 +288,8 @@ COLUMNS = [  # (key, heading, format)
     ("raw_create_s", "raw create", "{:.2f} s"),
     ("apply_s", "apply", "{:.2f} s"),
     ("apply_ratio", "apply / raw", "{:.2f}x"),
+    ("apply_warm_s", "apply (warm)", "{:.2f} s"),
+    ("apply_warm_ratio", "warm / raw", "{:.2f}x"),
     ("plan_json_s", "plan json", "{:.2f} s"),
     ("plan_json_ratio", "json / plan", "{:.2f}x"),
     ("apply_saved_s", "apply FILE", "{:.2f} s"),
