@@ -33,10 +33,12 @@ from reconciler.accounts import (
 from reconciler.errors import UsageError
 from reconciler.server import (
     READY_TIMEOUT,
+    PortInUse,
     ephemeral_port_start,
     find_nats_server,
     plan_topology,
     port_open,
+    retry_port_clash,
 )
 
 JSOPS = str(Path(sys.executable).with_name("jsops"))
@@ -108,12 +110,14 @@ def launch(tmp_path: Path) -> Iterator[Any]:
 
     # jsops server's own readiness wait (a slow cluster is its error to report), plus
     # the CLI's start-up
-    def start(*args: str, timeout: float = READY_TIMEOUT + 15, **env: str) -> Run:
+    def start(
+        *args: str, timeout: float = READY_TIMEOUT + 15, cwd: Path = tmp_path, **env: str
+    ) -> Run:
         err = tmp_path / f"jsops-server-{len(runs)}.err"
         with open(err, "wb") as sink:
             proc = subprocess.Popen(
                 [JSOPS, "server", *args],
-                cwd=tmp_path,
+                cwd=cwd,
                 env=_env(**env),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -127,6 +131,9 @@ def launch(tmp_path: Path) -> Iterator[Any]:
             found = READY.search(text)
             if found:
                 break
+            if proc.poll() is not None and "address already in use" in text.lower():
+                # a port given on the command line was taken since it was picked
+                raise PortInUse(f"jsops server exited {proc.returncode}:\n{text}")
             assert proc.poll() is None, f"jsops server exited {proc.returncode}:\n{text}"
             assert time.monotonic() < deadline, f"jsops server not ready:\n{text}"
             time.sleep(0.05)
@@ -412,7 +419,15 @@ def _port_map() -> dict[int, int]:
 
 def test_the_local_topologies_walkthrough_works(tmp_path: Path, launch: Any) -> None:
     """The walkthrough's files written where it says and its commands run as it says,
-    in a fresh directory, on free ports: a dev leaf promoted to an R3 prod mirror."""
+    in a fresh directory, on free ports: a dev leaf promoted to an R3 prod mirror.
+    (Its ports are given on the command line, as the walkthrough does: one taken by
+    another process since it was picked starts the walkthrough again, elsewhere.)"""
+    tries = iter(range(1, 4))
+    retry_port_clash(lambda: _walkthrough_in(tmp_path / f"try{next(tries)}", launch))
+
+
+def _walkthrough_in(tmp_path: Path, launch: Any) -> None:
+    tmp_path.mkdir()
     ports = _port_map()
     pattern = re.compile(r"\b(" + "|".join(str(p) for p in ports) + r")\b")
 
@@ -439,7 +454,7 @@ def test_the_local_topologies_walkthrough_works(tmp_path: Path, launch: Any) -> 
                 assert argv[1] == "server", line
                 args = argv[2:] if "--leaf" in argv else HUB_DEFAULTS + argv[2:]
                 servers["leaf" if "--leaf" in argv else "hub"] = launch(
-                    *local(" ".join(args)).split()
+                    *local(" ".join(args)).split(), cwd=tmp_path
                 )
                 continue
             done = subprocess.run(
