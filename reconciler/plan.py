@@ -609,6 +609,8 @@ class Planner:
                 if lost is not None:
                     compared.update(destructive=True, loss=lost[0], loss_paths=lost[1])
             draft.update(compared)
+        if canon.get("sealed") and draft["action"] in (Action.CREATE, Action.REPLACE):
+            self.errors.append(_sealed_error(res, draft["action"]))
         draft["depends_on"] = [self.bucket_keys.get(d, d) for d in depends]
         if bucket is not None:
             buckets.to_bucket_terms(draft, bucket, send, live_canon, canon)
@@ -862,6 +864,24 @@ def _check_targets(
         )
         known.update(f"Consumer/{stream}/{name}" for stream, name in live.consumer_keys())
     check_targets(targets, known, "no resource by that name is declared or live")
+
+
+def _sealed_error(res: Resource, action: Action) -> Diagnostic:
+    """Every release refuses to create a stream sealed (nats-server ``jsStreamCreateRequest``:
+    sealing is an update of a stream that exists), so a create, or the create half of a
+    replace (which would first delete the stream), with ``sealed: true`` cannot be made."""
+    doc = res.document
+    if action is Action.CREATE:
+        what = "a new stream cannot be created sealed"
+        how = "create it with sealed: false (or unset), then seal it in a later apply"
+    else:
+        what = "this change replaces the stream, whose new copy cannot be created sealed"
+        how = "the replace would delete it and then fail: make the change with sealed: false"
+    return Diagnostic(
+        doc.locate(("spec", "sealed")) if doc else res.location,
+        f"sealed: true: {what} (the server refuses it); {how}",
+        code="sealed",
+    )
 
 
 def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> list[Diagnostic]:

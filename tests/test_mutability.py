@@ -1296,3 +1296,52 @@ def test_every_row_for_this_server_has_a_live_case(nats_server: SingleServer) ->
     for rule in CONSUMER_REPLACE_RULES:
         if rule.applies(level, server_version):
             assert rule.field in consumer_fields, rule
+
+
+def test_a_sealed_stream_is_never_planned_as_a_create(
+    nats_server: SingleServer, project: TestProject, names: Names
+) -> None:
+    """The server refuses to create a stream sealed (checked here, on this release): a
+    new stream with ``sealed: true``, or a replace of a sealed one (a delete, then that
+    create), is a located plan error and nothing is written; sealing one that exists
+    is an update."""
+    url, n = nats_server.url, names
+    refused = js_request_sync(
+        url,
+        f"{API}.STREAM.CREATE.{n.origin_a}",
+        {"name": n.origin_a, "subjects": [f"{n.subj}.raw"], "sealed": True, "storage": "file"},
+    )
+    assert "error" in refused, refused  # if a release allowed it, this check could go
+
+    def write(spec: str) -> None:
+        project.write(
+            "s.yaml",
+            f"""
+            apiVersion: jsops/v1
+            kind: Stream
+            metadata: {{name: {n.stream}}}
+            spec: {{subjects: ["{n.subj}.>"], {spec}}}
+            """,
+        )
+
+    write("sealed: true")
+    code, _, err = project.cli("plan")
+    assert code == 1
+    assert "s.yaml:4:" in err and "sealed: true: a new stream cannot be created sealed" in err
+    code, _, err = project.cli("apply", "--auto-approve")
+    assert code == 1
+    assert "error" in js_request_sync(url, f"{API}.STREAM.INFO.{n.stream}")  # not made
+
+    write("sealed: false")
+    _, result = project.apply()
+    assert result is not None and result.ok
+    publish(url, f"{n.subj}.x", 3)
+    write("sealed: true")
+    _, result = project.apply()
+    assert result is not None and result.ok
+    assert stream_info(url, n.stream)["config"]["sealed"] is True
+
+    write("sealed: true, storage: memory")  # storage cannot change: a replace
+    code, _, err = project.cli("apply", "--auto-approve", "--allow-replace")
+    assert code == 1 and "whose new copy cannot be created sealed" in err
+    assert messages(url, n.stream) == 3  # not deleted
