@@ -306,7 +306,10 @@ def _pickle(value: Any) -> bytes:
 
 def _allowed_global(module: str, name: str) -> bool:
     if module.startswith("reconciler.models."):
-        return True
+        # a class of the module itself: pickle walks a dotted name through attributes
+        # (``typing.operator.methodcaller`` from a module importing typing), which was
+        # a way from here to exec
+        return "." not in name
     return (module, name) in {
         ("reconciler.errors", "Location"),
         ("datetime", "datetime"),
@@ -331,6 +334,8 @@ def _unpickle(data: bytes | BinaryIO) -> Any:
             found = super().find_class(module, name)
             if not isinstance(found, type):  # classes only: never a function to call
                 raise pickle.UnpicklingError(f"{module}.{name} is not a class")
+            if module.startswith("reconciler.") and found.__module__ != module:
+                raise pickle.UnpicklingError(f"{module}.{name} is not defined there")
             return found
 
     stream = io.BytesIO(data) if isinstance(data, bytes) else data

@@ -230,7 +230,39 @@ class _Planted:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("how", ["planted", "loosened"])
+def _through_dotted_names(marker: Path) -> bytes:
+    """A pickle reaching exec from a class-only allowlist by dotted names (pickle walks
+    ``typing.operator.attrgetter`` from a module that imports typing), then a -1 chunk
+    count and an empty list, as a cache body would hold."""
+    import struct
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return pickle.SHORT_BINUNICODE + bytes([len(raw)]) + raw
+
+    def name(dotted: str) -> bytes:
+        return text("reconciler.models.types") + text(dotted) + pickle.STACK_GLOBAL
+
+    def call(func: bytes, *args: bytes) -> bytes:
+        return (
+            func
+            + b"".join(args)
+            + {1: pickle.TUPLE1, 2: pickle.TUPLE2}[len(args)]
+            + (pickle.REDUCE)
+        )
+
+    getter = call(name("typing.operator.attrgetter"), text("__init__.__globals__"))
+    module_globals = call(getter, name("typing.ForwardRef"))
+    item = name("typing.operator.methodcaller")
+    builtins = call(call(item, text("__getitem__"), text("__builtins__")), module_globals)
+    run = call(call(item, text("__getitem__"), text("exec")), builtins)
+    body = call(run, text(f"__import__('pathlib').Path({str(marker)!r}).touch()"))
+    head = pickle.PROTO + bytes([4])
+    count = b"J" + struct.pack("<i", -1) + pickle.STOP
+    return head + body + pickle.POP + count + pickle.dumps([], protocol=4)
+
+
+@pytest.mark.parametrize("how", ["planted", "loosened", "dotted"])
 def test_a_validated_file_is_trusted_for_nothing(
     tmp_path: Path, nats_server: SingleServer, home: Path, how: str
 ) -> None:
@@ -243,6 +275,8 @@ def test_a_validated_file_is_trusted_for_nothing(
     marker = tmp_path / "ran"
     if how == "planted":
         kept.write_bytes(head + pickle.dumps(_Planted(marker)))
+    elif how == "dotted":
+        kept.write_bytes(head + _through_dotted_names(marker))
     else:
         rows = parse_cache._unpickle(data[len(head) :])
         manifest = next(x for x in rows[0] if hasattr(x, "spec"))
