@@ -80,10 +80,15 @@ class ConnectSettings:
 
 
 def strip_userinfo(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
+    """``url`` without its ``user:password@``, with or without a scheme (nats-py takes
+    ``user:pw@host:4222``); as nats-py reads it, the last "@" ends the user info, so a
+    password holding an "@" goes whole."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[1]}"
 
 
 def _context_file(name: str) -> Path:

@@ -113,14 +113,27 @@ def test_wrong_password(
     assert_one_line_error(code, out, err, elapsed, expected)
 
 
-def test_wrong_password_in_the_url(tmp_path: Path, accounts_server: SingleServer) -> None:
-    """A password given inside --server never shows (the URL is printed without it)."""
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        pytest.param("nats://js:{pw}@{host}", "nats://{host}", id="scheme"),
+        pytest.param("js:{pw}@{host}", "{host}", id="no-scheme"),  # nats-py takes it too
+        pytest.param("nats://js:a@{pw}@{host}", "nats://{host}", id="at-in-password"),
+    ],
+)
+def test_wrong_password_in_the_url(
+    tmp_path: Path, accounts_server: SingleServer, given: str, shown: str
+) -> None:
+    """A password given inside --server never shows (the URL is printed without it;
+    as nats-py reads it, the last "@" ends the user and password)."""
     host = accounts_server.url.removeprefix("nats://")
     project = make_project(tmp_path, accounts_server.url)
     project.write("a.yaml", stream_doc(unique_name("URL")))
     started = time.monotonic()
-    code, out, err = project.cli("plan", "--server", f"nats://js:{WRONG_PASSWORD}@{host}")
-    expected = f"cannot connect to nats://{host}: authorization violation (check the credentials)"
+    url = given.format(pw=WRONG_PASSWORD, host=host)
+    code, out, err = project.cli("plan", "--server", url)
+    where = shown.format(host=host)
+    expected = f"cannot connect to {where}: authorization violation (check the credentials)"
     assert_one_line_error(code, out, err, time.monotonic() - started, expected)
 
 
