@@ -137,32 +137,33 @@ def _choices(error: ErrorDetails) -> list[str]:
     return re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
 
 
-def _message(error: ErrorDetails) -> str:
+def _message(error: ErrorDetails, secret: bool = False) -> str:
     kind = error["type"]
     value = error.get("input")
+    shown = "a value not shown here (it may be a secret)" if secret else short_value(value)
     ctx = error.get("ctx") or {}
     if kind in ("bad_duration", "bad_size", "bad_name", "bad_subject", "bad_time", "bad_int"):
         return str(error["msg"])
     if kind == "literal_error":
-        return f"invalid value {short_value(value)}: expected one of {', '.join(_choices(error))}"
+        return f"invalid value {shown}: expected one of {', '.join(_choices(error))}"
     if kind in ("int_parsing", "int_type", "int_from_float", "int_parsing_size"):
-        return f"expected an integer, got {short_value(value)}"
+        return f"expected an integer, got {shown}"
     if kind in ("bool_parsing", "bool_type"):
-        return f"expected true or false, got {short_value(value)}"
+        return f"expected true or false, got {shown}"
     if kind in ("string_type", "string_unicode"):
-        return f"expected a string, got {short_value(value)}"
+        return f"expected a string, got {shown}"
     if kind in ("list_type",):
-        return f"expected a list, got {short_value(value)}"
+        return f"expected a list, got {shown}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping, got {short_value(value)}"
+        return f"expected a mapping, got {shown}"
     if kind in ("float_parsing", "float_type", "finite_number"):
-        return f"expected a number, got {short_value(value)}"
+        return f"expected a number, got {shown}"
     if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}, got {short_value(value)}"
+        return f"must be at least {ctx.get('ge')}, got {shown}"
     if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}, got {short_value(value)}"
+        return f"must be at most {ctx.get('le')}, got {shown}"
     if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt')}, got {short_value(value)}"
+        return f"must be greater than {ctx.get('gt')}, got {shown}"
     if kind == "too_short" and ctx.get("min_length") == 1:
         return "must not be empty"
     if kind == "string_too_long":
@@ -171,6 +172,11 @@ def _message(error: ErrorDetails) -> str:
         return str(ctx.get("error", error["msg"]))
     msg = str(error["msg"])
     return msg[0].lower() + msg[1:] if msg else kind
+
+
+# Keys whose values an error never shows (jsops.yaml's connection settings): a value of
+# the wrong type there is still what someone typed as a password, a token or a creds file.
+SECRET_KEYS = frozenset({"password", "token", "nkey", "seed", "creds", "tls"})
 
 
 def pydantic_diagnostics(
@@ -225,5 +231,9 @@ def pydantic_diagnostics(
         if kind == "literal_error":
             hint = did_you_mean(str(error.get("input")), _choices(error))
         location = doc.locate_value(path) if path else doc.locate(path)
-        out.append(Diagnostic(location, f"{dotted(path)}: {_message(error)}", code=kind, hint=hint))
+        secret = any(key in SECRET_KEYS for key in path)
+        if secret:
+            hint = None
+        text = f"{dotted(path)}: {_message(error, secret)}"
+        out.append(Diagnostic(location, text, code=kind, hint=hint))
     return out

@@ -65,6 +65,23 @@ def test_validate_without_a_project_file_uses_the_default_environment(
     assert capsys.readouterr().err == "manifests are valid\n"
 
 
+@pytest.mark.parametrize("key", ["password", "token", "creds"])
+def test_a_secret_of_the_wrong_type_is_located_but_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """An unquoted numeric password is a number to YAML: the error says where and what
+    is wrong, not the value (it goes to CI logs and pull request comments)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "jsops.yaml").write_text(
+        f"environments:\n  d:\n    servers: [nats://127.0.0.1:4222]\n    {key}: 98765432101\n"
+    )
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "jsops.yaml:4:" in err and f"environments.d.{key}: expected a string" in err, err
+    assert "98765432101" not in err
+
+
 def test_missing_path_is_an_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(project), "validate", "no/such/dir"]) == 1
     assert capsys.readouterr().err == "no/such/dir: no such file or directory\n"
