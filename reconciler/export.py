@@ -45,6 +45,7 @@ from reconciler.mutability import LATEST_LEVEL
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
     JSOPS_KEYS,
+    PROTECT_KEY,
     STREAM_DEFAULTS,
     canonical_consumer,
     canonical_stream,
@@ -116,6 +117,14 @@ def _user_metadata(
         spec["monitoring"] = monitoring
 
 
+def _doc_metadata(config: dict[str, Any], **names: str) -> dict[str, Any]:
+    """A document's metadata: ``names``, and ``prevent_destroy: true`` where the live
+    resource carries jsops's mark of it (dropped, an apply of the export would remove
+    the protection)."""
+    marked = (config.get("metadata") or {}).get(PROTECT_KEY) == "true"
+    return {**names, "prevent_destroy": True} if marked else dict(names)
+
+
 def stream_spec(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[str, Any]:
     """The manifest spec of a live stream config (defaults as API level ``level`` derives)."""
     name = config["name"]
@@ -152,7 +161,7 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
             {
                 "apiVersion": "jsops/v1",
                 "kind": Kind.STREAM.value,
-                "metadata": {"name": name},
+                "metadata": _doc_metadata(config, name=name),
                 "spec": stream_spec(config, live.api_level),
             }
         ]
@@ -165,7 +174,7 @@ def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
                 {
                     "apiVersion": "jsops/v1",
                     "kind": Kind.CONSUMER.value,
-                    "metadata": {"name": info["name"], "stream": name},
+                    "metadata": _doc_metadata(cconfig, name=info["name"], stream=name),
                     "spec": consumer_spec(cconfig, stream_canon),
                 }
             )
@@ -188,7 +197,7 @@ def _bucket_document(name: str, config: dict[str, Any], live: LiveState) -> dict
     return {
         "apiVersion": "jsops/v1",
         "kind": address.kind.value,
-        "metadata": {"name": address.name},
+        "metadata": _doc_metadata(config, name=address.name),
         "spec": humanize_spec(address.kind, spec),
     }
 

@@ -120,3 +120,37 @@ def test_exported_resources_adopt_with_only_the_owner_tag(nats_server, tmp_path,
     assert result is not None and result.ok
     assert all(c.action is Action.NOOP for c in project.plan().changes)
     js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{name}")
+
+
+def test_export_keeps_prevent_destroy(nats_server, tmp_path):
+    """A resource jsops marked prevent_destroy is exported with it: without it, applying
+    the exported files would plan the mark away and drop the protection."""
+    name = unique_name("EXPD")
+    project = make_project(tmp_path, nats_server.url)
+    project.write(
+        "s.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata: {{name: {name}, prevent_destroy: true}}
+        spec: {{subjects: ["{name.lower()}.>"]}}
+        ---
+        apiVersion: jsops/v1
+        kind: Consumer
+        metadata: {{name: c, stream: {name}, prevent_destroy: true}}
+        spec: {{ack_policy: explicit}}
+        """,
+    )
+    _plan, result = project.apply()
+    assert result is not None and result.ok
+    (project.root / "manifests" / "s.yaml").unlink()
+    code, _out, err = project.cli("export", "--out", "manifests")
+    assert code == 0, err
+    exported = project.root / "manifests" / f"{name}.yaml"
+    assert exported.read_text().count("prevent_destroy: true") == 2
+    for other in (project.root / "manifests").glob("*.yaml"):
+        if other != exported:
+            other.unlink()
+    mine = [c for c in project.plan().changes if name in (c.address.name, c.address.stream)]
+    assert len(mine) == 2 and all(c.action is Action.NOOP for c in mine), mine
+    js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{name}")
