@@ -45,11 +45,11 @@ from reconciler.mutability import LATEST_LEVEL
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
     JSOPS_KEYS,
-    PROTECT_KEY,
     STREAM_DEFAULTS,
     canonical_consumer,
     canonical_stream,
     paused_until,
+    protected,
     user_metadata,
 )
 
@@ -121,8 +121,7 @@ def _doc_metadata(config: dict[str, Any], **names: str) -> dict[str, Any]:
     """A document's metadata: ``names``, and ``prevent_destroy: true`` where the live
     resource carries jsops's mark of it (dropped, an apply of the export would remove
     the protection)."""
-    marked = (config.get("metadata") or {}).get(PROTECT_KEY) == "true"
-    return {**names, "prevent_destroy": True} if marked else dict(names)
+    return {**names, "prevent_destroy": True} if protected(config) else dict(names)
 
 
 def stream_spec(config: dict[str, Any], level: int = LATEST_LEVEL) -> dict[str, Any]:
