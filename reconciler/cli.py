@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from reconciler.errors import JsopsError, ManifestError, UsageError
+from reconciler.printable import one_line, terminal
 
 if TYPE_CHECKING:  # the commands import the library lazily, so that --help starts fast
     from reconciler.api import Target
@@ -45,8 +46,15 @@ class Options:
     verbose: bool = False
 
 
+def _out(text: str, *, nl: bool = True, safe: bool = False) -> None:
+    """Write to stdout what a command prints: names, paths and messages in it that are
+    not jsops's own cannot drive the terminal or a CI log (``printable.terminal``);
+    ``safe`` output (the colored plan and status) was made safe before it was colored."""
+    click.echo(text if safe else terminal(text), nl=nl)
+
+
 def _err(message: str) -> None:
-    click.echo(message, err=True)
+    click.echo(terminal(message), err=True)
 
 
 def _merge(ctx: click.Context, **kwargs: Any) -> Options:
@@ -108,10 +116,10 @@ def validate(ctx: click.Context, /, paths: tuple[str, ...], fmt: str, **kwargs: 
             raise ManifestError(problems)
     except JsopsError as exc:
         if fmt != "text":  # the diagnostics on stdout for programs, the lines on stderr
-            click.echo(report.RENDERERS[fmt](report.diagnostics_of(exc)), nl=False)
+            _out(report.RENDERERS[fmt](report.diagnostics_of(exc)), nl=False)
         raise
     if fmt == "json":
-        click.echo(report.to_json([]), nl=False)
+        _out(report.to_json([]), nl=False)
     _err("manifests are valid")
     return 0
 
@@ -135,10 +143,10 @@ def fmt_command(ctx: click.Context, /, paths: tuple[str, ...], check: bool, **kw
     for result in results:
         quiet = result.skipped and result.skipped.startswith("no jsops manifest")
         if result.skipped and (not quiet or opts.verbose):
-            _err(f"{display_path(result.path)}: skipped: {result.skipped}")
+            _err(f"{one_line(display_path(result.path))}: skipped: {result.skipped}")
     changing = [r for r in results if r.changed]
     for result in changing:
-        click.echo(display_path(result.path))
+        _out(one_line(display_path(result.path)))
     if check:
         if changing:
             _err(f"{len(changing)} file(s) would be reformatted (run `jsops fmt`)")
@@ -214,14 +222,14 @@ def plan(
     except Exception as exc:
         if fmt == "markdown":  # a CI step posting stdout still posts why the plan failed
             env = target.env_name if target else opts.env
-            click.echo(render.render_markdown_failure(exc, env), nl=False)
+            _out(render.render_markdown_failure(exc, env), nl=False)
         raise
     if fmt == "text":
         render.write_text(the_plan, sys.stdout, color=_color(opts), show_noop=show_noop)
     elif fmt == "json":  # written a line at a time: never the whole document at once
         planfile.dump(the_plan, sys.stdout)
     else:
-        click.echo(render.RENDERERS[fmt](the_plan), nl=False)
+        _out(render.RENDERERS[fmt](the_plan), nl=False)
     if out:
         planfile.write_plan(the_plan, out)
         _err(f"plan saved to {out}")
@@ -398,9 +406,9 @@ def show(ctx: click.Context, /, planfile: str, fmt: str, **kwargs: Any) -> int:
     opts = _merge(ctx, **kwargs)
     saved = planfiles.read_plan(planfile)
     if fmt == "text":
-        click.echo(render.render_text(saved, color=_color(opts)), nl=False)
+        _out(render.render_text(saved, color=_color(opts)), nl=False, safe=True)
     else:
-        click.echo(render.RENDERERS[fmt](saved), nl=False)
+        _out(render.RENDERERS[fmt](saved), nl=False)
     _err(render.summary_line(saved))
     return 0
 
@@ -427,7 +435,7 @@ def graph(
 
     opts = _merge(ctx, **kwargs)
     topology = api.topology(_target(opts), paths=list(paths) or None, live=live)
-    click.echo(RENDERERS[fmt](topology), nl=False)
+    _out(RENDERERS[fmt](topology), nl=False)
     _err(f"{len(topology.nodes)} node(s), {len(topology.edges)} edge(s)")
     return 0
 
@@ -465,7 +473,7 @@ def status(
     if fmt == "json":  # written a resource a line: never the whole document at once
         write_json(report, sys.stdout)
     else:
-        click.echo(render_text(report, color=_color(opts)), nl=False)
+        _out(render_text(report, color=_color(opts)), nl=False, safe=True)
     _err(summary_line(report))
     return 1 if check and not report.healthy else 0
 
@@ -548,7 +556,7 @@ def export(ctx: click.Context, /, out: str, schemas: str, force: bool, **kwargs:
     opts = _merge(ctx, **kwargs)
     written = api.export(_target(opts), out, schemas, force=force)
     for path in written:
-        click.echo(str(path))
+        _out(str(path))
     _err(f"exported {len(written)} stream(s) to {out}")
     return 0
 
@@ -795,7 +803,7 @@ def promote(
         "review, then commit"
     )
     for path in write_promotion(files, out, header, schemas):
-        click.echo(str(path))
+        _out(str(path))
     _err(f"wrote {len(files)} file(s) to {out}: review them, then `jsops plan -e {to_env}`")
     return 0
 
@@ -835,7 +843,7 @@ def auth_init(ctx: click.Context, /, directory: str | None, **kwargs: Any) -> in
 
     opts = _merge(ctx, **kwargs)
     store = init_auth_store(_auth_dir(opts, directory))
-    click.echo(str(store.server_auth_conf))
+    _out(str(store.server_auth_conf))
     _err(
         f"auth store ready in {store.root}: include {store.server_auth_conf.name} in the "
         "nats-server config (the include path is relative to the including file)"
@@ -927,7 +935,7 @@ def schema(ctx: click.Context, /, out: str, **kwargs: Any) -> int:
 
     _merge(ctx, **kwargs)
     for path in write_schemas(out):
-        click.echo(str(path))
+        _out(str(path))
     return 0
 
 

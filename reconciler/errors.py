@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from reconciler.printable import one_line
+
 KeyPath = tuple[str | int, ...]
 """Where a value is inside a document: mapping keys and list indexes (``spec.sources.0``)."""
 
@@ -40,9 +42,12 @@ class Location:
     rendered: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
+        # A file name comes from a pull request: a newline in it must not start a line
+        # of its own (``::notice::`` in a CI log), see reconciler.printable.
+        file = one_line(self.file)
         if not self.line:
-            return self.file
-        return f"{self.file}:{self.line}:{self.col}"
+            return file
+        return f"{file}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,8 @@ class ApiError(JsopsError):
         self.code = code
         self.err_code = err_code
         self.subject = subject
-        super().__init__(f"{description} (err_code {err_code})" if err_code else description)
+        shown = one_line(description)  # the server's words: one line, see printable
+        super().__init__(f"{shown} (err_code {err_code})" if err_code else shown)
 
 
 class StalePlanError(JsopsError):

@@ -52,6 +52,7 @@ from reconciler.normalize import (
     protected,
     user_metadata,
 )
+from reconciler.printable import in_file_name
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema={schemas}/manifest.schema.json\n"
 _DOMAIN_API = re.compile(r"^\$JS\.([^.]+)\.API$")
@@ -217,13 +218,18 @@ _SUFFIX = ".yaml"
 
 def file_name(name: str, hashed: bool = False) -> str:
     """The export file name of stream ``name``: ``name.yaml`` when it fits in
-    :data:`MAX_FILE_NAME` bytes (and ``hashed`` is False), else a cut name plus a hash."""
-    plain = name + _SUFFIX
-    if not hashed and len(plain.encode("utf-8")) <= MAX_FILE_NAME:
+    :data:`MAX_FILE_NAME` bytes (and ``hashed`` is False), else a cut name plus a hash.
+
+    A name with control characters (nats-server accepts ESC and BEL in one) is written
+    with ``_`` in their place and the hash, which keeps it apart from a name that has
+    ``_`` there: a listed file name must not drive the terminal."""
+    shown = in_file_name(name)
+    plain = shown + _SUFFIX
+    if not hashed and shown == name and len(plain.encode("utf-8")) <= MAX_FILE_NAME:
         return plain
     digest = "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:12] + _SUFFIX
     room = MAX_FILE_NAME - len(digest)
-    head = name.encode("utf-8")[:room].decode("utf-8", "ignore")
+    head = shown.encode("utf-8")[:room].decode("utf-8", "ignore")
     return head + digest
 
 

@@ -17,6 +17,7 @@ Renderers: :func:`to_mermaid` (GitHub renders it in markdown) and :func:`to_dot`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -203,8 +204,14 @@ def _groups(graph: Graph) -> dict[str, list[Node]]:
     return dict(sorted(groups.items()))
 
 
+_MERMAID_PLAIN = re.compile(r"[^A-Za-z0-9 _.,:/()\[\]+=-]")
+
+
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    """A label as Mermaid entity codes (``#34;``) but for plain characters: a name from
+    a server or a pull request can then neither end its quoted label, its ``|edge|``,
+    nor (by a newline and a fence) the diagram's code block in the PR comment."""
+    return _MERMAID_PLAIN.sub(lambda m: f"#{ord(m.group())};", text)
 
 
 def to_mermaid(graph: Graph) -> str:

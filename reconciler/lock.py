@@ -70,6 +70,7 @@ from reconciler.models import LOCK_ACCOUNT as LOCK_ACCOUNT
 from reconciler.models import LOCK_BUCKET as LOCK_BUCKET
 from reconciler.models import LOCK_STREAM as LOCK_STREAM
 from reconciler.normalize import canonical_stream, stream_api_config, stream_wire_config
+from reconciler.printable import one_line
 from reconciler.tasks import cancel_and_wait
 
 DEFAULT_TTL = 30.0  # seconds; JSOPS_LOCK_TTL overrides (tests use a few seconds)
@@ -145,7 +146,10 @@ class Holder:
     command: str = "apply"
 
     def describe(self) -> str:
-        return f"{self.user}@{self.host} (pid {self.pid}, {self.command} since {self.started})"
+        # Anyone who may publish to $KV.jsops_lock wrote these: one line, no escapes.
+        return one_line(
+            f"{self.user}@{self.host} (pid {self.pid}, {self.command} since {self.started})"
+        )
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

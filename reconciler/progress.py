@@ -14,6 +14,8 @@ import sys
 import time
 from typing import TextIO
 
+from reconciler.printable import one_line
+
 INTERVAL = 5.0  # seconds between summary lines off a terminal
 INTERVAL_ENV = "JSOPS_PROGRESS_INTERVAL"
 REDRAW = 10  # bar redraws per second at most
@@ -77,7 +79,7 @@ class Progress:
         total = f"/{self._amount(self.total)}" if self.total else ""
         speed = f"{human_bytes(rate)}/s" if self.unit == "bytes" else f"{rate:.1f}/s"
         text = f"{self.label}: {self._amount(self.done)}{total}{unit}, {speed}"
-        return text + (f", {self.note}" if self.note else "")
+        return text + (f", {one_line(self.note)}" if self.note else "")  # (a name, maybe)
 
     def start(self, total: int) -> None:
         """(Re)start the count and the clock: the work of ``total`` begins now."""

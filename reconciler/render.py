@@ -20,6 +20,7 @@ from reconciler.models import UNIT_PATHS, Kind
 from reconciler.models.units import format_duration, format_size
 from reconciler.normalize import SET_FIELDS
 from reconciler.plan import Action, Change, Plan, Reason
+from reconciler.printable import html_text, md_code, md_text, one_line, terminal
 from reconciler.refusals import Code, Refusal, shown_refusals
 
 _COLORS = {
@@ -244,11 +245,14 @@ def write_text(
 def text_lines(
     plan: Plan, *, color: bool = False, show_noop: bool = False, backup_dir: str | None = None
 ) -> Iterator[str]:
-    """The lines of :func:`render_text` (without their newlines), made as they are taken."""
+    """The lines of :func:`render_text` (without their newlines), made as they are taken.
+
+    Each line is :func:`~reconciler.printable.terminal`-safe before it is colored (names,
+    metadata keys and plan files are not jsops's), and a diff path is one line."""
     if backup_dir is not None:  # (apply --backup-dir only: a plan needs neither)
         from reconciler.backup import needs_snapshot, snapshot_target
 
-    yield (
+    yield one_line(
         f'jsops plan: project "{plan.project}", environment "{plan.environment}" '
         f"(server {plan.server_version or '?'}, API level {plan.api_level})" + _on(plan)
     )
@@ -257,33 +261,34 @@ def text_lines(
     for change in plan.changes:
         if change.action is Action.NOOP and not show_noop:
             continue
-        head = f"{change.action.symbol:>3} {change.address}"
+        head = f"{change.action.symbol:>3} {one_line(str(change.address))}"
         notes = _change_notes(change, DRIFT_NOTE)
         if backup_dir is not None and needs_snapshot(change):
             notes.append(f"snapshot to {Path(backup_dir, snapshot_target(change))} first")
         if notes:
-            head += f"  ({'; '.join(notes)})"
+            head += f"  ({one_line('; '.join(notes))})"
         if color and _COLORS[change.action]:
             head = click.style(head, fg=_COLORS[change.action])
         shown = True
         yield head
         kind = change.address.kind
         for ref in change.external_refs:
-            yield f"      reads {ref}"
+            yield f"      reads {one_line(str(ref))}"
         if change.action is Action.CREATE:
             for d in change.diff:
-                yield f"      {d.path}: {human(kind, d.path, d.after)}"
+                yield terminal(f"      {one_line(d.path)}: {human(kind, d.path, d.after)}")
             continue
         for d in change.diff:
+            path = one_line(d.path)
             mark = "  # forces replacement" if d.path.split(".")[0] in change.replace_paths else ""
             if d.path in SET_FIELDS.get(kind, ()):
                 added, removed = set_delta(d)
                 delta = [f"+{json.dumps(v)}" for v in added]
                 delta += [f"-{json.dumps(v)}" for v in removed]
-                yield f"      {d.path}: {' '.join(delta)}{mark}"
+                yield terminal(f"      {path}: {' '.join(delta)}{mark}")
             else:
-                yield (
-                    f"      {d.path}: {human(kind, d.path, d.before)} -> "
+                yield terminal(
+                    f"      {path}: {human(kind, d.path, d.before)} -> "
                     f"{human(kind, d.path, d.after)}{mark}"
                 )
     if plan.unmanaged:
@@ -294,17 +299,13 @@ def text_lines(
             "(deleted only with --prune):"
         )
         for u in plan.unmanaged:
-            yield f"    {u}"
+            yield f"    {one_line(str(u))}"
     if not shown:
         yield "No changes: the live state matches the manifests."
 
 
 def render_json(plan: Plan) -> str:
     return planfile.dumps(plan)
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 # GitHub refuses a comment body over 65,536 characters. The markdown plan stays a margin
@@ -362,31 +363,37 @@ def _change_notes(change: Change, drift_note: str) -> list[str]:
 
 
 def _md_details(change: Change) -> str:
-    return _md_escape("; ".join(_change_notes(change, f"**{DRIFT_NOTE}**")))
+    """The notes of a change as markdown text: only the drift mark is markdown (bold);
+    the rest, which carries names from the server, is escaped."""
+    notes = _change_notes(change, DRIFT_NOTE)
+    if not change.drift:
+        return md_text("; ".join(notes))
+    return "; ".join([f"**{DRIFT_NOTE}**", *map(md_text, notes[1:])])
 
 
 def _md_row(change: Change) -> str:
     warn = " ⚠️" if change.destructive else ""
     return (
-        f"| `{change.action.symbol}` | `{_md_escape(str(change.address))}` | "
+        f"| `{change.action.symbol}` | {md_code(str(change.address))} | "
         f"{change.action.value}{warn} | {_md_details(change)} |"
     )
 
 
 def _md_value(change: Change, path: str, value: Any) -> str:
-    return "`" + _md_escape(human(change.address.kind, path, value)) + "`"
+    return md_code(human(change.address.kind, path, value))
 
 
 def _md_diff_block(change: Change) -> list[str]:
     lines = [
-        f"<details><summary>{change.action.value} <code>{change.address}</code></summary>",
+        f"<details><summary>{change.action.value} <code>{html_text(str(change.address))}"
+        "</code></summary>",
         "",
         "| field | before | after |",
         "|---|---|---|",
     ]
     for d in change.diff:
         lines.append(
-            f"| `{d.path}` | {_md_value(change, d.path, d.before)} | "
+            f"| {md_code(d.path)} | {_md_value(change, d.path, d.before)} | "
             f"{_md_value(change, d.path, d.after)} |"
         )
     return [*lines, "", "</details>", ""]
@@ -438,7 +445,7 @@ def _diagram(plan: Plan, budget: _Budget) -> list[str]:
 def _unmanaged(plan: Plan) -> list[str]:
     if not plan.unmanaged:
         return []
-    shown = ", ".join(f"`{u}`" for u in plan.unmanaged[:UNMANAGED_LISTED])
+    shown = ", ".join(md_code(str(u)) for u in plan.unmanaged[:UNMANAGED_LISTED])
     more = len(plan.unmanaged) - UNMANAGED_LISTED
     if more > 0:
         shown += f" and {more} more"
@@ -451,8 +458,9 @@ def _unmanaged(plan: Plan) -> list[str]:
 
 def _footer(plan: Plan) -> list[str]:
     return [
-        f"<sub>jsops · project `{plan.project}` · server {plan.server_version or '?'} "
-        f"(API level {plan.api_level}){_on(plan)}</sub>"
+        f"<sub>jsops · project {md_code(plan.project)} · server "
+        f"{md_text(plan.server_version or '?')} (API level {plan.api_level})"
+        f"{md_text(_on(plan))}</sub>"
     ]
 
 
@@ -466,7 +474,8 @@ def render_markdown(plan: Plan, *, limit: int = MARKDOWN_BUDGET) -> str:
     others = [c for c in pending if not c.destructive]
     refused = [c for c in pending if _plan_refusals(c)]
     head = [
-        f"### jsops plan: `{plan.environment}`" + ("" if plan.has_changes else " (no changes)"),
+        f"### jsops plan: {md_code(plan.environment)}"
+        + ("" if plan.has_changes else " (no changes)"),
         "",
         summary_line(plan),
         "",
@@ -480,7 +489,7 @@ def render_markdown(plan: Plan, *, limit: int = MARKDOWN_BUDGET) -> str:
             "",
         ]
     if refused:
-        listed = ", ".join(f"`{c.address}`" for c in refused[:REFUSED_LISTED])
+        listed = ", ".join(md_code(str(c.address)) for c in refused[:REFUSED_LISTED])
         more = len(refused) - REFUSED_LISTED
         head += [
             "> [!CAUTION]",
@@ -532,7 +541,7 @@ def render_markdown_failure(
     many as fit), so a CI step that posts stdout never posts an empty comment."""
     from reconciler.errors import JsopsError, ManifestError
 
-    where = f"`{environment}`" if environment else "(no environment)"
+    where = md_code(environment) if environment else "(no environment)"
     head = [f"### jsops plan: {where} (failed)", "", "> [!CAUTION]"]
     tail = ["", "<sub>jsops · nothing was changed</sub>"]
     if isinstance(error, ManifestError):
@@ -550,7 +559,7 @@ def render_markdown_failure(
             text = diag.message + (f" ({diag.hint})" if diag.hint else "")
             if diag.location.rendered:
                 text += " (line in rendered template)"
-            row = f"| `{_md_escape(str(diag.location))}` | {_md_escape(text)} |"
+            row = f"| {md_code(str(diag.location))} | {md_text(text)} |"
             if not budget.take([row]):
                 break
             rows.append(row)
@@ -561,7 +570,7 @@ def render_markdown_failure(
         lines = error.lines()
     else:
         lines = [f"internal error: {type(error).__name__}: {error}"]
-    text = _md_escape(" ".join(lines))[: limit // 2]
+    text = md_text(" ".join(lines)[: limit // 4])
     head.append(f"> The plan failed: {text}")
     return "\n".join(head + tail) + "\n"
 

@@ -48,6 +48,7 @@ from reconciler.models.monitoring import (
 )
 from reconciler.models.units import format_duration
 from reconciler.planfile import document_json, write_document
+from reconciler.printable import one_line
 from reconciler.tasks import for_each
 
 FORMAT_VERSION = 1
@@ -776,6 +777,7 @@ def _origins_text(res: ResourceStatus) -> str:
 
 
 def _table(rows: list[list[str]], styles: list[dict[str, Any] | None], color: bool) -> list[str]:
+    rows = [[one_line(cell) for cell in row] for row in rows]  # names and server errors
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row, style in zip(rows, styles, strict=True):
@@ -861,7 +863,8 @@ def render_text(report: StatusReport, *, color: bool = False, now: datetime | No
             if color:
                 fg = "red" if breach.severity is Severity.CRITICAL else "yellow"
                 word = click.style(word, fg=fg, bold=True)
-            lines.append(f"  {word} {_label(res)}: {breach.message} [{breach.check}]")
+            said = one_line(f"{_label(res)}: {breach.message}")
+            lines.append(f"  {word} {said} [{breach.check}]")
     return "\n".join(lines) + "\n" if lines else ""
 
 
