@@ -138,8 +138,8 @@ def fmt_command(ctx: click.Context, /, paths: tuple[str, ...], check: bool, **kw
     from reconciler.load import display_path
 
     opts = _merge(ctx, **kwargs)
-    targets = list(paths) or [str(p) for p in load_project(opts.config).manifest_paths()]
-    results = format_paths(targets)
+    targets, within = (list(paths), None) if paths else load_project(opts.config).manifest_scope()
+    results = format_paths(targets, within)
     for result in results:
         quiet = result.skipped and result.skipped.startswith("no jsops manifest")
         if result.skipped and (not quiet or opts.verbose):

@@ -183,6 +183,14 @@ class Project:
     def manifest_paths(self) -> list[Path]:
         return [self.root / p for p in self.config.manifests]
 
+    def manifest_scope(self, paths: Sequence[str] | None = None) -> tuple[list[str], Path | None]:
+        """The manifest paths to read, and what their files must stay inside: paths named
+        on the command line as named, else the project's (jsops.yaml ``manifests``), each
+        file inside the project's directory (``reconciler.load.discover``)."""
+        if paths:
+            return list(paths), None
+        return [str(p) for p in self.manifest_paths()], self.root
+
     def environment(self, name: str | None) -> tuple[str, EnvironmentConfig]:
         """The named environment, or the only one / ``default`` when none is named."""
         envs = self.config.environments

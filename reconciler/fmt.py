@@ -214,9 +214,11 @@ def format_text(text: str) -> tuple[str | None, str | None]:
     return formatted, None
 
 
-def format_paths(paths: Sequence[str | Path]) -> list[FormatResult]:
-    """Format every *.yaml / *.yml file under ``paths`` (nothing is written here)."""
-    files, problems = discover(paths)
+def format_paths(paths: Sequence[str | Path], within: Path | None = None) -> list[FormatResult]:
+    """Format every *.yaml / *.yml file under ``paths`` (nothing is written here); a file
+    outside ``within`` (a symbolic link out of the project) is an error, never written
+    through (``reconciler.load.discover``)."""
+    files, problems = discover(paths, within)
     if problems:
         raise JsopsError("\n".join(str(p) for p in problems))
     results = []

@@ -278,17 +278,29 @@ class LoadResult:
     files: list[SourceFile]
 
 
-def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
-    """Every *.yaml / *.yml file under ``paths`` (recursive, sorted, no duplicates)."""
+def discover(
+    paths: Iterable[str | Path], within: Path | None = None
+) -> tuple[list[Path], list[Diagnostic]]:
+    """Every *.yaml / *.yml file under ``paths`` (recursive, sorted, no duplicates).
+
+    A file is read only from inside ``within`` (the project's directory, for the paths
+    jsops.yaml names), or else from inside the directory it was found in. A symbolic
+    link a pull request adds (``manifests/x.yaml -> ~/.kube/config``, a creds file) is
+    a located error and is never opened: CI renders the manifests of a pull request
+    next to production credentials. A file named on the command line is read as
+    named."""
     found: list[Path] = []
     problems: list[Diagnostic] = []
     seen: set[Path] = set()
+    bound = within.resolve() if within is not None else None
     for raw in paths:
         path = Path(raw).expanduser()
+        inside: Path | None = bound
         if path.is_dir():
             candidates = sorted(
                 p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file()
             )
+            inside = bound or path.resolve()
         elif path.is_file():
             candidates = [path]
         else:
@@ -298,10 +310,27 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
             continue
         for candidate in candidates:
             key = candidate.resolve()
+            if inside is not None and not key.is_relative_to(inside):
+                problems.append(_outside(candidate, inside, within is not None))
+                continue
             if key not in seen:
                 seen.add(key)
                 found.append(candidate)
     return found, problems
+
+
+def _outside(path: Path, inside: Path, project: bool) -> Diagnostic:
+    where = "the project's directory" if project else display_path(inside)
+    how = (
+        "is a symbolic link that leads outside"
+        if path.absolute().is_relative_to(inside) or path.is_symlink()
+        else "is outside"
+    )
+    return Diagnostic(
+        Location(display_path(path)),
+        f"{how} {where}: not read (manifests are read only from inside it)",
+        code="outside_project",
+    )
 
 
 def render(
@@ -677,21 +706,24 @@ def load_file(
 
 
 def load_manifests(
-    paths: Sequence[str | Path], variables: Mapping[str, Any], cache: ParseCache | None = None
+    paths: Sequence[str | Path],
+    variables: Mapping[str, Any],
+    cache: ParseCache | None = None,
+    within: Path | None = None,
 ) -> LoadResult:
     """Discover, render and parse every manifest file; collect every problem.
 
     With a ``cache`` (``reconciler.parse_cache``), a file whose rendered text was parsed
-    before without problems is not parsed again."""
-    sources, diagnostics = load_sources(paths, variables)
+    before without problems is not parsed again. ``within``: see :func:`discover`."""
+    sources, diagnostics = load_sources(paths, variables, within)
     return parse_sources(sources, diagnostics, cache)
 
 
 def load_sources(
-    paths: Sequence[str | Path], variables: Mapping[str, Any]
+    paths: Sequence[str | Path], variables: Mapping[str, Any], within: Path | None = None
 ) -> tuple[list[SourceFile], list[Diagnostic]]:
     """Discover and render every manifest file (not parsed yet); collect every problem."""
-    files, diagnostics = discover(paths)
+    files, diagnostics = discover(paths, within)
     sources: list[SourceFile] = []
     for path in files:
         source, problems = load_file(path, variables)

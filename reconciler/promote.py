@@ -196,8 +196,8 @@ def _stem(origin: Resource, name_template: str, from_env: str, to_env: str) -> s
 
 def _rendered_for(project: Project, env: str) -> list[Resource]:
     """Every resource, whatever its environments, rendered with ``env``'s values."""
-    paths = [str(p) for p in project.manifest_paths()]
-    resources, problems = validate_paths(paths, project.variables(env), None)
+    paths, within = project.manifest_scope()
+    resources, problems = validate_paths(paths, project.variables(env), None, within=within)
     if problems:
         raise ManifestError(dedupe(problems))
     return resources

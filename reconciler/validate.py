@@ -41,6 +41,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -469,13 +470,16 @@ def validate_paths(
     env: str | None = None,
     known_envs: Sequence[str] | None = None,
     project: Project | None = None,
+    within: Path | None = None,
 ) -> tuple[list[Resource], list[Diagnostic]]:
     """Load, parse and validate manifest files. With a ``project``, through its caches
     (``reconciler.parse_cache``): an unchanged repository is neither parsed nor
-    validated again, and only a result without problems is ever kept."""
+    validated again, and only a result without problems is ever kept. Files are read
+    only from inside ``within`` (``reconciler.load.discover``)."""
     if project is None:
-        return validate_loaded(load_manifests(paths, variables), env, known_envs, project)
-    sources, diagnostics = load_sources(paths, variables)
+        loaded = load_manifests(paths, variables, within=within)
+        return validate_loaded(loaded, env, known_envs, project)
+    sources, diagnostics = load_sources(paths, variables, within)
     validated = ValidatedCache.open(project.root, env)
     key = None
     if not diagnostics and validated.path is not None:
@@ -573,10 +577,10 @@ def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def load_desired(project: Project, env: str, paths: Sequence[str] | None = None) -> list[Resource]:
     """The validated desired resources of one environment; ManifestError if anything is wrong."""
-    manifest_paths = list(paths) if paths else [str(p) for p in project.manifest_paths()]
+    manifest_paths, within = project.manifest_scope(paths)
     known = list(project.config.environments)
     resources, problems = validate_paths(
-        manifest_paths, project.variables(env), env, known, project
+        manifest_paths, project.variables(env), env, known, project, within
     )
     if problems:
         raise ManifestError(dedupe(problems))
@@ -614,13 +618,13 @@ def validate_project(project: Project, paths: Sequence[str] | None = None) -> li
 
     A problem found in some environments only says which: ``... (environment prod)``.
     """
-    manifest_paths = list(paths) if paths else [str(p) for p in project.manifest_paths()]
+    manifest_paths, within = project.manifest_scope(paths)
     envs = list(project.config.environments)
     found_in: dict[str, list[str]] = {}
     first: dict[str, Diagnostic] = {}
     for env in envs:
         _resources, found = validate_paths(
-            manifest_paths, project.variables(env), env, envs, project
+            manifest_paths, project.variables(env), env, envs, project, within
         )
         for problem in dedupe(found):
             key = str(problem)

@@ -1,4 +1,5 @@
-"""What others wrote never drives the terminal, a CI log or a PR comment.
+"""What others wrote never drives the terminal, a CI log or a PR comment, and a pull
+request's manifests cannot make jsops read files outside the project.
 
 Stream names, metadata keys and the lock holder come from the server (anyone who may
 create a stream or publish to ``$KV.jsops_lock``), file names from pull requests, plan
@@ -172,3 +173,39 @@ def _show(path: Path, fmt: str) -> tuple[int, str, str]:
     from harness.project import run_cli
 
     return run_cli(["show", str(path), "--format", fmt], cwd=path.parent)
+
+
+def test_a_symlink_out_of_the_project_is_never_read(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """A pull request adds ``manifests/creds.yaml -> ~/creds`` (CI renders it next to the
+    production credentials): validate, plan and fmt name the link as an error, never
+    open what it leads to, and send nothing. A link to a file inside the project is
+    read as the file."""
+    from harness import JsWriteCounter
+
+    project = make_project(tmp_path, nats_server.url)
+    secret = tmp_path / "outside" / "admin.creds"
+    secret.parent.mkdir()
+    secret.write_text("apiVersion: SECRET-TOKEN-abc123\nkind: Creds\n")
+    shared = project.root / "shared" / "orders.yaml"
+    shared.parent.mkdir()
+    name = unique_name("LNK")
+    shared.write_text(stream_doc(name))
+    (project.root / "manifests" / "creds.yaml").symlink_to(secret)
+    (project.root / "manifests" / "orders.yaml").symlink_to(shared)
+
+    for command in (["validate"], ["plan"], ["fmt", "--check"]):
+        with JsWriteCounter(nats_server.url) as counter:
+            code, out, err = project.cli(*command)
+        assert code == 1, (command, out, err)
+        assert counter.writes == [] and counter.requests == [], command
+        assert "manifests/creds.yaml: is a symbolic link that leads outside the project" in err
+        assert "SECRET" not in out + err and "Creds" not in out + err
+        assert "orders.yaml" not in err, err  # the link inside the project is fine
+
+    (project.root / "manifests" / "creds.yaml").unlink()
+    code, out, err = project.cli("plan")
+    assert code == 0, err
+    assert f"+ Stream {name}" in out
+    assert secret.read_text().startswith("apiVersion: SECRET")  # fmt wrote nothing there
