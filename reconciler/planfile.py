@@ -151,7 +151,7 @@ _JSON_VALUE: dict[StrEnum, str] = {
 def _enum(enum: type[E], value: Any, what: str) -> E:
     member = _BY_VALUE[enum].get(value) if isinstance(value, str) else None
     if member is None:
-        raise JsopsError(f"plan file: unknown {what} {value!r}")
+        raise JsopsError(f"unknown {what} {value!r}")
     return cast(E, member)
 
 
@@ -160,7 +160,63 @@ def _strings(value: Any) -> tuple[Any, ...]:
     return tuple(value) if value else ()
 
 
+_STR = (str,)
+_OPT_STR = (str, type(None))
+_OPT_BOOL = (bool, type(None))
+_LIST = (list, type(None))
+# The shape of each field of a change in a plan file, checked before it is made into one:
+# a file is input from anywhere (CI artifacts), and a value of the wrong type must be
+# named here, not fail later where it is printed or compared.
+_CHANGE_SHAPES: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("name", _STR),
+    ("stream", _OPT_STR),
+    ("account", _OPT_STR),
+    ("location", _OPT_STR),
+    ("live_digest", _OPT_STR),
+    ("owner", _OPT_STR),
+    ("destructive", _OPT_BOOL),
+    ("drift", _OPT_BOOL),
+    ("prevent_destroy", _OPT_BOOL),
+    ("diff", _LIST),
+    ("replace_paths", _LIST),
+    ("replace_reasons", _LIST),
+    ("loss_paths", _LIST),
+    ("depends_on", _LIST),
+    ("external_refs", _LIST),
+    ("loss", (dict, type(None))),
+    ("send", (dict, type(None))),
+)
+_STRING_LISTS = ("replace_paths", "replace_reasons", "loss_paths", "depends_on", "external_refs")
+
+
+def _check_change(data: Any) -> None:
+    """Raise a JsopsError naming the first field of ``data`` that has the wrong shape."""
+    if type(data) is not dict:
+        raise JsopsError(f"a change is {_json_type(data)}, not an object")
+    get = data.get
+    for key, types in _CHANGE_SHAPES:
+        if type(get(key)) not in types:
+            raise JsopsError(f"{key} is {_json_type(get(key))}")
+    for key in _STRING_LISTS:
+        if any(type(item) is not str for item in get(key) or ()):
+            raise JsopsError(f"{key} holds something other than strings")
+    for i, d in enumerate(get("diff") or ()):
+        if type(d) is not dict or type(d.get("path")) is not str:
+            raise JsopsError(f"diff.{i} has no path string")
+    loss = get("loss")
+    if loss and any(type(v) is not int or type(k) is not str for k, v in loss.items()):
+        raise JsopsError("loss holds something other than counts")
+
+
+def _json_type(value: Any) -> str:
+    for types, name in ((bool, "a boolean"), ((int, float), "a number"), (str, "a string")):
+        if isinstance(value, types):
+            return name
+    return {dict: "an object", list: "a list", type(None): "null"}.get(type(value), "a value")
+
+
 def change_from_json(data: dict[str, Any]) -> Change:
+    _check_change(data)
     get = data.get
     reason = get("reason")
     diff = get("diff")
@@ -214,6 +270,7 @@ def _plan(data: dict[str, Any], changes: Callable[[], tuple[Change, ...]]) -> Pl
             f"plan file has format_version {version!r}; this jsops reads format_version "
             f"{FORMAT_VERSION} (make the plan again with this version)"
         )
+    _check_plan(data)
     try:
         identity = data.get("identity")
         return Plan(
@@ -233,6 +290,33 @@ def _plan(data: dict[str, Any], changes: Callable[[], tuple[Change, ...]]) -> Pl
         )
     except _MALFORMED as exc:
         raise JsopsError(f"plan file is malformed: {exc}") from None
+
+
+_PLAN_SHAPES: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("environment", _STR),
+    ("project", _OPT_STR),
+    ("server_version", _OPT_STR),
+    ("created_at", _OPT_STR),
+    ("api_level", (int, type(None))),
+    ("declared", (int, type(None))),
+    ("prune", _OPT_BOOL),
+    ("identity", (dict, type(None))),
+    ("unmanaged", _LIST),
+    ("targets", _LIST),
+)
+
+
+def _check_plan(data: dict[str, Any]) -> None:
+    """Raise a JsopsError naming the first top-level field with the wrong shape."""
+    for key, types in _PLAN_SHAPES:
+        if type(data.get(key)) not in types:
+            raise JsopsError(f"plan file is malformed: {key} is {_json_type(data.get(key))}")
+    for key in ("unmanaged", "targets"):
+        if any(type(item) is not str for item in data.get(key) or ()):
+            raise JsopsError(f"plan file is malformed: {key} holds something other than strings")
+    identity = data.get("identity") or {}
+    if any(type(identity.get(k)) not in _OPT_STR for k in ServerIdentity.FIELDS):
+        raise JsopsError("plan file is malformed: identity holds something other than strings")
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:
@@ -403,7 +487,7 @@ def _read_head(path: Path) -> Plan | None:
             else:
                 return None
         return _plan({**head, "changes": []}, lambda: ())
-    except (OSError, ValueError, JsopsError):
+    except (OSError, ValueError, RecursionError, JsopsError):
         return None
 
 
@@ -493,14 +577,16 @@ def _read_file(
     check it) and the file's SHA-256; one located error for anything wrong. ``prints``
     gets each change's fingerprint (``refusals.fingerprint``) by its key."""
     problem: list[Exception] = []
+    count = [0]
 
     def change(item: Any) -> Change | None:
         if problem:
             return None
+        count[0] += 1
         try:
             made = change_from_json(item)
-        except (JsopsError, *_MALFORMED) as exc:
-            problem.append(exc)  # raised once the format is known to be this one
+        except (JsopsError, *_MALFORMED) as exc:  # raised once the format is known
+            problem.append(JsopsError(f"plan file is malformed: change {count[0]}: {exc}"))
             return None
         if prints is not None:
             _add_fingerprint(prints, made)
@@ -519,6 +605,8 @@ def _read_file(
         raise JsopsError(f"{path}: plan file not found") from None
     except (OSError, ValueError) as exc:
         raise JsopsError(f"{path}: not a jsops plan file ({exc})") from None
+    except RecursionError:  # [[[[...: the decoder's own recursion
+        raise JsopsError(f"{path}: not a jsops plan file (nested too deeply)") from None
     if not isinstance(data, dict):
         raise JsopsError(f"{path}: not a jsops plan file")
     try:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,54 @@ def test_broken_json_is_refused_read_in_any_size_of_piece(text: str, chunk: int)
         decode_object(
             _Reader(io.BytesIO(text.encode()), chunk), each=lambda item: item, lists=("changes",)
         )
+
+
+_SHAPES = [
+    pytest.param(lambda d: d["changes"][0]["diff"][0].update(path=5),
+                 "change 1: diff.0 has no path string", id="diff-path-number"),
+    pytest.param(lambda d: d["changes"][0].update(loss={"messages": "x"}),
+                 "change 1: loss holds something other than counts", id="loss-not-counts"),
+    pytest.param(lambda d: d["changes"][0].update(loss="zz"), "change 1: loss is a string",
+                 id="loss-string"),
+    pytest.param(lambda d: d["changes"][1].update(name={"a": 1}), "change 2: name is an object",
+                 id="name-object"),
+    pytest.param(lambda d: d.update(environment=["x"]), "environment is a list",
+                 id="environment-list"),
+    pytest.param(lambda d: d["changes"][0].update(replace_reasons="abc"),
+                 "change 1: replace_reasons is a string", id="reasons-string"),
+    pytest.param(lambda d: d.update(unmanaged=[1]), "unmanaged holds something other than strings",
+                 id="unmanaged-numbers"),
+    pytest.param(lambda d: d.update(identity={"server_name": {"x": 1}}),
+                 "identity holds something other than strings", id="identity-object"),
+    pytest.param(lambda d: d["changes"].insert(0, "x"),
+                 "change 1: a change is a string, not an object", id="change-string"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("edit", "message"), _SHAPES)
+def test_a_field_of_the_wrong_shape_is_named_not_an_internal_error(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    """A plan file is input from anywhere: each field of the wrong type is one line naming
+    the file, the change and the field (it was ``internal error: ValueError`` where it
+    was printed, or printed as ``Stream {'a': 1}``)."""
+    from harness.project import run_cli
+
+    data = plan_to_json(PLAN)
+    edit(data)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    for fmt in ("text", "markdown", "json"):
+        code, out, err = run_cli(["show", str(path), "--format", fmt], cwd=tmp_path)
+        assert code == 1 and out == "", (fmt, out)
+        assert err == f"{path}: plan file is malformed: {message}\n", fmt
+
+
+def test_a_deeply_nested_plan_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    from harness.project import run_cli
+
+    path = tmp_path / "deep.json"
+    path.write_text('{"format_version": 1, "changes": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    code, out, err = run_cli(["show", str(path)], cwd=tmp_path)
+    assert (code, out) == (1, "")
+    assert err == f"{path}: not a jsops plan file (nested too deeply)\n"

@@ -370,7 +370,7 @@ def test_a_bad_change_at_the_end_of_a_large_plan_file_is_named_first_and_nothing
     code, _, err = results[("-v", "auto")]
     assert code == 1
     assert _checked_elsewhere(err)
-    assert "big.plan: plan file: unknown action 'explode'" in err
+    assert "big.plan: plan file is malformed: change 480: unknown action 'explode'" in err
     assert "fortnight" not in err
     assert results[("auto",)] == results[("1",)]  # word for word, exit code and all
 
@@ -397,3 +397,23 @@ def test_a_large_plan_file_whose_header_goes_on_after_its_changes_is_read_whole(
         code, _, err = _jsops(project.root, "apply", "big.plan", workers=workers)
         assert code == 1
         assert "big.plan: not a jsops plan file (the key 'environment' comes twice" in err
+
+
+def test_a_malformed_plan_file_is_refused_before_anything_is_asked_of_the_server(
+    tmp_path: Path, nats_server: SingleServer, prod_server: SingleServer
+) -> None:
+    """A saved plan with a field of the wrong type is named (file, change, field) and
+    refused before apply connects: not one request reaches the server."""
+    case = Case(tmp_path, nats_server, prod_server)
+    changes = json.loads(case.path.read_text())["changes"]
+    n = next(i for i, c in enumerate(changes) if c["diff"])
+
+    def edit(data: dict[str, Any]) -> None:
+        data["changes"][n]["diff"][0]["path"] = 5
+
+    case.edit(edit)
+    with JsWriteCounter(nats_server.url) as counter:
+        code, _out, err = case.project.cli("apply", "-e", "dev", "plan.json")
+    assert code == 1
+    assert err == f"plan.json: plan file is malformed: change {n + 1}: diff.0 has no path string\n"
+    assert counter.requests == [] and counter.writes == []
