@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.live import LOCK_STREAM, LiveState
+from reconciler.live import LOCK_STREAM, LiveState, account_limits
 from reconciler.models import Kind
 from reconciler.models.units import format_size
 from reconciler.plan import Action, Change
@@ -80,14 +80,6 @@ def _reservation(tier: str, stream: _Stream) -> int:
     return stream.max_bytes * (stream.replicas if tier == "" else 1)
 
 
-def _limits(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Tier name ("" for flat limits) -> its limits, as ``$JS.API.INFO`` reports them."""
-    tiers = info.get("tiers") or {}
-    if tiers:
-        return {name: dict(tier.get("limits") or {}) for name, tier in tiers.items()}
-    return {"": dict(info.get("limits") or {})}
-
-
 def _limited(limits: dict[str, dict[str, Any]]) -> bool:
     keys = ("max_storage", "max_memory", "max_streams", "max_consumers")
     return (
@@ -108,7 +100,7 @@ def _where(change: Change) -> str:
 def capacity_problems(changes: Sequence[Change], live: LiveState) -> list[str]:
     """Every way ``changes`` (one account's, as apply will run them) would exceed the
     account's JetStream limits in ``live.account_info``; one line each."""
-    limits = _limits(live.account_info)
+    limits = account_limits(live.account_info)
     if not _limited(limits):
         return []
     before = {name: _Stream.of(info["config"]) for name, info in live.streams.items()}

@@ -293,6 +293,14 @@ class JetStreamClient:
         return await self.request(f"CONSUMER.DELETE.{stream}.{name}")
 
 
+def account_limits(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tier name ("" for flat limits) -> its limits, as ``$JS.API.INFO`` reports them."""
+    tiers = info.get("tiers") or {}
+    if tiers:
+        return {name: dict(tier.get("limits") or {}) for name, tier in tiers.items()}
+    return {"": dict(info.get("limits") or {})}
+
+
 @dataclass
 class LiveState:
     """What the server holds: StreamInfo and ConsumerInfo as the server sent them (the
@@ -319,6 +327,20 @@ class LiveState:
     # Every consumer the server listed, when a plan compared some as they were read
     # (reconciler.plan.Planner.take) and ``consumers`` kept only the others' infos.
     listed_consumers: set[tuple[str, str]] = field(default_factory=set)
+    _ack_pending_limits: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def ack_pending_limit(self, replicas: int) -> int:
+        """The account's ``max_ack_pending`` (0: none) for a consumer of ``replicas``: the
+        limit of its tier (``R1``, ``R3``) when the account's limits are tiered, as the
+        server selects it (``selectLimits``). The server defaults an ack consumer's
+        ``max_ack_pending`` to 1000 capped by it, and refuses more (10121)."""
+        known = self._ack_pending_limits.get(replicas)
+        if known is None:
+            limits = account_limits(self.account_info)
+            tier = limits.get("") if "" in limits else limits.get(f"R{max(replicas, 1)}")
+            known = max(int((tier or {}).get("max_ack_pending") or 0), 0)
+            self._ack_pending_limits[replicas] = known  # (asked for each consumer)
+        return known
 
     def consumers_of(self, stream: str) -> list[dict[str, Any]]:
         return [info for (s, _), info in self.consumers.items() if s == stream]

@@ -95,6 +95,11 @@ LOCK_SPEC: dict[str, Any] = {
     "storage": "file",
 }
 LOCK_METADATA = {"jsops.lock": "true"}
+# A bucket's default duplicate window is 2m, and a server whose ``jetstream.limits``
+# caps it lower refuses that (10052): then the lock could never be made and every apply
+# failed. Lock writes are compare-and-set on the key's last sequence, never deduplicated
+# by message id, so the window only has to be valid: 1s is, under any sensible cap.
+LOCK_DUPLICATE_WINDOW = 10**9
 R3_ATTEMPTS = 3  # creates of the lock bucket as R3 on a cluster before R1 (a 2-node one)
 R3_RETRY_DELAY = 1.0  # seconds between them
 _NOT_PLACED_NOW = (ErrCode.NO_SUITABLE_PEERS, ErrCode.INSUFFICIENT_RESOURCES)
@@ -117,6 +122,7 @@ def lock_stream_config(api_level: int, replicas: int = 1) -> dict[str, Any]:
     bucket = Resource(Address(Kind.KEY_VALUE, LOCK_BUCKET), manifest, Location("<jsops>"))
     config = stream_api_config(lower_bucket(bucket), "")
     config["metadata"] = dict(LOCK_METADATA)
+    config["duplicate_window"] = LOCK_DUPLICATE_WINDOW
     return stream_wire_config(LOCK_STREAM, canonical_stream(config, api_level), api_level)
 
 

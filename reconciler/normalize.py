@@ -440,7 +440,7 @@ def consumer_api_config(
 
 
 def canonical_consumer(
-    config: dict[str, Any], stream: dict[str, Any] | None = None
+    config: dict[str, Any], stream: dict[str, Any] | None = None, ack_pending_limit: int = 0
 ) -> dict[str, Any]:
     """A ConsumerConfig (sent or live) in the comparable form.
 
@@ -448,6 +448,9 @@ def canonical_consumer(
     (``consumer_limits``, replicas). No consumer default changed between the supported
     releases (``setConsumerConfigDefaults`` at v2.10.26 .. v2.15.1), so this takes no
     API level; which fields a release knows is ``consumer_wire_config``'s business.
+    ``ack_pending_limit`` is the account's ``max_ack_pending`` (``LiveState.
+    ack_pending_limit``): the server's default of 1000 is capped by it, and jsops sends
+    the default it would pick (a larger value is refused).
     """
     out = _with_defaults(config, CONSUMER_DEFAULTS)
     limits = (stream or {}).get("consumer_limits") or {}
@@ -466,7 +469,10 @@ def canonical_consumer(
         if limits.get("max_ack_pending"):
             out["max_ack_pending"] = limits["max_ack_pending"]
         else:
-            out["max_ack_pending"] = DEFAULT_MAX_ACK_PENDING if acks else None
+            default = DEFAULT_MAX_ACK_PENDING
+            if 0 < ack_pending_limit < default:
+                default = ack_pending_limit
+            out["max_ack_pending"] = default if acks else None
     if out["inactive_threshold"] is None:
         out["inactive_threshold"] = limits.get("inactive_threshold") or 0
     if not out["priority_timeout"]:  # 0 is stored as the default, as absent is

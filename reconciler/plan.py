@@ -662,10 +662,13 @@ class Planner:
             "placement": stream_cfg.get("placement"),
         }
         self.errors += _replica_errors(res, wanted, live)
-        canon = canonical_consumer(manifest, stream_canon)
+        replicas = manifest.get("num_replicas") or stream_cfg.get("num_replicas") or 1
+        ack_limit = live.ack_pending_limit(replicas)
+        self.errors += _ack_pending_errors(res, manifest, ack_limit)
+        canon = canonical_consumer(manifest, stream_canon, ack_limit)
         live_canon = None
         if info is not None:
-            live_canon = canonical_consumer(info["config"], stream_canon)
+            live_canon = canonical_consumer(info["config"], stream_canon, ack_limit)
         parent = self.drafts.get(stream_name)
         parent_action = parent["action"] if parent is not None else None
         parent_key = str(parent["address"]) if parent is not None else ""
@@ -882,6 +885,22 @@ def _sealed_error(res: Resource, action: Action) -> Diagnostic:
         f"sealed: true: {what} (the server refuses it); {how}",
         code="sealed",
     )
+
+
+def _ack_pending_errors(res: Resource, config: dict[str, Any], limit: int) -> list[Diagnostic]:
+    """A ``max_ack_pending`` over the account's is a plan error: the server refuses the
+    consumer (10121) whatever else the apply does."""
+    wanted = config.get("max_ack_pending") or 0
+    if not 0 < limit < wanted:
+        return []
+    doc = res.document
+    return [
+        Diagnostic(
+            doc.locate(("spec", "max_ack_pending")) if doc else res.location,
+            f"max_ack_pending {wanted} is over the account's max_ack_pending of {limit}",
+            code="account_limit",
+        )
+    ]
 
 
 def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> list[Diagnostic]:

@@ -431,7 +431,8 @@ def test_the_lock_bucket_is_created_as_a_key_value_manifest_s_bucket(tmp_path: P
         assert jsm_schema.write_problems(counter) == []
         declared = _create_body(counter, f"KV_{twin}")
         # the same fields and KV semantics; only the bucket's own choices differ
-        own = {"name", "subjects", "description", "metadata", "max_msg_size"}
+        # (and the lock's 1s duplicate window: valid under a server's cap, test_server_limits)
+        own = {"name", "subjects", "description", "metadata", "max_msg_size", "duplicate_window"}
         assert set(body) == set(declared)
         assert {k: v for k, v in body.items() if k not in own} == {
             k: v for k, v in declared.items() if k not in own
