@@ -95,9 +95,9 @@ STREAM_REPLACE_RULES: tuple[ReplaceRule, ...] = (
     ReplaceRule("allow_msg_counter", changed, "allow_msg_counter cannot change"),
     ReplaceRule("allow_msg_schedules", turned_off, "message schedules cannot be disabled"),
     ReplaceRule("persist_mode", changed, "persist_mode cannot change"),
-    ReplaceRule(
-        "max_consumers", changed, "max_consumers cannot change before 2.12.5", max_version="2.12.4"
-    ),
+    # 2.12.5 is where the API level went from 2 to 3: a level, which the domain's own
+    # JetStream reports, not the version of the server jsops happens to be connected to.
+    ReplaceRule("max_consumers", changed, "max_consumers cannot change before 2.12.5", max_level=2),
 )
 
 CONSUMER_REPLACE_RULES: tuple[ReplaceRule, ...] = (
@@ -157,6 +157,27 @@ def level_of_release(version: str) -> int:
     levels = [lvl for lvl, line in LEVEL_RELEASES.items() if _version(line)[:2] <= (major, minor)]
     exact = [lvl for lvl, line in LEVEL_RELEASES.items() if _version(line)[:2] == (major, minor)]
     return min(exact) if exact else max(levels, default=0)
+
+
+def version_for_rules(version: str, api_level: int) -> str:
+    """``version`` (the connected server's, from its INFO) if it can be the version of
+    the JetStream server that answered with ``api_level``, else "" (unknown).
+
+    Through a leaf node to a hub's domain, or to a cluster mid-upgrade, the server jsops
+    is connected to is not the one that applies the change: a 2.15 leaf in front of a
+    2.11 hub answers level 1. A version its release line cannot have at that level is
+    not used, and a version-gated rule then holds (``ReplaceRule.applies``): the plan
+    is a replace the server might have done in place, never an update it refuses."""
+    if not version:
+        return ""
+    major, minor, _ = _version(version)
+    line = [lvl for lvl, rel in LEVEL_RELEASES.items() if _version(rel)[:2] == (major, minor)]
+    if line:
+        return version if api_level in line else ""
+    newer = all(_version(rel)[:2] < (major, minor) for rel in LEVEL_RELEASES.values())
+    if newer:
+        return version if api_level >= LATEST_LEVEL else ""
+    return version if api_level == level_of_release(version) else ""
 
 
 def release_of(level: int) -> str:

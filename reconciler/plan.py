@@ -35,7 +35,12 @@ from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, LiveUnavailable, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Kind, Resource, StreamSpec
-from reconciler.mutability import fields_needing_level, release_of, replace_reasons
+from reconciler.mutability import (
+    fields_needing_level,
+    release_of,
+    replace_reasons,
+    version_for_rules,
+)
 from reconciler.normalize import (
     CONSUMER_DEFAULTS,
     STREAM_DEFAULTS,
@@ -513,6 +518,9 @@ class Planner:
     ) -> None:
         self.declared = len(desired)  # (the resources are not kept: see plan_async)
         self.live = live
+        # The version the version-gated rules are judged by ("" when it cannot be the
+        # JetStream server's: mutability.version_for_rules).
+        self.rules_version = version_for_rules(live.server_version, live.api_level)
         self.project = project
         self.environment = environment
         self.prune = prune
@@ -555,13 +563,13 @@ class Planner:
         _inherit_mirror_direct(manifest, res, self.desired_canon, live)
         if bucket is None:
             self.errors += level_errors(
-                res, Kind.STREAM, manifest, live.api_level, live.server_version
+                res, Kind.STREAM, manifest, live.api_level, self.rules_version
             )
         else:
             buckets.keep_live_choices(manifest, live.streams.get(name))
             kind = bucket.address.kind
             config = buckets.spec_config(bucket)
-            self.errors += level_errors(bucket, kind, config, live.api_level, live.server_version)
+            self.errors += level_errors(bucket, kind, config, live.api_level, self.rules_version)
         self.errors += _replica_errors(bucket or res, manifest, live)
         canon = canonical_stream(manifest, live.api_level)
         self.desired_canon[name] = canon
@@ -654,7 +662,7 @@ class Planner:
         stream_canon = self.desired_canon.get(stream_name)
         manifest = consumer_api_config(res, project, stream_canon)
         self.errors += level_errors(
-            res, Kind.CONSUMER, manifest, live.api_level, live.server_version
+            res, Kind.CONSUMER, manifest, live.api_level, self.rules_version
         )
         stream_cfg = stream_canon or ((live.streams.get(stream_name) or {}).get("config") or {})
         wanted = {
@@ -972,9 +980,8 @@ def _compare(
         "diff": tuple(diff_config(live_canon, canon)),
         **_live_facts(live_config, project),
     }
-    reasons = replace_reasons(
-        kind, live_canon, canon, api_level=live.api_level, version=live.server_version
-    )
+    version = version_for_rules(live.server_version, live.api_level)
+    reasons = replace_reasons(kind, live_canon, canon, api_level=live.api_level, version=version)
     if reasons:
         stamp(kind, send)
         return {

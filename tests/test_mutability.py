@@ -43,6 +43,7 @@ from reconciler.mutability import (
     ReplaceRule,
     changed,
     replace_reasons,
+    version_for_rules,
 )
 from reconciler.normalize import canonical_consumer, canonical_stream
 from reconciler.plan import Action, Change, Plan, Reason
@@ -281,7 +282,7 @@ def _rule(kind_rules: tuple[ReplaceRule, ...], field_name: str, check_name: str)
             False,
             id="ttl-2.15.1",
         ),
-        # max_consumers: refused up to 2.12.4.
+        # max_consumers: refused up to 2.12.4 (API level 2).
         pytest.param(
             _rule(STREAM_REPLACE_RULES, "max_consumers", "changed"),
             1,
@@ -296,9 +297,9 @@ def _rule(kind_rules: tuple[ReplaceRule, ...], field_name: str, check_name: str)
             True,
             id="maxc-2.12.4",
         ),
-        pytest.param(
+        pytest.param(  # 2.12.5 is API level 3: the level decides, whatever the version
             _rule(STREAM_REPLACE_RULES, "max_consumers", "changed"),
-            2,
+            3,
             "2.12.5",
             False,
             id="maxc-2.12.5",
@@ -341,11 +342,11 @@ def _rule(kind_rules: tuple[ReplaceRule, ...], field_name: str, check_name: str)
         ),
         # Pre-release and build suffixes compare by their release number.
         pytest.param(
-            _rule(STREAM_REPLACE_RULES, "max_consumers", "changed"),
-            2,
-            "2.12.5-RC.1",
+            _rule(STREAM_REPLACE_RULES, "allow_msg_ttl", "changed"),
+            1,
+            "2.11.2-RC.1",
             False,
-            id="maxc-suffix",
+            id="ttl-suffix",
         ),
         # An ungated rule holds everywhere.
         pytest.param(
@@ -470,6 +471,69 @@ def test_each_field_is_reported_once() -> None:
         "Stream", {"allow_msg_ttl": True}, {"allow_msg_ttl": False}, api_level=1, version="2.11.0"
     )
     assert [f for f, _ in found] == ["allow_msg_ttl"]
+
+
+@pytest.mark.parametrize(
+    ("connected", "level", "expected"),
+    [
+        pytest.param("2.15.1", 5, "2.15.1", id="the-server-itself"),
+        pytest.param("2.12.8", 3, "2.12.8", id="2.12-at-level-3"),
+        pytest.param("2.12.3", 2, "2.12.3", id="2.12-at-level-2"),
+        pytest.param("2.15.1", 1, "", id="2.15-leaf-before-a-2.11-hub"),
+        pytest.param("2.11.11", 5, "", id="2.11-leaf-before-a-2.15-hub"),
+        pytest.param("2.16.0", 6, "2.16.0", id="a-newer-release"),
+        pytest.param("", 4, "", id="unknown"),
+    ],
+)
+def test_the_rules_use_a_version_only_when_it_can_be_the_jetstream_server_s(
+    connected: str, level: int, expected: str
+) -> None:
+    assert version_for_rules(connected, level) == expected
+
+
+@pytest.mark.parametrize(
+    ("connected", "level", "action"),
+    [
+        pytest.param("2.15.1", 1, Action.REPLACE, id="2.15-leaf-before-a-2.11-hub"),
+        pytest.param("2.11.11", 5, Action.UPDATE, id="2.11-leaf-before-a-2.15-hub"),
+        pytest.param("2.12.4", 2, Action.REPLACE, id="2.12.4"),
+        pytest.param("2.12.5", 3, Action.UPDATE, id="2.12.5"),
+    ],
+)
+def test_a_domain_behind_a_leaf_is_judged_by_its_own_api_level(
+    connected: str, level: int, action: Action
+) -> None:
+    """Planning through a leaf node to a hub's domain: the API level is the hub's, the
+    version the leaf's. max_consumers (refused in place before 2.12.5, level 3) follows
+    the level; a 2.15 leaf before a 2.11 hub planned an update the hub refused."""
+    from reconciler.errors import Location
+    from reconciler.live import LiveState
+    from reconciler.models import Address, Kind, Resource
+    from reconciler.models.envelope import StreamManifest
+    from reconciler.plan import build_plan
+
+    manifest = StreamManifest.model_validate(
+        {
+            "apiVersion": "jsops/v1",
+            "kind": "Stream",
+            "metadata": {"name": "S"},
+            "spec": {"subjects": ["s.>"], "max_consumers": 20},
+        }
+    )
+    desired = [Resource(Address(Kind.STREAM, "S"), manifest, Location("s.yaml", 1, 1))]
+    live_config = {
+        "name": "S",
+        "subjects": ["s.>"],
+        "max_consumers": 10,
+        "metadata": {"jsops.owner": "p"},
+    }
+    live = LiveState(
+        level, connected, None, 1, {"S": {"config": live_config, "state": {"messages": 0}}}
+    )
+    plan = build_plan(desired, live, project="p", environment="hub")
+    [change] = plan.changes
+    assert change.action is action
+    assert "max_consumers" in {d.path for d in change.diff}
 
 
 # ---------------------------------------------------------------- streams: refused in place
