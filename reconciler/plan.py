@@ -1001,6 +1001,11 @@ def _compare(
     elif owner is None:
         reason = Reason.ADOPT
     update = {**_unmodeled(live_config, _DEFAULTS[kind]), **send}
+    if kind is Kind.STREAM and live_config.get("mirror") and update.get("mirror"):
+        # An update never changes a mirror (that is a replace), and the server compares
+        # the one sent with its own by reflect.DeepEqual: the same instant written with
+        # another offset (opt_start_time "+01:00" as jsops's "Z") is refused (10055).
+        update["mirror"] = live_config["mirror"]
     stamp(kind, update)
     return {**fields, "action": Action.UPDATE, "reason": reason, "send": update}
 

@@ -387,3 +387,38 @@ def test_schema_check_catches_a_minimal_config() -> None:
     assert jsm_schema.problems("Stream", {"name": "X", "subjects": ["x"]})
     assert jsm_schema.problems("Consumer", {"durable_name": "c", "deliver_subject": "d"})
     assert jsm_schema.problems("Stream", {"name": "X", "retention": "sometimes"})
+
+
+def test_an_adopted_mirror_with_an_offset_start_time_updates_in_place(
+    tmp_path: Path, nats_server: SingleServer
+) -> None:
+    """A mirror another client made with ``opt_start_time`` at an offset (``+01:00``):
+    the manifest names the same instant in UTC, and changing ``max_age`` is an update
+    the server takes (it compares mirrors with reflect.DeepEqual, and refused jsops's
+    ``Z`` spelling of the same instant: 10055). The mirror is left as it was."""
+    url = nats_server.url
+    origin, mirror = unique_name("ORIG"), unique_name("MIRR")
+    start = "2026-01-02T03:04:05+01:00"
+    for name, config in (
+        (origin, {"subjects": [f"{origin.lower()}.>"]}),
+        (mirror, {"mirror": {"name": origin, "opt_start_time": start}}),
+    ):
+        made = js_request_sync(url, f"$JS.API.STREAM.CREATE.{name}", {"name": name, **config})
+        assert "error" not in made, made
+    project = make_project(tmp_path, url)
+    project.write(
+        "s.yaml",
+        f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {origin}}}\n"
+        f"spec: {{subjects: ['{origin.lower()}.>']}}\n---\n"
+        f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {mirror}}}\n"
+        f"spec: {{mirror: {{name: {origin}, opt_start_time: '2026-01-02T02:04:05Z'}},"
+        " max_age: 1d}\n",
+    )
+    plan = project.plan()
+    assert [c.action for c in plan.changes if c.address.name == mirror] == [Action.UPDATE]
+    code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    info = js_request_sync(url, f"$JS.API.STREAM.INFO.{mirror}")
+    assert info["config"]["max_age"] == 24 * 3600 * 10**9
+    assert info["config"]["mirror"]["opt_start_time"] == start
+    assert project.plan().has_changes is False
