@@ -113,6 +113,21 @@ VERSIONED_DEFAULTS: tuple[VersionedDefault, ...] = (
 )
 _SOURCED_DUPLICATES_ZERO_LEVEL = VERSIONED_DEFAULTS[0].level
 
+
+def keep_earlier_duplicate_window(canon: dict[str, Any], live_canon: dict[str, Any]) -> None:
+    """A sourced stream that leaves ``duplicate_window`` unset keeps the window an earlier
+    release derived for it: a stream made on 2.12 holds min(2m, max_age), which 2.14
+    keeps (the server derives a default only on create), where 2.14 derives 0 for a
+    new one. Planning 2m -> 0 after an upgrade switched deduplication off, unasked, on
+    every such stream; with the live value kept, the plan is a noop."""
+    if canon["mirror"] or not canon["sources"] or canon["duplicate_window"] != 0:
+        return
+    max_age = canon["max_age"]
+    earlier = min(TWO_MINUTES, max_age) if max_age and max_age > 0 else TWO_MINUTES
+    if live_canon.get("duplicate_window") == earlier:
+        canon["duplicate_window"] = earlier
+
+
 # Lists the server treats as sets (it matches subjects, filters and placement tags, never
 # their positions): compared as sets, sorted in the canonical form.
 SET_FIELDS: dict[Kind, tuple[str, ...]] = {

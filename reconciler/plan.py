@@ -49,6 +49,7 @@ from reconciler.normalize import (
     consumer_api_config,
     consumer_wire_config,
     fingerprint,
+    keep_earlier_duplicate_window,
     live_fingerprint,
     owner_of,
     protected,
@@ -575,6 +576,8 @@ class Planner:
         self.desired_canon[name] = canon
         info = live.streams.get(name)
         live_canon = canonical_stream(info["config"], live.api_level) if info else None
+        if live_canon is not None and not manifest.get("duplicate_window"):
+            keep_earlier_duplicate_window(canon, live_canon)
         # the complete config the target knows: nothing left to its defaults (a noop
         # sends nothing, so its wire config is not built, unless a bucket shows it)
         send: dict[str, Any] = {}

@@ -308,6 +308,47 @@ def test_sourced_stream_duplicate_window_follows_the_release(
             js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{stream}")
 
 
+def test_a_sourced_stream_made_before_2_14_keeps_its_duplicate_window(
+    nats_server: SingleServer, tmp_path: Path, target: Target
+) -> None:
+    """A sourced stream a 2.12 server made holds the 2m window it derived, and an upgrade
+    to 2.14 keeps it (the server derives defaults only on create). Its manifest leaves
+    duplicate_window unset: the plan is a noop on every release, where on 2.14+ it
+    planned 2m -> 0 and switched deduplication off. (The stream is made here with the
+    2m a 2.12 server stores.)"""
+    names = _names()
+    url = nats_server.url
+    for origin in (names["A"], names["B"]):
+        js_request_sync(
+            url, f"$JS.API.STREAM.CREATE.{origin}", {"name": origin, "subjects": [f"{origin}.>"]}
+        )
+    made = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{names['S']}",
+        {
+            "name": names["S"],
+            "sources": [{"name": names["A"]}, {"name": names["B"]}],
+            "duplicate_window": 120 * 10**9,
+        },
+    )
+    assert "error" not in made, made
+    project = make_project(tmp_path, url)
+    manifests = _manifests(c("{sources: [{name: '{A}'}, {name: '{B}'}]}"), names)
+    project.write("s.yaml", manifests.replace("spec: {", "spec: {max_age: 1d, ", 1))
+    try:
+        plan = project.plan()
+        [change] = [c for c in plan.changes if c.address.name == names["S"]]
+        assert "duplicate_window" not in {d.path for d in change.diff}, change.diff
+        _plan, result = project.apply()
+        assert result is not None and result.ok
+        live = js_request_sync(url, f"$JS.API.STREAM.INFO.{names['S']}")["config"]
+        assert live["duplicate_window"] == 120 * 10**9  # deduplication still on
+        assert not project.plan().has_changes
+    finally:
+        for stream in (names["S"], names["A"], names["B"]):
+            js_request_sync(url, f"$JS.API.STREAM.DELETE.{stream}")
+
+
 # One manifest per FIELD_API_LEVELS row: a plan error naming the release below it,
 # planned (no error) from it on.
 FIELD_ROWS = {
