@@ -119,6 +119,54 @@ CONSUMER_REPLACE_RULES: tuple[ReplaceRule, ...] = (
 REPLACE_RULES = {Kind.STREAM: STREAM_REPLACE_RULES, Kind.CONSUMER: CONSUMER_REPLACE_RULES}
 
 
+@dataclass(frozen=True)
+class CombinationRule:
+    """Settings a release refuses together (``checkStreamCfg``), where earlier releases of
+    the same API level took them: a plan error on the releases that refuse them, never an
+    offline one (offline, the release is not known)."""
+
+    field: str  # where the error is located
+    check: Callable[[dict[str, Any]], bool]  # on the config sent (API names)
+    reason: str
+    since: tuple[str, ...]  # the first release of each release line that refuses it
+
+    def refused(self, version: str) -> bool:
+        """Whether the release ``version`` refuses it ("": not known, the server says)."""
+        if not version:
+            return False
+        v = _version(version)
+        lines = [_version(s) for s in self.since if _version(s)[:2] <= v[:2]]
+        if not lines:
+            return False
+        first = max(lines)
+        return v >= first if first[:2] == v[:2] else True
+
+
+STREAM_COMBINATION_RULES: tuple[CombinationRule, ...] = (
+    CombinationRule(
+        "allow_msg_schedules",
+        lambda c: bool(c.get("allow_msg_schedules")) and c.get("discard") == "new",
+        "allow_msg_schedules rules out discard: new",
+        ("2.12.10", "2.14.2"),
+    ),
+    CombinationRule(
+        "allow_msg_counter",
+        lambda c: bool(c.get("allow_msg_counter") and c.get("allow_msg_schedules")),
+        "allow_msg_counter rules out allow_msg_schedules",
+        ("2.12.10", "2.14.2"),
+    ),
+)
+
+
+def refused_combinations(config: dict[str, Any], version: str) -> list[tuple[str, str]]:
+    """(field, reason) of each STREAM_COMBINATION_RULES row release ``version`` refuses."""
+    return [
+        (rule.field, f"{rule.reason} (nats-server {version} refuses it)")
+        for rule in STREAM_COMBINATION_RULES
+        if rule.check(config) and rule.refused(version)
+    ]
+
+
 def replace_reasons(
     kind: Kind,
     before: dict[str, Any],

@@ -37,6 +37,7 @@ from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Kind, Resource, StreamSpec
 from reconciler.mutability import (
     fields_needing_level,
+    refused_combinations,
     release_of,
     replace_reasons,
     version_for_rules,
@@ -566,6 +567,13 @@ class Planner:
             self.errors += level_errors(
                 res, Kind.STREAM, manifest, live.api_level, self.rules_version
             )
+            doc = res.document
+            self.errors += [
+                Diagnostic(
+                    doc.locate(("spec", field)) if doc else res.location, reason, code="refused"
+                )
+                for field, reason in refused_combinations(manifest, self.rules_version)
+            ]
         else:
             buckets.keep_live_choices(manifest, live.streams.get(name))
             kind = bucket.address.kind

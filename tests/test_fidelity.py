@@ -14,6 +14,7 @@ Placeholders: ``{S}`` the case's main stream, ``{A}``/``{B}`` two origin streams
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,3 +464,39 @@ def test_an_adopted_mirror_with_an_offset_start_time_updates_in_place(
     assert info["config"]["max_age"] == 24 * 3600 * 10**9
     assert info["config"]["mirror"]["opt_start_time"] == start
     assert project.plan().has_changes is False
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param({"allow_msg_schedules": True, "discard": "new"}, id="schedules-discard-new"),
+        pytest.param({"allow_msg_schedules": True, "allow_msg_counter": True}, id="counter"),
+    ],
+)
+def test_a_combination_later_releases_refuse_is_a_plan_error_exactly_where_refused(
+    nats_server: SingleServer, tmp_path: Path, target: Target, spec: dict[str, Any]
+) -> None:
+    """nats-server refuses these settings together only from 2.12.10 and 2.14.2: the
+    plan is an error, located at the field, on the releases that refuse a raw create of
+    them, and a create on the releases that take it (jsops refused them everywhere)."""
+    target.require("Stream", spec)
+    url = nats_server.url
+    raw = unique_name("RAWC")
+    made = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{raw}",
+        {"name": raw, "subjects": [f"{raw.lower()}.>"], **spec},
+    )
+    refused = "error" in made
+    js_request_sync(url, f"$JS.API.STREAM.DELETE.{raw}")
+    name = unique_name("COMB")
+    project = make_project(tmp_path, url)
+    project.write("s.yaml", _doc("Stream", f"{{name: {name}}}", json.dumps(spec)))
+    code, out, err = project.cli("plan")
+    if refused:
+        assert code == 1 and out == "", (made, out)
+        assert "manifests/s.yaml:4:" in err and "rules out" in err, err
+        assert f"nats-server {target.version} refuses it" in err
+    else:
+        assert code == 0, err
+        assert f"+ Stream {name}" in out

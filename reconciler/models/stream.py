@@ -225,15 +225,10 @@ class StreamSpec(BaseModel):
                 out.append((("allow_msg_counter",), "allow_msg_counter rules out discard: new"))
             if self.allow_msg_ttl or self.subject_delete_marker_ttl:
                 out.append((("allow_msg_counter",), "allow_msg_counter rules out message TTLs"))
-            if self.allow_msg_schedules:
-                out.append(
-                    (("allow_msg_counter",), "allow_msg_counter rules out allow_msg_schedules")
-                )
-        if self.allow_msg_schedules:
-            if self.discard == "new":
-                out.append((("allow_msg_schedules",), "allow_msg_schedules rules out discard: new"))
-            if self.sources:
-                out.append((("allow_msg_schedules",), "allow_msg_schedules rules out sources"))
+        # (allow_msg_schedules with allow_msg_counter or discard: new is refused only from
+        # 2.12.10 and 2.14.2: a plan error by release, mutability.STREAM_COMBINATION_RULES)
+        if self.allow_msg_schedules and self.sources:
+            out.append((("allow_msg_schedules",), "allow_msg_schedules rules out sources"))
         if self.persist_mode == "async":
             if self.storage == "memory":
                 out.append((("persist_mode",), "persist_mode: async requires storage: file"))
