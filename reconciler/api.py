@@ -42,7 +42,7 @@ from reconciler.live import (
     read_live_state,
     read_streams,
 )
-from reconciler.models import Kind, Resource
+from reconciler.models import Address, Kind, Resource
 from reconciler.mutability import level_of_release
 from reconciler.plan import (
     Action,
@@ -545,15 +545,31 @@ def unlock(
 
 
 def export(
-    target: Target, out_dir: str | Path, schemas: str = "../schemas", *, force: bool = False
-) -> list[Path]:
+    target: Target,
+    out_dir: str | Path,
+    schemas: str = "../schemas",
+    *,
+    force: bool = False,
+    include_declared: bool = False,
+) -> tuple[list[Path], int]:
     """Read the live state of ``target`` and write it as manifests into ``out_dir``
-    (adoption: one file per stream, its consumers with it); the paths written. An
-    existing file is never overwritten unless ``force`` (see ``reconciler.export``)."""
+    (adoption: one file per stream, its consumers with it): the paths written, and how
+    many resources were left out because the project's manifests already declare them
+    (all are written with ``include_declared``; a second declaration would make every
+    later plan fail: "declared twice"). An existing file is never overwritten unless
+    ``force`` (see ``reconciler.export``)."""
     from reconciler.export import write_export
 
+    declared = None
+    if not include_declared:  # before any connection: bad manifests never reach a server
+        desired = load_desired(target.project, target.env_name)
+        declared = {
+            Address(r.address.kind, r.address.name, r.address.stream)
+            for r in desired
+            if r.address.account is None and r.address.kind is not Kind.ACCOUNT
+        }
     live = run_async(_session(target.settings, read_live_state))
-    return write_export(live, out_dir, schemas, force=force)
+    return write_export(live, out_dir, schemas, force=force, declared=declared)
 
 
 def status(

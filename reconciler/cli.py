@@ -547,17 +547,38 @@ def _saved_target(opts: Options, saved: Plan) -> Target:
 @click.option(
     "--force", is_flag=True, help="Overwrite existing files (export never does otherwise)."
 )
+@click.option(
+    "--include-declared",
+    is_flag=True,
+    help="Also write what the project's manifests already declare (for another repository).",
+)
 @global_options
 @click.pass_context
-def export(ctx: click.Context, /, out: str, schemas: str, force: bool, **kwargs: Any) -> int:
-    """Write the live streams and consumers as manifests (adoption)."""
+def export(
+    ctx: click.Context,
+    /,
+    out: str,
+    schemas: str,
+    force: bool,
+    include_declared: bool,
+    **kwargs: Any,
+) -> int:
+    """Write the live streams and consumers no manifest declares as manifests (adoption)."""
     from reconciler import api
 
     opts = _merge(ctx, **kwargs)
-    written = api.export(_target(opts), out, schemas, force=force)
+    written, left_out = api.export(
+        _target(opts), out, schemas, force=force, include_declared=include_declared
+    )
     for path in written:
         _out(str(path))
-    _err(f"exported {len(written)} stream(s) to {out}")
+    note = (
+        f"; left out {left_out} resource(s) the manifests declare (--include-declared "
+        "writes them too)"
+        if left_out
+        else ""
+    )
+    _err(f"exported {len(written)} stream(s) to {out}{note}")
     return 0
 
 

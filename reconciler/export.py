@@ -33,7 +33,7 @@ from reconciler.buckets import export_spec as bucket_export_spec
 from reconciler.buckets import live_address
 from reconciler.errors import UsageError
 from reconciler.live import LiveState
-from reconciler.models import UNIT_PATHS, Kind
+from reconciler.models import UNIT_PATHS, Address, Kind
 from reconciler.models.monitoring import (
     CONSUMER_MONITOR_KEYS,
     STREAM_MONITOR_KEYS,
@@ -148,6 +148,27 @@ def consumer_spec(config: dict[str, Any], stream: dict[str, Any]) -> dict[str, A
     return humanize_spec(Kind.CONSUMER, spec)
 
 
+def leave_out_declared(
+    files: dict[str, list[dict[str, Any]]], declared: set[Address]
+) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """``files`` without the documents of resources in ``declared`` (the project's own
+    manifests, in the connection's account), and how many were left out: a file of a
+    declared stream keeps only its consumers no manifest declares."""
+    kept: dict[str, list[dict[str, Any]]] = {}
+    left_out = 0
+    for name, docs in files.items():
+        mine = [d for d in docs if _doc_address(d) not in declared]
+        left_out += len(docs) - len(mine)
+        if mine:
+            kept[name] = mine
+    return kept, left_out
+
+
+def _doc_address(doc: dict[str, Any]) -> Address:
+    meta = doc["metadata"]
+    return Address(Kind(doc["kind"]), meta["name"], meta.get("stream"))
+
+
 def export_documents(live: LiveState) -> dict[str, list[dict[str, Any]]]:
     """Stream name -> its manifest documents (the stream first, then its consumers)."""
     files: dict[str, list[dict[str, Any]]] = {}
@@ -244,12 +265,21 @@ def export_paths(names: list[str], out_dir: Path) -> dict[str, Path]:
 
 
 def write_export(
-    live: LiveState, out_dir: str | Path, schemas: str = "../schemas", *, force: bool = False
-) -> list[Path]:
-    """Write one manifest file per live stream; refuse (writing nothing) when a file
-    exists, unless ``force``. The paths written."""
+    live: LiveState,
+    out_dir: str | Path,
+    schemas: str = "../schemas",
+    *,
+    force: bool = False,
+    declared: set[Address] | None = None,
+) -> tuple[list[Path], int]:
+    """Write one manifest file per live stream, but for the resources in ``declared``;
+    refuse (writing nothing) when a file exists, unless ``force``. The paths written,
+    and how many declared resources were left out."""
     target = Path(out_dir)
     files = export_documents(live)
+    left_out = 0
+    if declared:
+        files, left_out = leave_out_declared(files, declared)
     paths = export_paths(list(files), target)
     if not force:
         existing = [str(p) for p in paths.values() if p.exists() or p.is_symlink()]
@@ -275,4 +305,4 @@ def write_export(
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
-    return written
+    return written, left_out

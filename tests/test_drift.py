@@ -385,7 +385,9 @@ def test_digest_is_never_compared_shown_or_exported(nats_server, tmp_path) -> No
     _raw_update_stream(nats_server.url, stream, max_age=10**9 * 600)
     change = next(c for c in project.plan().pending())
     assert [d.path for d in change.diff] == ["max_age"]
-    code, _out, err = project.cli("export", "--out", str(tmp_path / "exported"))
+    code, _out, err = project.cli(
+        "export", "--out", str(tmp_path / "exported"), "--include-declared"
+    )
     assert code == 0, err
     exported = "".join(p.read_text() for p in (tmp_path / "exported").glob("*.yaml"))
     assert stream in exported and "jsops." not in exported

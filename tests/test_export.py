@@ -154,3 +154,42 @@ def test_export_keeps_prevent_destroy(nats_server, tmp_path):
     mine = [c for c in project.plan().changes if name in (c.address.name, c.address.stream)]
     assert len(mine) == 2 and all(c.action is Action.NOOP for c in mine), mine
     js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{name}")
+
+
+def test_export_leaves_out_what_the_manifests_declare(nats_server: Any, tmp_path: Any) -> None:
+    """The tutorial's adoption step: a project declares ORDERS and its consumer; LEGACY
+    and a consumer of ORDERS were made by hand. Export writes only those two, and the
+    next plan adopts them (it failed: "declared twice" for everything exported again)."""
+    from harness.manifests import consumer_doc, stream_doc
+
+    url = nats_server.url
+    project = make_project(tmp_path, url)
+    orders, legacy = unique_name("ORDERS"), unique_name("LEGACY")
+    project.write(
+        "orders.yaml",
+        stream_doc(orders) + "---\n" + consumer_doc(orders, "processor", ack_policy="explicit"),
+    )
+    code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    js_request_sync(
+        url, f"$JS.API.STREAM.CREATE.{legacy}", {"name": legacy, "subjects": [f"{legacy}.>"]}
+    )
+    js_request_sync(
+        url,
+        f"$JS.API.CONSUMER.CREATE.{orders}.worker",
+        {"stream_name": orders, "config": {"durable_name": "worker", "ack_policy": "explicit"}},
+    )
+    code, _out, err = project.cli("export", "--out", "manifests/exported")
+    assert code == 0, err
+    assert "left out 2 resource(s) the manifests declare" in err
+    orders_file = (project.root / "manifests" / "exported" / f"{orders}.yaml").read_text()
+    assert "name: worker" in orders_file and "processor" not in orders_file
+    assert "kind: Stream" not in orders_file
+    for other in (project.root / "manifests" / "exported").glob("*.yaml"):
+        if other.stem not in (orders, legacy):
+            other.unlink()  # the shared server's other streams
+    plan = project.plan()
+    adopted = {str(c.address) for c in plan.changes if c.action is Action.UPDATE}
+    assert adopted == {f"Stream {legacy}", f"Consumer {orders}/worker"}
+    for name in (legacy, orders):
+        js_request_sync(url, f"$JS.API.STREAM.DELETE.{name}")

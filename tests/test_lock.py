@@ -333,7 +333,9 @@ def test_an_unchanged_apply_takes_no_lock_and_the_bucket_stays_out_of_sight(
     code, out, err = project.cli("plan", "--prune", "--format", "json")
     assert code == 0, err
     assert LOCK_STREAM not in out and json.loads(out)["changes"] == []
-    code, _out, err = project.cli("export", "--out", str(tmp_path / "exported"))
+    code, _out, err = project.cli(
+        "export", "--out", str(tmp_path / "exported"), "--include-declared"
+    )
     assert code == 0, err
     assert not list((tmp_path / "exported").glob(f"{LOCK_STREAM}*"))
 
@@ -564,7 +566,9 @@ def test_prune_and_export_leave_the_lock_bucket_alone(
     assert code == 0, err
     assert js_request_sync(url, f"$JS.API.STREAM.INFO.{LOCK_STREAM}")["config"]
 
-    code, _out, err = project.cli("export", "--out", str(tmp_path / "exported"))
+    code, _out, err = project.cli(
+        "export", "--out", str(tmp_path / "exported"), "--include-declared"
+    )
     assert code == 0, err
     exported = {p.name: p.read_text() for p in (tmp_path / "exported").iterdir()}
     assert f"{name}.yaml" in exported
