@@ -250,7 +250,7 @@ def lower(res: Resource) -> Resource:
         metadata=stream_meta,
         spec=stream_spec(res.address.kind, meta.name, manifest.spec),
     )
-    return Resource(stream_address(res.address), stream, res.location, res.document)
+    return Resource(stream_address(res.address), stream, res.location, res.document, res.checked)
 
 
 def _bucket_resource(kind: Kind, name: str, spec: dict[str, Any]) -> Resource:

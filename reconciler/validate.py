@@ -6,7 +6,10 @@ Three layers, all offline and all collected before anything is reported:
 2. the pydantic model of the kind (types, enums, units, names, subjects, unknown
    fields with a "did you mean" hint), then the cross-field rules each spec
    declares in ``problems()`` (mutually exclusive fields and the like);
-3. rules across resources: duplicates, a consumer's stream, filter coverage.
+3. rules across resources: duplicates, a consumer's stream, filter coverage. A
+   document that failed layer 2 still takes part by its metadata
+   (:func:`declared_identity`), so one wrong field neither hides its own
+   cross-document problems nor invents "not declared" ones for its consumers.
 
 Project policy (tenants, subjects shared between streams, quotas) is
 ``reconciler.policy``, which runs on the resources validated here.
@@ -159,6 +162,15 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
         problems.append(Diagnostic(doc.locate(("spec", *path)), where + message, code="conflict"))
     if problems:
         return None, problems
+    resource = _resource(manifest, doc)
+    reserved = _reserved(resource.address, doc, resource.location)
+    if reserved is not None:
+        return None, [reserved]
+    _share_fields_sets(manifest)
+    return resource, []
+
+
+def _resource(manifest: Manifest, doc: Document, *, checked: bool = True) -> Resource:
     address: Address
     if isinstance(manifest, ConsumerManifest):
         meta = manifest.metadata
@@ -169,11 +181,30 @@ def validate_document(doc: Document) -> tuple[Resource | None, list[Diagnostic]]
         kind = Kind(manifest.kind)
         address = Address(kind, manifest.metadata.name, account=manifest.metadata.account)
     location = doc.name_location or doc.locate(("metadata", "name"))
-    reserved = _reserved(address, doc, location)
-    if reserved is not None:
-        return None, [reserved]
-    _share_fields_sets(manifest)
-    return Resource(address, manifest, location, doc), []
+    return Resource(address, manifest, location, doc, checked=checked)
+
+
+def declared_identity(doc: Document) -> Resource | None:
+    """What a document whose own fields are wrong still declares, from its envelope and
+    metadata alone (None when those are wrong too): a resource marked unchecked, with
+    its kind's default spec, which no check reads. The checks across documents count it
+    as declared, so a field error in one document neither hides that it is declared
+    twice or names an undeclared stream, nor makes its consumers "not declared"."""
+    data = doc.data
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in KINDS:
+        return None
+    model = KINDS[Kind(kind)]
+    meta_model = model.model_fields["metadata"].annotation
+    assert isinstance(meta_model, type) and issubclass(meta_model, BaseModel)
+    try:
+        meta = meta_model.model_validate(data.get("metadata"))
+    except ValidationError:
+        return None
+    envelope: dict[str, Any] = {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
+    manifest = model.model_construct(**envelope)
+    resource = _resource(manifest, doc, checked=False)
+    return None if _reserved(resource.address, doc, resource.location) else resource
 
 
 _LOCK = "jsops's own apply lock"
@@ -234,7 +265,8 @@ def _nested_fields(cls: type[BaseModel]) -> tuple[str, ...]:
 
 
 def check_resources(resources: Sequence[Resource], env: str | None = None) -> list[Diagnostic]:
-    """Rules across resources: duplicates, a consumer's stream, filter coverage."""
+    """Rules across resources: duplicates, a consumer's stream, filter coverage. An
+    unchecked resource (``declared_identity``) counts as declared; its spec is not read."""
     problems: list[Diagnostic] = []
     seen: dict[Address, list[Resource]] = {}
     for res in resources:
@@ -285,9 +317,12 @@ def check_resources(resources: Sequence[Resource], env: str | None = None) -> li
                 )
             )
             continue
-        problems += _check_filters(res, declared[0])
+        if res.checked and declared[0].checked:
+            problems += _check_filters(res, declared[0])
     problems += check_bucket_clashes(resources)
-    problems += _check_source_cycles([r for r in resources if r.address.kind == Kind.STREAM])
+    problems += _check_source_cycles(
+        [r for r in resources if r.address.kind == Kind.STREAM and r.checked]
+    )
     return problems
 
 
@@ -396,7 +431,8 @@ def validate_loaded(
 def _validate_documents(
     documents: Iterable[Document], *, drop_data: bool = False
 ) -> tuple[list[Resource], list[Diagnostic]]:
-    """Each document's resource (when valid) and the problems of every document.
+    """Each document's resource and the problems of every document. The resource of a
+    document with problems is its :func:`declared_identity` (``checked`` False), if any.
 
     With ``drop_data``, a document's plain data is dropped once its model is made (the
     model holds it): with documents parsed file by file, the data of a large repository
@@ -411,6 +447,8 @@ def _validate_documents(
                 current.release_positions()  # done with its nodes: free them (see below)
             current = doc.source
         resource, doc_problems = validate_document(doc)
+        if resource is None and doc_problems:
+            resource = declared_identity(doc)
         if drop_data:
             doc.data = None
         problems += doc_problems
@@ -438,6 +476,7 @@ def _check_validated(
     if project is not None:
         inherit_tenant_accounts(resources, project)
     problems += check_resources(resources, env)
+    resources = [r for r in resources if r.checked]
     if project is not None:
         problems += check_policy(resources, project, env)
     return resources, problems

@@ -166,6 +166,33 @@ def test_a_consumer_needs_its_stream_in_its_environments() -> None:
     ]
 
 
+def test_a_field_error_hides_no_error_across_documents() -> None:
+    """A document with a wrong field is still declared: its consumers are not "not
+    declared", a second declaration of it is still a duplicate, and its own stream is
+    still looked up. Its spec is never read (the filter of ``c`` is not judged against
+    the broken stream's subjects)."""
+    broken = STREAM.replace("max_age: 7d", "max_age: 7x")
+    text = (
+        broken
+        + _consumer("c", "{filter_subject: elsewhere.>}")
+        + _consumer("d", "{max_deliver: many}").replace("stream: ORDERS", "stream: ORDRES")
+        + "---\n"
+        + STREAM
+    )
+    assert messages(text) == [
+        'm.yaml:7:12: spec.max_age: invalid duration "7x": unknown unit "x" (use ns, us, '
+        "ms, s, m, h, d)",
+        'm.yaml:18:29: consumer "d": stream "ORDRES" is not declared in any manifest (did '
+        'you mean "ORDERS"?)',
+        'm.yaml:19:21: spec.max_deliver: expected an integer, got "many"',
+        "m.yaml:24:3: Stream ORDERS is declared twice: here and at m.yaml:4:3",
+    ]
+    # nothing unchecked is ever returned as a resource to plan
+    resources, _ = check(text)
+    assert [r.address.name for r in resources] == ["c", "ORDERS"]
+    assert all(r.checked for r in resources)
+
+
 def test_environment_names_are_checked() -> None:
     text = STREAM.replace("  name: ORDERS", "  name: ORDERS\n  environments: [prod, stagin]")
     assert messages(text, known=["dev", "staging", "prod"]) == [

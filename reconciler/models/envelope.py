@@ -177,6 +177,9 @@ class Resource:
     manifest: Manifest
     location: Location
     document: Document | None = field(default=None, repr=False, compare=False)
+    # False for a document whose own fields are wrong (``validate.declared_identity``):
+    # only its address, metadata and location are real; never planned.
+    checked: bool = field(default=True, repr=False, compare=False)
 
     @property
     def spec(self) -> StreamSpec | ConsumerSpec | AccountSpec | KeyValueSpec | ObjectStoreSpec:
