@@ -12,11 +12,12 @@ consumers ``checkNewConsumerConfig`` (``server/consumer.go``); the reference not
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.models import Kind
+from reconciler.models.units import format_duration
 
 Check = Callable[[Any, Any], bool]
 
@@ -132,14 +133,18 @@ class CombinationRule:
 
     def refused(self, version: str) -> bool:
         """Whether the release ``version`` refuses it ("": not known, the server says)."""
-        if not version:
-            return False
-        v = _version(version)
-        lines = [_version(s) for s in self.since if _version(s)[:2] <= v[:2]]
-        if not lines:
-            return False
-        first = max(lines)
-        return v >= first if first[:2] == v[:2] else True
+        return bool(version) and _from_release(version, self.since)
+
+
+def _from_release(version: str, since: tuple[str, ...]) -> bool:
+    """Whether ``version`` has a change that came with the releases ``since`` (the first
+    release of each release line that has it; later lines have it too)."""
+    v = _version(version)
+    lines = [_version(s) for s in since if _version(s)[:2] <= v[:2]]
+    if not lines:
+        return False
+    first = max(lines)
+    return v >= first if first[:2] == v[:2] else True
 
 
 STREAM_COMBINATION_RULES: tuple[CombinationRule, ...] = (
@@ -165,6 +170,56 @@ def refused_combinations(config: dict[str, Any], version: str) -> list[tuple[str
         for rule in STREAM_COMBINATION_RULES
         if rule.check(config) and rule.refused(version)
     ]
+
+
+# nats-server checks a stream update that changes ``consumer_limits`` against the
+# stream's consumers as they are when the update arrives (``updateConfig`` in
+# server/stream.go, the meta leader's in jetstream_cluster.go). Before 2.12.12 and
+# 2.14.3 any change counts and an unset limit counts as 0, so setting only
+# inactive_threshold, or removing the limits, is refused while any ack consumer holds
+# its max_ack_pending (1000); since then only a limit that is set is checked.
+CONSUMER_LIMITS_UNSET_IGNORED = ("2.12.12", "2.14.3")
+_LIMITS = ("inactive_threshold", "max_ack_pending")
+
+
+def unset_consumer_limit_is_zero(version: str) -> bool:
+    """Whether release ``version`` checks every consumer_limits change, an unset limit as
+    0 (False for an unknown version: see consumer_limits_violations)."""
+    return bool(version) and not _from_release(version, CONSUMER_LIMITS_UNSET_IGNORED)
+
+
+def consumer_limits_violations(
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    consumers: Iterable[tuple[str, dict[str, Any]]],
+    version: str,
+) -> list[str]:
+    """The consumers (``name (field value)``) for which release ``version`` refuses the
+    stream update of ``consumer_limits`` from ``before`` to ``after`` (API configs).
+    An unknown version ("") is judged by the later rule, whose refusals every release
+    shares: a plan error is never one the server would not give."""
+    old, new = before or {}, after or {}
+    every = unset_consumer_limit_is_zero(version)
+    checked = [f for f in _LIMITS if (every or (new.get(f) or 0) > 0) and old.get(f) != new.get(f)]
+    if not checked:
+        return []
+    limits = [f for f in _LIMITS if every or (new.get(f) or 0) > 0]
+    out = []
+    for name, config in consumers:
+        over = [
+            f"{f} {_shown(f, config.get(f))} > {_shown(f, new.get(f))}"
+            for f in limits
+            if (config.get(f) or 0) > (new.get(f) or 0)
+        ]
+        if over:
+            out.append(f"{name} ({', '.join(over)})")
+    return sorted(out)
+
+
+def _shown(field: str, value: Any) -> str:
+    if not value:
+        return "unset"
+    return format_duration(value) if field == "inactive_threshold" else str(value)
 
 
 def replace_reasons(

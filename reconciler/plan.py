@@ -32,14 +32,16 @@ from reconciler import buckets
 from reconciler.diagnostics import check_targets
 from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
-from reconciler.errors import Diagnostic, LiveUnavailable, ManifestError, UsageError
+from reconciler.errors import Diagnostic, LiveUnavailable, Location, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Kind, Resource, StreamSpec
 from reconciler.mutability import (
+    consumer_limits_violations,
     fields_needing_level,
     refused_combinations,
     release_of,
     replace_reasons,
+    unset_consumer_limit_is_zero,
     version_for_rules,
 )
 from reconciler.normalize import (
@@ -549,6 +551,11 @@ class Planner:
             (stream, res.address.name) for stream, group in self.pending.items() for _, res in group
         }
         self.desired_canon: dict[str, dict[str, Any]] = {}
+        # stream -> (where, live limits, desired limits) of an update of consumer_limits,
+        # checked against the stream's consumers once they are read (_check_limits)
+        self.limit_checks: dict[str, tuple[Location, Any, Any]] = {}
+        # the configs of consumers updated before their stream (limits coming down)
+        self.updated_first: dict[tuple[str, str], dict[str, Any]] = {}
         self.unavailable: set[str] = set()  # keys of declared consumers not planned
         # path -> shown value -> its FieldDiff: what creates show alike is one object
         self.create_diffs: dict[str, dict[Any, FieldDiff]] = {}
@@ -628,6 +635,13 @@ class Planner:
                 if lost is not None:
                     compared.update(destructive=True, loss=lost[0], loss_paths=lost[1])
             draft.update(compared)
+            if bucket is None and any(
+                d.path.startswith("consumer_limits") for d in compared.get("diff", ())
+            ):
+                doc = res.document
+                where = doc.locate(("spec", "consumer_limits")) if doc else res.location
+                limits = (live_canon.get("consumer_limits"), canon.get("consumer_limits"))
+                self.limit_checks[name] = (where, *limits)
         if canon.get("sealed") and draft["action"] in (Action.CREATE, Action.REPLACE):
             self.errors.append(_sealed_error(res, draft["action"]))
         draft["depends_on"] = [self.bucket_keys.get(d, d) for d in depends]
@@ -658,11 +672,46 @@ class Planner:
         the server listed for it); the infos of the consumers not declared."""
         declared = self.pending.pop(stream, None)
         if not declared:
+            if stream in self.limit_checks:
+                self._check_limits(stream, infos)
             return infos
         by_name = {str(info.get("name")): info for info in infos}
         for index, res in declared:
-            self._plan_consumer(index, res, by_name.pop(res.address.name, None))
+            self._plan_consumer(index, res, by_name.get(res.address.name))
+        if stream in self.limit_checks:
+            self._check_limits(stream, infos)
+        for _, res in declared:
+            by_name.pop(res.address.name, None)
         return list(by_name.values())
+
+    def _check_limits(self, stream: str, infos: Iterable[dict[str, Any]]) -> None:
+        """A located error when the release refuses the stream's update of
+        consumer_limits because of its consumers (``consumer_limits_violations``), each
+        as it will be when the update is sent."""
+        where, before, after = self.limit_checks.pop(stream)
+        configs = []
+        for info in infos:
+            name = str(info.get("name"))
+            first = self.updated_first.get((stream, name))
+            configs.append((name, first if first is not None else info.get("config") or {}))
+        version = self.rules_version
+        over = consumer_limits_violations(before, after, configs, version)
+        if not over:
+            return
+        if unset_consumer_limit_is_zero(version):
+            message = (
+                f"consumer_limits: nats-server {version} refuses this change while consumers "
+                f"exceed it, an unset limit counting as 0 (until 2.12.12 and 2.14.3): "
+                f"{', '.join(over)}; set both limits at or above theirs, or delete those "
+                "consumers first"
+            )
+        else:
+            release = f"nats-server {version}" if version else "the server"
+            message = (
+                f"consumer_limits: {release} refuses limits below its consumers': "
+                f"{', '.join(over)}; lower theirs in their manifests, or delete them first"
+            )
+        self.errors.append(Diagnostic(where, message, code="refused"))
 
     def _plan_consumer(self, index: int, res: Resource, info: dict[str, Any] | None) -> None:
         live, project = self.live, self.project
@@ -729,6 +778,7 @@ class Planner:
                     # The server refuses limits below a consumer's (10069): the
                     # consumers come down first, then the stream.
                     parent["depends_on"].append(str(res.address))
+                    self.updated_first[(stream_name, res.address.name)] = send
                 else:
                     depends.append(parent_key)
         protect = fields.pop("live_protected", False) or res.metadata.prevent_destroy
@@ -746,6 +796,12 @@ class Planner:
         for stream in list(self.pending):
             for index, res in self.pending.pop(stream):
                 self._plan_consumer(index, res, live.consumers.get((stream, res.address.name)))
+        if self.limit_checks:  # streams no take() saw (build_plan): every info is kept
+            of: dict[str, list[dict[str, Any]]] = {}
+            for (stream, _), info in live.consumers.items():
+                of.setdefault(stream, []).append(info)
+            for stream in list(self.limit_checks):
+                self._check_limits(stream, of.get(stream, []))
         if self.errors:
             raise ManifestError(self.errors)
         for draft in self.drafts.values():  # a sourcing consumer left out (unavailable)

@@ -1409,3 +1409,72 @@ def test_a_sealed_stream_is_never_planned_as_a_create(
     code, _, err = project.cli("apply", "--auto-approve", "--allow-replace")
     assert code == 1 and "whose new copy cannot be created sealed" in err
     assert messages(url, n.stream) == 3  # not deleted
+
+
+# consumer_limits before -> after (manifest units), and whether a consumer no manifest
+# declares (max_ack_pending 1000) sits on the stream
+LIMIT_CHANGES = [
+    pytest.param(None, {"inactive_threshold": "1h"}, id="inactive_threshold-set-alone"),
+    pytest.param(None, {"max_ack_pending": 2000}, id="max_ack_pending-set-alone"),
+    pytest.param({"inactive_threshold": "1h", "max_ack_pending": 2000}, None, id="removed"),
+    pytest.param({"max_ack_pending": 2000}, {"max_ack_pending": 500}, id="below-a-consumer"),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), LIMIT_CHANGES)
+def test_a_consumer_limits_change_the_server_refuses_is_a_plan_error_exactly_where_refused(
+    nats_server: SingleServer,
+    tmp_path: Path,
+    target: Target,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """The server refuses a stream update of consumer_limits that a consumer exceeds as
+    it is when the update arrives; before 2.12.12 and 2.14.3 every change is checked and
+    an unset limit counts as 0, so setting inactive_threshold alone or removing the limits
+    is refused while an ack consumer holds max_ack_pending 1000. The plan is a located
+    error exactly when a raw update of the stream is refused, and otherwise applies."""
+    url = nats_server.url
+    name = unique_name("CLIM")
+    project = make_project(tmp_path, url)
+
+    def text(limits: dict[str, Any] | None) -> str:
+        spec: dict[str, Any] = {"subjects": [f"{name.lower()}.>"]}
+        if limits:
+            spec["consumer_limits"] = limits
+        return (
+            f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
+            f"spec: {json.dumps(spec)}\n---\napiVersion: jsops/v1\nkind: Consumer\n"
+            f"metadata: {{name: c, stream: {name}}}\nspec: {{ack_policy: explicit}}\n"
+        )
+
+    project.write("s.yaml", text(before))
+    _, result = project.apply()
+    assert result is not None and result.ok
+    undeclared = {"durable_name": "u", "ack_policy": "explicit", "max_ack_pending": 1000}
+    made = js_request_sync(
+        url, f"{API}.CONSUMER.CREATE.{name}.u", {"stream_name": name, "config": undeclared}
+    )
+    assert "error" not in made, made
+    project.write("s.yaml", text(after))
+    code, out, err = project.cli("plan")
+    if code == 0:  # planned: the server takes it
+        _, result = project.apply()
+        assert result is not None and result.ok
+        assert all(c.action is Action.NOOP for c in project.plan().changes)
+        return
+    assert code == 1 and out == "", (out, err)
+    assert "manifests/s.yaml:" in err and "consumer_limits:" in err, err
+    assert f"nats-server {target.version} refuses" in err, err
+    live = js_request_sync(url, f"{API}.STREAM.INFO.{name}")["config"]
+    api = {"1h": 3600 * SECOND}
+    limits = {k: api.get(v, v) for k, v in (after or {}).items()}
+    refused = js_request_sync(
+        url, f"{API}.STREAM.UPDATE.{name}", {**live, "consumer_limits": limits}
+    )
+    assert "change to limits violates consumers" in refused.get("error", {}).get(
+        "description", ""
+    ), refused
+    # the consumers named are the server's, less one whose manifest lowers it first
+    named = set(re.findall(r"\b([cu]) \(", err))
+    assert named and named <= set(re.findall(r"\b([cu])\b", refused["error"]["description"]))
