@@ -29,6 +29,7 @@ from reconciler.live import ServerIdentity
 from reconciler.models import Address, Kind
 from reconciler.parse_cache import _dump, _unpickle
 from reconciler.plan import Action, Change, Plan, Reason
+from reconciler.printable import terminal
 from reconciler.refusals import fingerprint, shown_refusals
 
 FORMAT_VERSION = 1
@@ -113,8 +114,18 @@ def write_document(document: dict[str, Any], out: TextIO) -> None:
     ``json.dumps(indent=...)`` runs Python's pure encoder (the C one takes no indent):
     for a plan or status of 40,000 resources it cost seconds and ~170 MB of string
     pieces. Each line here is one C-encoded value, written as it is made; the result is
-    still one JSON value, and reads (and diffs) a resource a line."""
-    one = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    still one JSON value, and reads (and diffs) a resource a line.
+
+    Text stays UTF-8 as it is, but a C1, DEL or bidi control inside a string (a name or
+    a server's description: ``reconciler.printable``) is written as its ``\\u`` escape,
+    the same JSON value, so printing the file cannot drive a terminal or reorder a line
+    (JSON escapes C0 itself; an ASCII line is not looked at again)."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+    def one(value: Any) -> str:
+        text = encode(value)
+        return text if text.isascii() else terminal(text)
+
     out.write("{\n")
     last = len(document) - 1
     for i, (key, value) in enumerate(document.items()):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.errors import Diagnostic, JsopsError, Location, ManifestError
+from reconciler.printable import terminal
 
 
 def diagnostics_of(error: JsopsError) -> list[Diagnostic]:
@@ -80,7 +81,7 @@ def to_json(diagnostics: Sequence[Diagnostic]) -> str:
         for d in diagnostics
     ]
     body = {"valid": not items, "count": len(items), "diagnostics": items}
-    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+    return terminal(json.dumps(body, indent=2, ensure_ascii=False)) + "\n"  # C1, bidi: \u
 
 
 RENDERERS = {"github": to_github, "json": to_json}

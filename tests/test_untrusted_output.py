@@ -89,6 +89,36 @@ def test_names_keys_and_values_from_the_server_are_escaped_in_every_plan_format(
     assert [n for n in names if _raw_escapes(n)] == []
 
 
+def test_json_output_escapes_c1_and_bidi_controls_and_keeps_the_values(
+    nats_server: SingleServer, tmp_path: Path
+) -> None:
+    """JSON escapes C0 controls itself but not C1 (``\\x9b`` is a CSI on some terminals),
+    DEL or the bidi overrides: jsops's JSON (plan, status, plan files) writes those as ``\\u``
+    escapes too, and the document still reads back to the same names and values."""
+    url = nats_server.url
+    project = make_project(tmp_path, url)
+    name = unique_name("C1")
+    description = "safe\x9b2J\u202eevil\x7f"
+    owner = {"jsops.owner": project.name}
+    made = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{name}",
+        {
+            "name": name,
+            "subjects": [f"{name.lower()}.>"],
+            "description": description,
+            "metadata": owner,
+        },
+    )
+    assert "error" not in made, made
+    project.write("s.yaml", stream_doc(name, description="clean"))
+    code, out, err = project.cli("plan", "--format", "json")
+    assert code == 0, err
+    assert _raw_escapes(out) == [] and "\x7f" not in out
+    (change,) = [c for c in json.loads(out)["changes"] if c["name"] == name]
+    assert [d["before"] for d in change["diff"] if d["path"] == "description"] == [description]
+
+
 def test_a_planted_lock_holder_is_shown_on_one_line_without_escapes(
     nats_server: SingleServer, tmp_path: Path
 ) -> None:
