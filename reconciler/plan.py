@@ -569,7 +569,9 @@ class Planner:
         assert isinstance(spec, StreamSpec)
         manifest = stream_api_config(res, project)
         bucket = self.bucket_of.get(res.address)
-        _inherit_mirror_direct(manifest, res, self.desired_canon, live)
+        contradiction = _inherit_mirror_direct(manifest, res, self.desired_canon, live)
+        if contradiction is not None:
+            self.errors.append(contradiction)
         if bucket is None:
             self.errors += level_errors(
                 res, Kind.STREAM, manifest, live.api_level, self.rules_version
@@ -1008,19 +1010,37 @@ def _replica_errors(res: Resource, send: dict[str, Any], live: LiveState) -> lis
 
 def _inherit_mirror_direct(
     send: dict[str, Any], res: Resource, desired: dict[str, dict[str, Any]], live: LiveState
-) -> None:
+) -> Diagnostic | None:
     """A mirror of a stream in the same account gets the origin's allow_direct as its
-    mirror_direct (the server copies it, and refuses a mismatch in pedantic mode)."""
+    mirror_direct: the server copies it (2.10 over what was sent; from 2.11, pedantic
+    mode refuses a mismatch), so a manifest's mirror_direct that contradicts the origin
+    (declared, else live) is a located error: it could only fail or drift forever."""
     spec = res.spec
     assert isinstance(spec, StreamSpec)
     mirror = spec.mirror
-    if mirror is None or mirror.domain or mirror.external or spec.mirror_direct is not None:
-        return
+    if mirror is None or mirror.domain or mirror.external:
+        return None
     origin = desired.get(mirror.name)
     if origin is None and mirror.name in live.streams:
         origin = live.streams[mirror.name]["config"]
-    if origin is not None and origin.get("allow_direct"):
-        send["mirror_direct"] = True
+    if origin is None:
+        return None
+    direct = bool(origin.get("allow_direct"))
+    if spec.mirror_direct is None:
+        if direct:
+            send["mirror_direct"] = True
+        return None
+    if spec.mirror_direct == direct:
+        return None
+    doc = res.document
+    return Diagnostic(
+        doc.locate(("spec", "mirror_direct")) if doc else res.location,
+        f"mirror_direct: {str(spec.mirror_direct).lower()} contradicts allow_direct: "
+        f"{str(direct).lower()} of the origin {mirror.name}: the server gives a mirror its "
+        "origin's (nats-server 2.10 overrides what is sent, 2.11+ refuses it); leave "
+        "mirror_direct unset",
+        code="refused",
+    )
 
 
 _DEFAULTS = {Kind.STREAM: STREAM_DEFAULTS, Kind.CONSUMER: CONSUMER_DEFAULTS}

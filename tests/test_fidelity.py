@@ -504,3 +504,55 @@ def test_a_combination_later_releases_refuse_is_a_plan_error_exactly_where_refus
     else:
         assert code == 0, err
         assert f"+ Stream {name}" in out
+
+
+@pytest.mark.parametrize("origin_direct", [False, True], ids=["origin-no-direct", "origin-direct"])
+def test_a_mirror_direct_contradicting_its_origin_is_a_plan_error(
+    nats_server: SingleServer, tmp_path: Path, origin_direct: bool
+) -> None:
+    """A mirror's mirror_direct is its origin's allow_direct: a raw create asking for the
+    other value is refused (2.11+, pedantic) or stored as the origin's (2.10), so a
+    manifest asking for it is a located plan error; the origin's own value applies and
+    then plans noop."""
+    url = nats_server.url
+    origin, raw = unique_name("ORIG"), unique_name("RAWM")
+    made = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{origin}",
+        {"name": origin, "subjects": [f"{origin.lower()}.>"], "allow_direct": origin_direct},
+    )
+    assert "error" not in made, made
+    asked = not origin_direct
+    made = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{raw}",
+        {"name": raw, "mirror": {"name": origin}, "mirror_direct": asked, "pedantic": True},
+    )
+    # the server never keeps what was asked
+    assert "error" in made or made["config"].get("mirror_direct", False) != asked, made
+    js_request_sync(url, f"$JS.API.STREAM.DELETE.{raw}")
+    project = make_project(tmp_path, url)
+    mirror = unique_name("MIRR")
+
+    def text(direct: bool) -> str:
+        return (
+            f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {origin}}}\n"
+            f"spec: {{subjects: ['{origin.lower()}.>'], allow_direct: {str(origin_direct).lower()}}}"
+            f"\n---\napiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {mirror}}}\n"
+            f"spec: {{mirror: {{name: {origin}}}, mirror_direct: {str(direct).lower()}}}\n"
+        )
+
+    try:
+        project.write("s.yaml", text(asked))
+        code, out, err = project.cli("plan")
+        assert code == 1 and out == "", (out, err)
+        assert "manifests/s.yaml:9:" in err and "contradicts allow_direct" in err, err
+        project.write("s.yaml", text(origin_direct))
+        code, _out, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+        info = js_request_sync(url, f"$JS.API.STREAM.INFO.{mirror}")
+        assert info["config"].get("mirror_direct", False) == origin_direct
+        assert project.plan().has_changes is False
+    finally:
+        for name in (mirror, origin):
+            js_request_sync(url, f"$JS.API.STREAM.DELETE.{name}")
