@@ -535,11 +535,12 @@ def test_a_mirror_direct_contradicting_its_origin_is_a_plan_error(
     mirror = unique_name("MIRR")
 
     def text(direct: bool) -> str:
+        subjects = f"['{origin.lower()}.>']"
         return (
             f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {origin}}}\n"
-            f"spec: {{subjects: ['{origin.lower()}.>'], allow_direct: {str(origin_direct).lower()}}}"
-            f"\n---\napiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {mirror}}}\n"
-            f"spec: {{mirror: {{name: {origin}}}, mirror_direct: {str(direct).lower()}}}\n"
+            f"spec: {{subjects: {subjects}, allow_direct: {json.dumps(origin_direct)}}}\n"
+            f"---\napiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {mirror}}}\n"
+            f"spec: {{mirror: {{name: {origin}}}, mirror_direct: {json.dumps(direct)}}}\n"
         )
 
     try:
