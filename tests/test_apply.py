@@ -556,7 +556,8 @@ def test_failed_change_skips_dependents_and_the_rest_goes_on(
         code, _, err = project.cli("apply", "--auto-approve")
         assert code == 0, err
         assert "Apply complete: 2 done" in err
-    finally:
+    finally:  # BAD would go on asking the deleted origin for its source consumer
+        js_request_sync(url, f"$JS.API.STREAM.DELETE.{bad}")
         js_request_sync(url, f"$JS.API.STREAM.DELETE.{origin}")
 
 
