@@ -233,7 +233,6 @@ _FUNCTION_RES = {
 _ARG_SEP = re.compile(r",\s*")
 _ATOI = re.compile(r"[+-]?[0-9]+")
 _MAX_INT32 = 2**31 - 1
-_MIN_INT32 = -(2**31)
 _MAX_INT64 = 2**63 - 1
 _MAPPING_WHITESPACE = re.compile(r"[\t\n\f\r ]")
 # partition(n) without token indexes, random(), and partition/random after a source
@@ -272,8 +271,8 @@ class _Bad(Exception):
 def _function(token: str, release: Release) -> tuple[str, list[int]] | None:
     """indexPlaceHolders: None for a literal token, else (function, wildcard indexes);
     raises _Bad with the reason the server refuses the token."""
-    if len(token) > 1 and token[0] == "$":
-        index = _atoi(token[1:])
+    if len(token) > 1 and token[0] == "$":  # $1 (Atoi, untrimmed; "$x" is a literal)
+        index = _atoi(token[1:]) if token[1:] == token[1:].strip(" ") else None
         return None if index is None else ("wildcard", [index])
     if not (len(token) > 4 and token.startswith("{{") and token.endswith("}}")):
         return None
