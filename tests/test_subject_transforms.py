@@ -211,3 +211,88 @@ def test_validate_refuses_a_bad_destination_before_any_request(
             assert "wildcard index 3 is out of range" in err
             assert "Traceback" not in err
     assert counter.requests == []
+
+
+@pytest.mark.parametrize(
+    "dest",
+    ["{{splitFromLeft(1,99999999999)}}.$1", "p.{{partition(3)}}.$1"],
+    ids=["int64-position", "partition-shorthand"],
+)
+def test_plan_refuses_what_the_target_release_refuses(
+    dest: str, tmp_path: Path, nats_server: SingleServer, target: Target
+) -> None:
+    """Validation passes a mapping some supported release takes; the plan, knowing the
+    server's version, refuses it there when this release does not (and sends nothing)."""
+    project = make_project(tmp_path, nats_server.url)
+    name = unique_name("XF")
+    project.write(
+        "a.yaml",
+        f"""
+        apiVersion: jsops/v1
+        kind: Stream
+        metadata:
+          name: {name}
+        spec:
+          subjects: ["{name.lower()}.*"]
+          subject_transform:
+            src: "{name.lower()}.*"
+            dest: "{{% raw %}}{dest}{{% endraw %}}"
+        """,
+    )
+    assert project.cli("validate")[0] == 0
+    refused = transform_problems(f"{name.lower()}.*", dest, release=target.version)
+    with JsWriteCounter(nats_server.url) as counter:
+        code, out, err = project.cli("plan")
+    assert counter.writes == []
+    if refused:
+        assert (code, out) == (1, ""), err
+        assert err.startswith("manifests/a.yaml:9:5: spec.subject_transform: dest "), err
+        assert f"(nats-server {target.version} refuses it)" in err
+    else:
+        assert code == 0, err
+        code, _, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+        js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{name}")
+
+
+def test_republish_cycles_as_the_server_sees_them(
+    nats_server: SingleServer, target: Target
+) -> None:
+    """republish onto the stream's own subjects is refused everywhere; ``> -> >`` behind
+    a subject_transform of the one subject is the transformed subjects' republish on
+    the releases that have it (a cycle before)."""
+    for config, refused_everywhere in (
+        ({"subjects": ["{n}.>"], "republish": {"src": "{n}.a", "dest": "{n}.b"}}, True),
+        (
+            {
+                "subjects": ["{n}.in.>"],
+                "subject_transform": {"src": "{n}.in.>", "dest": "{n}.out.>"},
+                "republish": {"dest": ">"},
+            },
+            False,
+        ),
+    ):
+        name = unique_name("XF")
+        spec: dict[str, Any] = {
+            k: _fill(v, name.lower()) for k, v in config.items()
+        }  # each case on its own subjects
+        offline = StreamSpec.model_validate(spec).problems()
+        at_release = StreamSpec.model_validate(spec).transform_problems(release=target.version)
+        reply = js_request_sync(
+            nats_server.url,
+            f"$JS.API.STREAM.CREATE.{name}",
+            {"name": name, "storage": "memory", **spec},
+        )
+        server_ok = "error" not in reply
+        if server_ok:
+            js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{name}")
+        assert (offline != []) == refused_everywhere, offline
+        assert (at_release == []) == server_ok, (target.version, reply.get("error"), at_release)
+
+
+def _fill(value: Any, n: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{n}", n)
+    if isinstance(value, list):
+        return [_fill(v, n) for v in value]
+    return {k: _fill(v, n) for k, v in value.items()}

@@ -31,6 +31,7 @@ from reconciler.subjects import (
     SOURCE,
     TRANSFORM,
     covers,
+    implicit_republish,
     overlaps,
     transform_problems,
 )
@@ -43,15 +44,19 @@ class SubjectTransform(BaseModel):
     src: Subject | None = None
     dest: str
 
-    def problems(self, where: str) -> list[Problem]:
+    def problems(self, where: str, release: str | None = None) -> list[Problem]:
         """The destination as the server checks it (``reconciler.subjects``)."""
-        return dest_problems(self.src, self.dest, where)
+        return dest_problems(self.src, self.dest, where, release)
 
 
-def dest_problems(src: str | None, dest: str, where: str) -> list[Problem]:
-    """A mapping's ``dest`` problems, at ``("dest",)``."""
+def dest_problems(
+    src: str | None, dest: str, where: str, release: str | None = None
+) -> list[Problem]:
+    """A mapping's ``dest`` problems, at ``("dest",)``: those of every supported
+    release, or (``release``) of that one."""
     shown = json.dumps(dest, ensure_ascii=False)
-    return [(("dest",), f"dest {shown}: {m}") for m in transform_problems(src, dest, where=where)]
+    found = transform_problems(src, dest, where=where, release=release or None)
+    return [(("dest",), f"dest {shown}: {m}") for m in found]
 
 
 class External(BaseModel):
@@ -102,10 +107,17 @@ class StreamSource(BaseModel):
             for key in ("opt_start_seq", "opt_start_time", "filter_subject"):
                 if getattr(self, key) is not None:
                     out.append(((key,), f"{key} cannot be combined with consumer"))
+        return out + self.transform_problems(mirror=mirror)
+
+    def transform_problems(
+        self, *, mirror: bool = False, release: str | None = None
+    ) -> list[Problem]:
         # 2.10 checks a local source's transforms as 2.11+ check every origin's
         where = MIRROR if mirror or self.remote else SOURCE
+        out: list[Problem] = []
         for i, transform in enumerate(self.subject_transforms or ()):
-            out += [(("subject_transforms", i, *p), m) for p, m in transform.problems(where)]
+            found = transform.problems(where, release)
+            out += [(("subject_transforms", i, *p), m) for p, m in found]
         return out
 
 
@@ -182,7 +194,7 @@ class StreamSpec(BaseModel):
 
     def problems(self) -> list[Problem]:
         """Cross-field rules the server enforces at create time, checked offline."""
-        out: list[Problem] = self._subject_problems() + self._transform_problems()
+        out: list[Problem] = self._subject_problems() + self.transform_problems()
         if self.monitoring is not None:
             out += [(("monitoring", *p), m) for p, m in self.monitoring.problems(self.metadata)]
         if self.mirror is not None:
@@ -262,15 +274,20 @@ class StreamSpec(BaseModel):
             pass  # the server forces deny_delete on seal; normalization handles it
         return out
 
-    def _transform_problems(self) -> list[Problem]:
+    def transform_problems(self, release: str | None = None) -> list[Problem]:
         """subject_transform and republish destinations (an origin's transforms are
-        :meth:`StreamSource.problems`'); republish must not feed the stream itself."""
+        :meth:`StreamSource.problems`', or with ``release`` here too); republish must
+        not feed the stream itself. ``release``: as that release checks them."""
         out: list[Problem] = []
         if self.subject_transform is not None:
             out += [
                 (("subject_transform", *p), m)
-                for p, m in self.subject_transform.problems(TRANSFORM)
+                for p, m in self.subject_transform.problems(TRANSFORM, release)
             ]
+        if release:
+            for path, origin in self.origins():
+                found = origin.transform_problems(mirror=path == ("mirror",), release=release)
+                out += [((*path, *p), m) for p, m in found]
         republish = self.republish
         if republish is None:
             return out
@@ -278,12 +295,13 @@ class StreamSpec(BaseModel):
         transform = self.subject_transform
         if (
             dest == ">"
+            and implicit_republish(release)
             and src in (None, "", ">")
             and transform is not None
             and self.subjects is not None
             and len(self.subjects) == 1
             and transform.src == self.subjects[0]
-        ):  # 2.11.11+, 2.12.2+: republish every message under its transformed subject
+        ):  # republish every message under its transformed subject
             src = dest = transform.dest
         else:
             other = next((s for s in self.subjects or () if overlaps(dest, s)), None)
@@ -297,7 +315,7 @@ class StreamSpec(BaseModel):
                     )
                 )
                 return out
-        out += [(("republish", *p), m) for p, m in dest_problems(src, dest, REPUBLISH)]
+        out += [(("republish", *p), m) for p, m in dest_problems(src, dest, REPUBLISH, release)]
         return out
 
     def _subject_problems(self) -> list[Problem]:
