@@ -11,7 +11,8 @@ MATRIX_TESTS ?= tests/test_fidelity.py tests/test_sets.py tests/test_mutability.
 	tests/test_roundtrip.py tests/test_cluster.py tests/test_domains.py tests/test_harness.py \
 	tests/test_buckets.py tests/test_status.py tests/test_backup.py \
 	tests/test_lock.py tests/test_lock_topologies.py tests/test_accounts_e2e.py \
-	tests/test_drift.py tests/test_topologies.py tests/test_server_limits.py
+	tests/test_drift.py tests/test_topologies.py tests/test_server_limits.py \
+	tests/test_subject_transforms.py
 VERSIONS ?=
 
 install: $(STAMP)

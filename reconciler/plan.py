@@ -29,12 +29,13 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler import buckets
-from reconciler.diagnostics import check_targets
+from reconciler.diagnostics import check_targets, dotted
 from reconciler.diff import FieldDiff, diff_config
 from reconciler.drift import drifted, stamp
 from reconciler.errors import Diagnostic, LiveUnavailable, Location, ManifestError, UsageError
 from reconciler.live import LiveState, ServerIdentity
 from reconciler.models import Address, Kind, Resource, StreamSpec
+from reconciler.models.stream import dest_problems
 from reconciler.mutability import (
     consumer_limits_violations,
     fields_needing_level,
@@ -59,6 +60,7 @@ from reconciler.normalize import (
     stream_api_config,
     stream_wire_config,
 )
+from reconciler.subjects import REPUBLISH
 
 
 class Action(StrEnum):
@@ -380,6 +382,25 @@ def _unmodeled(live_config: dict[str, Any], modeled: Iterable[str]) -> dict[str,
     return {k: v for k, v in live_config.items() if k not in skip}
 
 
+def _refused_by_release(
+    res: Resource, problems: list[tuple[tuple[str | int, ...], str]], version: str
+) -> list[Diagnostic]:
+    """Transform destinations the target release refuses (validation passed them: some
+    other supported release takes them), located as validation locates its own."""
+    doc = res.document
+    out = []
+    for path, message in problems:
+        where = f"{dotted(('spec', *path[:-1]))}: " if len(path) > 1 else ""
+        out.append(
+            Diagnostic(
+                doc.locate(("spec", *path)) if doc else res.location,
+                f"{where}{message} (nats-server {version} refuses it)",
+                code="refused",
+            )
+        )
+    return out
+
+
 def _where(where: str) -> str:
     """``leaf`` or ``$JS.leaf.API`` -> ``domain leaf``; another API prefix as it is."""
     parts = where.split(".")
@@ -583,11 +604,19 @@ class Planner:
                 )
                 for field, reason in refused_combinations(manifest, self.rules_version)
             ]
+            if self.rules_version:
+                found = spec.transform_problems(release=self.rules_version)
+                self.errors += _refused_by_release(res, found, self.rules_version)
         else:
             buckets.keep_live_choices(manifest, live.streams.get(name))
             kind = bucket.address.kind
             config = buckets.spec_config(bucket)
             self.errors += level_errors(bucket, kind, config, live.api_level, self.rules_version)
+            republish = getattr(bucket.spec, "republish", None)
+            if self.rules_version and republish is not None:
+                found = dest_problems(republish.src, republish.dest, REPUBLISH, self.rules_version)
+                found = [(("republish", *p), m) for p, m in found]
+                self.errors += _refused_by_release(bucket, found, self.rules_version)
         self.errors += _replica_errors(bucket or res, manifest, live)
         canon = canonical_stream(manifest, live.api_level)
         self.desired_canon[name] = canon

@@ -516,37 +516,49 @@ def test_failed_change_skips_dependents_and_the_rest_goes_on(
     url = nats_server.url
     bad, good = unique_name("BAD"), unique_name("GOOD")
 
-    # A subject transform only the server checks (validation does not map wildcards):
-    # the server refuses BAD's create.
-    def manifests(dest: str) -> str:
-        transform = {"src": f"{bad.lower()}.*", "dest": dest}
+    # A failure only the server can know: BAD sources a stream no manifest declares,
+    # whose max_msg_size is larger than BAD's (validation never sees the origin, plan
+    # does not compare them): the server refuses BAD's create.
+    origin = unique_name("ORIGIN")
+    created = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{origin}",
+        {"name": origin, "subjects": [f"{origin.lower()}.>"], "max_msg_size": 2048},
+    )
+    assert "error" not in created, created
+
+    def manifests(max_msg_size: int) -> str:
         return docs(
-            stream_doc(bad, subject_transform=transform),
+            stream_doc(bad, sources=[{"name": origin}], max_msg_size=max_msg_size),
             consumer_doc(bad, "c"),
             stream_doc(good),
             consumer_doc(good, "c"),
         )
 
-    project.write("a.yaml", manifests("moved.$3"))
-    code, _, err = project.cli("apply", "--auto-approve")
-    assert code == 1
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    failed = [line for line in lines if f"Stream {bad}: create failed:" in line]
-    assert len(failed) == 1
-    assert "wildcard index out of range" in failed[0]  # the server's words
-    assert f"Consumer {bad}/c: create skipped: Stream {bad} did not complete" in lines
-    assert f"done: create Stream {good}, create Consumer {good}/c" in lines
-    assert "apply incomplete: 2 done, 1 failed, 1 skipped" in lines
-    assert stream_info(url, good) is not None
-    assert consumer_info(url, good, "c") is not None
-    assert stream_info(url, bad) is None
+    try:
+        project.write("a.yaml", manifests(1024))
+        code, _, err = project.cli("apply", "--auto-approve")
+        assert code == 1
+        assert "Traceback" not in err
+        lines = err.splitlines()
+        failed = [line for line in lines if f"Stream {bad}: create failed:" in line]
+        assert len(failed) == 1, err
+        assert "must have max message size >= " in failed[0]  # the server's words
+        assert f"Consumer {bad}/c: create skipped: Stream {bad} did not complete" in lines
+        assert f"done: create Stream {good}, create Consumer {good}/c" in lines
+        assert "apply incomplete: 2 done, 1 failed, 1 skipped" in lines
+        assert stream_info(url, good) is not None
+        assert consumer_info(url, good, "c") is not None
+        assert stream_info(url, bad) is None
 
-    # once the manifest is fixed the same run completes the rest
-    project.write("a.yaml", manifests("moved.$1"))
-    code, _, err = project.cli("apply", "--auto-approve")
-    assert code == 0, err
-    assert "Apply complete: 2 done" in err
+        # once the manifest is fixed the same run completes the rest
+        project.write("a.yaml", manifests(2048))
+        code, _, err = project.cli("apply", "--auto-approve")
+        assert code == 0, err
+        assert "Apply complete: 2 done" in err
+    finally:  # BAD would go on asking the deleted origin for its source consumer
+        js_request_sync(url, f"$JS.API.STREAM.DELETE.{bad}")
+        js_request_sync(url, f"$JS.API.STREAM.DELETE.{origin}")
 
 
 def test_prune_refuses_a_protected_resource_whose_manifest_is_gone(nats_server, tmp_path):

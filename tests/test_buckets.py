@@ -225,7 +225,7 @@ def test_tenants_quotas_and_names_apply_to_buckets() -> None:
     apiVersion: jsops/v1
     kind: KeyValue
     metadata: {name: acme-config, tenant: acme}
-    spec: {max_bytes: 600MiB, republish: {dest: "other.x"}}
+    spec: {max_bytes: 600MiB, republish: {src: "$KV.acme-config.x", dest: "other.x"}}
     ---
     apiVersion: jsops/v1
     kind: ObjectStore

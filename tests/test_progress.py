@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from harness.project import make_project
-from harness.servers import SingleServer, unique_name
+from harness.servers import SingleServer, js_request_sync, unique_name
 
 from reconciler.progress import Progress, human_bytes
 
@@ -67,22 +67,33 @@ def test_apply_at_the_default_interval_prints_no_summary_for_a_short_run(
 def test_a_failed_apply_counts_failures_in_its_summary_and_lists_them_at_the_end(
     nats_server: SingleServer, tmp_path: Path
 ) -> None:
-    """A subject transform only the server checks fails one create; its consumer is
-    skipped; the summary lines count both, the closing lines name them."""
+    """A create only the server refuses fails (a source whose origin, a stream no
+    manifest declares, has a larger max_msg_size); its consumer is skipped; the summary
+    lines count both, the closing lines name them."""
     tag = unique_name("PF", 5)
+    origin = f"{tag}_ORIGIN"
+    created = js_request_sync(
+        nats_server.url,
+        f"$JS.API.STREAM.CREATE.{origin}",
+        {"name": origin, "subjects": [f"{tag.lower()}.origin.>"], "max_msg_size": 2048},
+    )
+    assert "error" not in created, created
     project = make_project(tmp_path, nats_server.url)
     bad = (
         f"---\napiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {tag}_X}}\n"
-        f"spec: {{subjects: ['{tag.lower()}.x.>'], "
-        f"subject_transform: {{src: '{tag.lower()}.x.*', dest: 'moved.$3'}}}}\n"
+        f"spec: {{subjects: ['{tag.lower()}.x.>'], max_msg_size: 1024, "
+        f"sources: [{{name: {origin}}}]}}\n"
         "---\napiVersion: jsops/v1\nkind: Consumer\n"
         f"metadata: {{name: c, stream: {tag}_X}}\nspec: {{}}\n"
     )
     project.write("s.yaml", _streams(tag, "1h") + bad)
-    code, _out, err = project.cli("apply", "--auto-approve", env=EVERY_CHANGE)
+    try:
+        code, _out, err = project.cli("apply", "--auto-approve", env=EVERY_CHANGE)
+    finally:
+        js_request_sync(nats_server.url, f"$JS.API.STREAM.DELETE.{origin}")
     assert code == 1
     assert re.search(r"^apply: 14/14 changes, [\d.]+/s, 1 failed, 1 skipped$", err, re.M), err
-    assert re.search(rf"^Stream {tag}_X: create failed: .*wildcard index", err, re.M), err
+    assert re.search(rf"^Stream {tag}_X: create failed: .*max message size", err, re.M), err
     assert f"Consumer {tag}_X/c: create skipped: Stream {tag}_X did not complete" in err
     assert "apply incomplete: 12 done, 1 failed, 1 skipped" in err
     assert " ... done" not in err and "Traceback" not in err

@@ -15,8 +15,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from reconciler.models.monitoring import StreamMonitoring
-from reconciler.models.stream import External, Placement, Problem, RePublish, remote_problems
+from reconciler.models.stream import (
+    External,
+    Placement,
+    Problem,
+    RePublish,
+    dest_problems,
+    remote_problems,
+)
 from reconciler.models.types import STRICT, Duration, Int, Size, Timestamp, checked
+from reconciler.subjects import REPUBLISH
 
 # nats.go validBucketRe / nats.py VALID_BUCKET_RE
 BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -115,6 +123,12 @@ class KeyValueSpec(_BucketSpec):
             out += [(("sources", i, *p), m) for p, m in source.problems()]
         if self.limit_marker_ttl is not None and 0 < self.limit_marker_ttl < 10**9:
             out.append((("limit_marker_ttl",), "limit_marker_ttl must be at least 1s"))
+        if self.republish is not None:
+            republish = self.republish
+            out += [
+                (("republish", *p), m)
+                for p, m in dest_problems(republish.src, republish.dest, REPUBLISH)
+            ]
         return out
 
 

@@ -25,7 +25,16 @@ from reconciler.models.types import (
     Timestamp,
     valid_domain,
 )
-from reconciler.subjects import covers, overlaps
+from reconciler.subjects import (
+    MIRROR,
+    REPUBLISH,
+    SOURCE,
+    TRANSFORM,
+    covers,
+    implicit_republish,
+    overlaps,
+    transform_problems,
+)
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -34,6 +43,20 @@ class SubjectTransform(BaseModel):
     model_config = STRICT
     src: Subject | None = None
     dest: str
+
+    def problems(self, where: str, release: str | None = None) -> list[Problem]:
+        """The destination as the server checks it (``reconciler.subjects``)."""
+        return dest_problems(self.src, self.dest, where, release)
+
+
+def dest_problems(
+    src: str | None, dest: str, where: str, release: str | None = None
+) -> list[Problem]:
+    """A mapping's ``dest`` problems, at ``("dest",)``: those of every supported
+    release, or (``release``) of that one."""
+    shown = json.dumps(dest, ensure_ascii=False)
+    found = transform_problems(src, dest, where=where, release=release or None)
+    return [(("dest",), f"dest {shown}: {m}") for m in found]
 
 
 class External(BaseModel):
@@ -71,7 +94,7 @@ class StreamSource(BaseModel):
         the ``external.api`` prefix; None for an origin beside this stream."""
         return self.domain or (self.external.api if self.external else None)
 
-    def problems(self) -> list[Problem]:
+    def problems(self, *, mirror: bool = False) -> list[Problem]:
         out = remote_problems(self.domain, self.external)
         if self.filter_subject and self.subject_transforms:
             out.append(
@@ -84,6 +107,17 @@ class StreamSource(BaseModel):
             for key in ("opt_start_seq", "opt_start_time", "filter_subject"):
                 if getattr(self, key) is not None:
                     out.append(((key,), f"{key} cannot be combined with consumer"))
+        return out + self.transform_problems(mirror=mirror)
+
+    def transform_problems(
+        self, *, mirror: bool = False, release: str | None = None
+    ) -> list[Problem]:
+        # 2.10 checks a local source's transforms as 2.11+ check every origin's
+        where = MIRROR if mirror or self.remote else SOURCE
+        out: list[Problem] = []
+        for i, transform in enumerate(self.subject_transforms or ()):
+            found = transform.problems(where, release)
+            out += [(("subject_transforms", i, *p), m) for p, m in found]
         return out
 
 
@@ -160,7 +194,7 @@ class StreamSpec(BaseModel):
 
     def problems(self) -> list[Problem]:
         """Cross-field rules the server enforces at create time, checked offline."""
-        out: list[Problem] = self._subject_problems()
+        out: list[Problem] = self._subject_problems() + self.transform_problems()
         if self.monitoring is not None:
             out += [(("monitoring", *p), m) for p, m in self.monitoring.problems(self.metadata)]
         if self.mirror is not None:
@@ -183,7 +217,7 @@ class StreamSpec(BaseModel):
             ):
                 if getattr(self, key):
                     out.append(((key,), f"{key} is not allowed on a mirror"))
-            out += [(("mirror", *p), m) for p, m in self.mirror.problems()]
+            out += [(("mirror", *p), m) for p, m in self.mirror.problems(mirror=True)]
         for i, source in enumerate(self.sources or ()):
             out += [(("sources", i, *p), m) for p, m in source.problems()]
         if self.max_age and self.max_age < 100_000_000:
@@ -238,6 +272,50 @@ class StreamSpec(BaseModel):
                 out.append((("persist_mode",), "persist_mode: async rules out allow_atomic"))
         if self.sealed and self.deny_delete is False:
             pass  # the server forces deny_delete on seal; normalization handles it
+        return out
+
+    def transform_problems(self, release: str | None = None) -> list[Problem]:
+        """subject_transform and republish destinations (an origin's transforms are
+        :meth:`StreamSource.problems`', or with ``release`` here too); republish must
+        not feed the stream itself. ``release``: as that release checks them."""
+        out: list[Problem] = []
+        if self.subject_transform is not None:
+            out += [
+                (("subject_transform", *p), m)
+                for p, m in self.subject_transform.problems(TRANSFORM, release)
+            ]
+        if release:
+            for path, origin in self.origins():
+                found = origin.transform_problems(mirror=path == ("mirror",), release=release)
+                out += [((*path, *p), m) for p, m in found]
+        republish = self.republish
+        if republish is None:
+            return out
+        src, dest = republish.src, republish.dest
+        transform = self.subject_transform
+        if (
+            dest == ">"
+            and implicit_republish(release)
+            and src in (None, "", ">")
+            and transform is not None
+            and self.subjects is not None
+            and len(self.subjects) == 1
+            and transform.src == self.subjects[0]
+        ):  # republish every message under its transformed subject
+            src = dest = transform.dest
+        else:
+            other = next((s for s in self.subjects or () if overlaps(dest, s)), None)
+            if other is not None:
+                shown = json.dumps(dest, ensure_ascii=False)
+                out.append(
+                    (
+                        ("republish", "dest"),
+                        f'dest {shown} overlaps subject "{other}" of the stream: '
+                        "republished messages would be stored again (a cycle)",
+                    )
+                )
+                return out
+        out += [(("republish", *p), m) for p, m in dest_problems(src, dest, REPUBLISH, release)]
         return out
 
     def _subject_problems(self) -> list[Problem]:
