@@ -242,20 +242,6 @@ _INT32_ARGS: Release = (2, 11, 8)
 _PRECHECK: Release = (2, 11, 0)  # ValidateMapping for subject_transform and origins
 
 
-def implicit_republish(release: str | Release | None) -> bool:
-    """Does ``release`` (None: some supported release) take republish ``> -> >`` on a
-    stream whose one subject is its subject_transform's src, republishing under the
-    transformed subjects (2.11.11+, 2.12.2+, 2.14+), rather than refuse it as a cycle?"""
-    if release is None:
-        return True
-    v = release_tuple(release)
-    if v[:2] == (2, 11):
-        return v >= (2, 11, 11)
-    if v[:2] == (2, 12):
-        return v >= (2, 12, 2)
-    return v >= (2, 13, 0)
-
-
 def release_tuple(release: str | Release) -> Release:
     if isinstance(release, tuple):
         return release

@@ -173,15 +173,54 @@ def test_republish_onto_the_streams_own_subjects_is_a_cycle() -> None:
     [(path, message)] = spec.problems()
     assert path == ("republish", "dest")
     assert 'overlaps subject "orders.>"' in message
-    # the implicit republish of the transformed subjects (2.11.11+, 2.12.2+) is no cycle
-    implicit = StreamSpec.model_validate(
-        {
-            "subjects": ["in.>"],
-            "subject_transform": {"src": "in.>", "dest": "out.>"},
-            "republish": {"dest": ">"},
-        }
+
+
+def test_the_implicit_republish_is_refused_and_its_explicit_form_applies(
+    tmp_path: Path, nats_server: SingleServer
+) -> None:
+    """republish ``> -> >`` behind a subject_transform is the server's implicit republish
+    (2.11.11+, 2.12.2+; a cycle before), which pedantic mode refuses on every release,
+    and jsops always sends pedantic: a located validation error naming the explicit
+    form, which a raw pedantic create takes, and which jsops applies and then plans noop."""
+    url = nats_server.url
+    name = unique_name("IMPL")
+    p = name.lower()
+    base = {
+        "subjects": [f"{p}.in.>"],
+        "subject_transform": {"src": f"{p}.in.>", "dest": f"{p}.out.>"},
+    }
+    implicit = StreamSpec.model_validate({**base, "republish": {"dest": ">"}})
+    [(path, message)] = implicit.problems()
+    assert path == ("republish", "dest")
+    assert f'write republish: {{src: "{p}.out.>", dest: "{p}.out.>"}}' in message
+    refused = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{name}",
+        {"name": name, **base, "republish": {"src": ">", "dest": ">"}, "pedantic": True},
     )
-    assert implicit.problems() == []
+    assert "error" in refused, refused
+    explicit = {"src": f"{p}.out.>", "dest": f"{p}.out.>"}
+    made = js_request_sync(
+        url,
+        f"$JS.API.STREAM.CREATE.{name}",
+        {"name": name, **base, "republish": explicit, "pedantic": True},
+    )
+    assert "error" not in made, made
+    js_request_sync(url, f"$JS.API.STREAM.DELETE.{name}")
+    project = make_project(tmp_path, url)
+    doc = (
+        f"apiVersion: jsops/v1\nkind: Stream\nmetadata: {{name: {name}}}\n"
+        f"spec: {{subjects: ['{p}.in.>'], subject_transform: {{src: '{p}.in.>', "
+        f"dest: '{p}.out.>'}}, republish: REPUBLISH}}\n"
+    )
+    project.write("s.yaml", doc.replace("REPUBLISH", "{dest: '>'}"))
+    code, _out, err = project.cli("validate")
+    assert code == 1 and "manifests/s.yaml:4:" in err and "implicit republish" in err, err
+    project.write("s.yaml", doc.replace("REPUBLISH", f"{{src: '{p}.out.>', dest: '{p}.out.>'}}"))
+    code, _out, err = project.cli("apply", "--auto-approve")
+    assert code == 0, err
+    assert project.plan().has_changes is False
+    js_request_sync(url, f"$JS.API.STREAM.DELETE.{name}")
 
 
 def test_validate_refuses_a_bad_destination_before_any_request(
@@ -258,9 +297,9 @@ def test_plan_refuses_what_the_target_release_refuses(
 def test_republish_cycles_as_the_server_sees_them(
     nats_server: SingleServer, target: Target
 ) -> None:
-    """republish onto the stream's own subjects is refused everywhere; ``> -> >`` behind
-    a subject_transform of the one subject is the transformed subjects' republish on
-    the releases that have it (a cycle before)."""
+    """republish onto the stream's own subjects is refused everywhere; so is ``> -> >``
+    behind a subject_transform of the one subject, as jsops sends it (pedantic: the
+    releases with the implicit republish refuse it there, the others see a cycle)."""
     for config, refused_everywhere in (
         ({"subjects": ["{n}.>"], "republish": {"src": "{n}.a", "dest": "{n}.b"}}, True),
         (
@@ -269,7 +308,7 @@ def test_republish_cycles_as_the_server_sees_them(
                 "subject_transform": {"src": "{n}.in.>", "dest": "{n}.out.>"},
                 "republish": {"dest": ">"},
             },
-            False,
+            True,
         ),
     ):
         name = unique_name("XF")
@@ -281,7 +320,7 @@ def test_republish_cycles_as_the_server_sees_them(
         reply = js_request_sync(
             nats_server.url,
             f"$JS.API.STREAM.CREATE.{name}",
-            {"name": name, "storage": "memory", **spec},
+            {"name": name, "storage": "memory", **spec, "pedantic": True},
         )
         server_ok = "error" not in reply
         if server_ok:

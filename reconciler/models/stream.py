@@ -31,7 +31,6 @@ from reconciler.subjects import (
     SOURCE,
     TRANSFORM,
     covers,
-    implicit_republish,
     overlaps,
     transform_problems,
 )
@@ -295,26 +294,36 @@ class StreamSpec(BaseModel):
         transform = self.subject_transform
         if (
             dest == ">"
-            and implicit_republish(release)
             and src in (None, "", ">")
             and transform is not None
             and self.subjects is not None
             and len(self.subjects) == 1
             and transform.src == self.subjects[0]
-        ):  # republish every message under its transformed subject
-            src = dest = transform.dest
-        else:
-            other = next((s for s in self.subjects or () if overlaps(dest, s)), None)
-            if other is not None:
-                shown = json.dumps(dest, ensure_ascii=False)
-                out.append(
-                    (
-                        ("republish", "dest"),
-                        f'dest {shown} overlaps subject "{other}" of the stream: '
-                        "republished messages would be stored again (a cycle)",
-                    )
+        ):
+            # The server's implicit republish of the transformed subjects (2.11.11+,
+            # 2.12.2+; a cycle before), which it refuses in pedantic mode, and jsops
+            # always sends pedantic: the manifest names what the server would make.
+            shown = json.dumps(transform.dest, ensure_ascii=False)
+            out.append(
+                (
+                    ("republish", "dest"),
+                    'republish ">" to ">" is the implicit republish of subject_transform, '
+                    "which the server refuses in pedantic mode (jsops always uses it): write "
+                    f"republish: {{src: {shown}, dest: {shown}}}",
                 )
-                return out
+            )
+            return out
+        other = next((s for s in self.subjects or () if overlaps(dest, s)), None)
+        if other is not None:
+            shown = json.dumps(dest, ensure_ascii=False)
+            out.append(
+                (
+                    ("republish", "dest"),
+                    f'dest {shown} overlaps subject "{other}" of the stream: '
+                    "republished messages would be stored again (a cycle)",
+                )
+            )
+            return out
         out += [(("republish", *p), m) for p, m in dest_problems(src, dest, REPUBLISH, release)]
         return out
 
