@@ -107,8 +107,10 @@ def test_offline_verdict(case: tuple[str, str | None, str, bool]) -> None:
 
 
 def _config(name: str, where: str, src: str | None, dest: str) -> dict[str, Any]:
+    if src is None and where == REPUBLISH:
+        src = ">"  # jsops sends republish's default src (pedantic mode refuses it unset)
     mapping = {"dest": dest} if src is None else {"src": src, "dest": dest}
-    config: dict[str, Any] = {"name": name, "storage": "memory"}
+    config: dict[str, Any] = {"name": name, "storage": "memory", "pedantic": True}  # as jsops
     if where == TRANSFORM:
         config |= {"subjects": [f"{name}.>"], "subject_transform": mapping}
     elif where == MIRROR:
